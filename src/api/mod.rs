@@ -1,0 +1,166 @@
+//! The daemon's HTTP/JSON API (documented in `docs/API.md`): the JSON views it returns, the
+//! axum server on the Unix socket, and the small client the CLI uses.
+
+pub mod client;
+pub mod server;
+
+use quantune_state::{AttemptRecord, TrialRecord};
+use quantune_strategies::Params;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A trial as the API and `--format json` show it (SPEC §6).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrialView {
+    /// Trial number.
+    pub trial: u64,
+    /// State name (SPEC §3).
+    pub state: String,
+    /// Parameters.
+    pub params: Params,
+    /// Final numeric metrics.
+    pub metrics: BTreeMap<String, f64>,
+    /// Final non-numeric values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub info: BTreeMap<String, String>,
+    /// Current (or last) attempt, from 1.
+    pub attempt: u32,
+    /// Why it ended as it did.
+    pub reason: Option<String>,
+    /// Last 4 KiB of stderr of the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_tail: Option<String>,
+    /// Earlier attempts that failed or were interrupted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_attempts: Vec<AttemptRecord>,
+    /// `local` or `external`.
+    pub executor: Option<String>,
+    /// Slot it runs on.
+    pub slot: Option<String>,
+    /// Seconds from start to finish of the last attempt.
+    pub duration_s: Option<f64>,
+    /// Unix time created.
+    pub created_at: f64,
+    /// Unix time the last attempt started.
+    pub started_at: Option<f64>,
+    /// Unix time it finished.
+    pub finished_at: Option<f64>,
+}
+
+impl From<&TrialRecord> for TrialView {
+    fn from(t: &TrialRecord) -> Self {
+        TrialView {
+            trial: t.number,
+            state: t.state.as_str().to_string(),
+            params: t.params.clone(),
+            metrics: t.metrics.clone(),
+            info: t.info.clone(),
+            attempt: t.attempt,
+            reason: t.reason.clone(),
+            stderr_tail: t.stderr_tail.clone(),
+            failed_attempts: t.attempts.clone(),
+            executor: t.executor.clone(),
+            slot: t.slot.clone(),
+            duration_s: t.duration(),
+            created_at: t.created_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+        }
+    }
+}
+
+/// A study as `studies` and `status` show it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StudySummary {
+    /// Name.
+    pub name: String,
+    /// `running | paused | completed | failed | cancelled`.
+    pub state: String,
+    /// Why it is in that state, when that needs saying.
+    pub message: Option<String>,
+    /// Free text from the study file.
+    pub description: Option<String>,
+    /// Strategy kind.
+    pub strategy: String,
+    /// `command` or `external`.
+    pub workload: String,
+    /// `budget.max_trials`.
+    pub max_trials: u64,
+    /// `budget.parallel`.
+    pub parallel: u64,
+    /// Trials created so far.
+    pub trials: u64,
+    /// Trials per state.
+    pub counts: BTreeMap<String, u64>,
+    /// The best feasible trial so far.
+    pub best: Option<TrialView>,
+    /// Unix time created.
+    pub created_at: f64,
+    /// Unix time of the last state change.
+    pub updated_at: f64,
+}
+
+/// Body of `POST /v1/studies`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The study file's TOML text.
+    pub source: String,
+    /// The file name, used in error messages.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Absolute directory relative paths are resolved against (the file's directory).
+    #[serde(default)]
+    pub base_dir: Option<String>,
+}
+
+/// Body of `POST …/report`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// The step.
+    pub step: u64,
+    /// The values.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Body of `POST …/tell`: exactly one of the three.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TellRequest {
+    /// Final metrics.
+    #[serde(default)]
+    pub metrics: Option<BTreeMap<String, f64>>,
+    /// Failure reason.
+    #[serde(default)]
+    pub failed: Option<String>,
+    /// Infeasibility reason.
+    #[serde(default)]
+    pub infeasible: Option<String>,
+}
+
+/// Reply of `ask`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AskReply {
+    /// Trial number.
+    pub trial: u64,
+    /// Its parameters.
+    pub params: Params,
+}
+
+/// Reply of `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// quantune version.
+    pub version: String,
+    /// Daemon pid.
+    pub pid: u32,
+    /// State directory.
+    pub state_dir: String,
+    /// Slot usage.
+    pub slots: crate::slots::SlotUsage,
+    /// GPUs found.
+    pub gpus: crate::gpu::GpuDiscovery,
+    /// Every study.
+    pub studies: Vec<StudySummary>,
+}

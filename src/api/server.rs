@@ -1,0 +1,232 @@
+//! The API server: axum routes over the engine, served on a Unix socket. Every error is a JSON
+//! object `{"error": "…"}` with a 4xx/5xx status; one bad request never affects another.
+
+use super::{AskReply, DaemonStatus, ReportRequest, SubmitRequest, TellRequest};
+use crate::engine::{Engine, EngineError, TellOutcome};
+use crate::gpu::GpuDiscovery;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The scheduler.
+    pub engine: Arc<Engine>,
+    /// GPUs found at start.
+    pub gpus: Arc<GpuDiscovery>,
+    /// The state directory (for `status`).
+    pub state_dir: PathBuf,
+}
+
+/// An API error: status plus message.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match &e {
+            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::Conflict(_) => StatusCode::CONFLICT,
+            EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// Parses a JSON body with a message that names the field at fault.
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            bad(format!("invalid request body: {}", e.inner()))
+        } else {
+            bad(format!("invalid request body at {path}: {}", e.inner()))
+        }
+    })
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/status", get(status))
+        .route("/v1/studies", get(studies).post(submit))
+        .route("/v1/studies/{name}", get(study))
+        .route("/v1/studies/{name}/trials", get(trials))
+        .route("/v1/studies/{name}/trials/{n}", get(trial))
+        .route("/v1/studies/{name}/leaderboard", get(leaderboard))
+        .route("/v1/studies/{name}/pause", post(pause))
+        .route("/v1/studies/{name}/resume", post(resume))
+        .route("/v1/studies/{name}/cancel", post(cancel))
+        .route("/v1/studies/{name}/ask", post(ask))
+        .route("/v1/studies/{name}/trials/{n}/report", post(report))
+        .route("/v1/studies/{name}/trials/{n}/tell", post(tell))
+        .route("/v1/studies/{name}/export", get(export))
+        .route("/v1/import", post(import))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such API endpoint; see docs/API.md".into(),
+            )
+        })
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn status(State(s): State<AppState>) -> Json<DaemonStatus> {
+    Json(DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        state_dir: s.state_dir.display().to_string(),
+        slots: s.engine.slots(),
+        gpus: (*s.gpus).clone(),
+        studies: s.engine.studies(),
+    })
+}
+
+async fn studies(State(s): State<AppState>) -> impl IntoResponse {
+    Json(s.engine.studies())
+}
+
+async fn submit(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> {
+    let req: SubmitRequest = body(&bytes)?;
+    let file = req.file.unwrap_or_else(|| "<submitted study>".into());
+    let base = match req.base_dir {
+        Some(d) if std::path::Path::new(&d).is_absolute() => PathBuf::from(d),
+        Some(d) => {
+            return Err(bad(format!(
+                "base_dir must be an absolute path (got \"{d}\")"
+            )))
+        }
+        None => s.state_dir.clone(),
+    };
+    let def =
+        crate::study::parse(&req.source, &file, &base, None).map_err(|e| bad(e.to_string()))?;
+    let summary = s.engine.submit(def, req.source)?;
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+async fn study(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.study(&name)?).into_response())
+}
+
+async fn trials(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.trials(&name)?).into_response())
+}
+
+async fn trial(
+    State(s): State<AppState>,
+    Path((name, n)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let n = trial_number(&n)?;
+    let (view, reports) = s.engine.trial(&name, n)?;
+    Ok(Json(serde_json::json!({ "trial": view, "reports": reports })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopQuery {
+    top: Option<usize>,
+}
+
+async fn leaderboard(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<Query<TopQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q.map_err(|e| bad(format!("invalid query: {}", e.body_text())))?;
+    Ok(Json(s.engine.leaderboard(&name, q.top)?).into_response())
+}
+
+async fn pause(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.pause(&name)?).into_response())
+}
+
+async fn resume(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.resume(&name)?).into_response())
+}
+
+async fn cancel(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.engine.cancel(&name)?).into_response())
+}
+
+async fn ask(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let (trial, params) = s.engine.ask(&name)?;
+    Ok(Json(AskReply { trial, params }).into_response())
+}
+
+fn trial_number(n: &str) -> ApiResult<u64> {
+    n.parse().map_err(|_| {
+        bad(format!(
+            "trial number must be a non-negative integer (got \"{n}\")"
+        ))
+    })
+}
+
+async fn report(
+    State(s): State<AppState>,
+    Path((name, n)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let n = trial_number(&n)?;
+    let req: ReportRequest = body(&bytes)?;
+    let prune = s.engine.report(&name, n, req.step, req.metrics)?;
+    Ok(Json(serde_json::json!({ "prune": prune })).into_response())
+}
+
+async fn tell(
+    State(s): State<AppState>,
+    Path((name, n)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let n = trial_number(&n)?;
+    let req: TellRequest = body(&bytes)?;
+    let outcome = match (req.metrics, req.failed, req.infeasible) {
+        (Some(m), None, None) => TellOutcome::Complete(m),
+        (None, Some(r), None) => TellOutcome::Failed(r),
+        (None, None, Some(r)) => TellOutcome::Infeasible(r),
+        _ => {
+            return Err(bad(
+                "tell needs exactly one of \"metrics\", \"failed\" or \"infeasible\"",
+            ))
+        }
+    };
+    Ok(Json(s.engine.tell(&name, n, outcome)?).into_response())
+}
+
+async fn export(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let data = s.engine.export(&name)?;
+    Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
+}
+
+async fn import(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> {
+    let summary = s.engine.import(&bytes)?;
+    Ok(
+        Json(serde_json::json!({ "studies": summary.studies, "trials": summary.trials }))
+            .into_response(),
+    )
+}

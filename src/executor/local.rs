@@ -1,0 +1,336 @@
+//! The local executor: each attempt is a child process started from argv (never a shell) in its
+//! own process group, speaking the trial protocol (SPEC §3) through its environment and a
+//! metrics file. Timeouts and cancellation signal the whole group: SIGTERM, then SIGKILL after
+//! a grace period.
+
+use super::protocol::{self, MetricsLine};
+use super::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::collections::{HashMap, VecDeque};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+/// How much of stderr a trial keeps.
+pub const STDERR_TAIL_BYTES: usize = 4096;
+
+/// How often a running trial's metrics file is read for new intermediate reports.
+const TAIL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs attempts as local child processes.
+pub struct LocalExecutor {
+    /// Where events go (the scheduler's inbox).
+    events: mpsc::UnboundedSender<ExecEvent>,
+    /// Cancel switches of the attempts in flight, by (study, trial).
+    running: Arc<Mutex<HashMap<(String, u64), watch::Sender<Option<CancelReason>>>>>,
+    /// Time between SIGTERM and SIGKILL.
+    kill_grace: Duration,
+}
+
+impl LocalExecutor {
+    /// An executor sending its events to `events`, waiting `kill_grace` between SIGTERM and SIGKILL.
+    pub fn new(events: mpsc::UnboundedSender<ExecEvent>, kill_grace: Duration) -> LocalExecutor {
+        LocalExecutor {
+            events,
+            running: Arc::default(),
+            kill_grace,
+        }
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn start(&self, launch: Launch) {
+        let (tx, rx) = watch::channel(None);
+        let key = (launch.study.clone(), launch.trial);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), tx);
+        let events = self.events.clone();
+        let running = self.running.clone();
+        let grace = self.kill_grace;
+        tokio::spawn(async move {
+            let (study, trial, attempt) = (launch.study.clone(), launch.trial, launch.attempt);
+            let outcome = run_attempt(launch, rx, grace, &events).await;
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            let _ = events.send(ExecEvent::Finished {
+                study,
+                trial,
+                attempt,
+                outcome,
+            });
+        });
+    }
+
+    fn cancel(&self, study: &str, trial: u64, why: CancelReason) {
+        if let Some(tx) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(study.to_string(), trial))
+        {
+            let _ = tx.send(Some(why));
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Reads new complete lines of the metrics file and forwards intermediate reports.
+struct MetricsTail {
+    path: std::path::PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl MetricsTail {
+    async fn poll(&mut self, launch: &Launch, events: &mpsc::UnboundedSender<ExecEvent>) {
+        let Ok(mut f) = tokio::fs::File::open(&self.path).await else {
+            return;
+        };
+        if f.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if f.read_to_end(&mut buf).await.is_err() {
+            return;
+        }
+        self.offset += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=nl).collect();
+            if let Ok(MetricsLine::Report { step, values }) =
+                protocol::parse_line(String::from_utf8_lossy(&line).trim())
+            {
+                let _ = events.send(ExecEvent::Report {
+                    study: launch.study.clone(),
+                    trial: launch.trial,
+                    attempt: launch.attempt,
+                    step,
+                    values,
+                });
+            }
+        }
+    }
+}
+
+async fn run_attempt(
+    launch: Launch,
+    mut cancel: watch::Receiver<Option<CancelReason>>,
+    grace: Duration,
+    events: &mpsc::UnboundedSender<ExecEvent>,
+) -> AttemptOutcome {
+    let fail = |reason: String| AttemptOutcome::Failed {
+        reason,
+        stderr_tail: None,
+    };
+    if let Err(e) = tokio::fs::create_dir_all(&launch.run_dir).await {
+        return fail(format!(
+            "cannot create the trial directory {}: {e}",
+            launch.run_dir.display()
+        ));
+    }
+    let metrics_path = launch
+        .run_dir
+        .join(format!("metrics.{}.jsonl", launch.attempt));
+    let stdout_path = launch
+        .run_dir
+        .join(format!("stdout.{}.log", launch.attempt));
+    let stderr_path = launch
+        .run_dir
+        .join(format!("stderr.{}.log", launch.attempt));
+    // A fresh metrics file per attempt: a retry never sees its predecessor's lines.
+    if let Err(e) = std::fs::File::create(&metrics_path) {
+        return fail(format!(
+            "cannot create the metrics file {}: {e}",
+            metrics_path.display()
+        ));
+    }
+    let stdout = match std::fs::File::create(&stdout_path) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot create {}: {e}", stdout_path.display())),
+    };
+    let mut argv = Vec::with_capacity(launch.spec.command.len());
+    for arg in &launch.spec.command {
+        match protocol::substitute(arg, &launch.params, &launch.study, launch.trial) {
+            Ok(a) => argv.push(a),
+            Err(e) => return fail(format!("bad command template: {e}")),
+        }
+    }
+    let cuda: Vec<String> = launch.slot.gpus.iter().map(u32::to_string).collect();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&launch.spec.working_dir)
+        .envs(&launch.spec.env)
+        .env("QUANTUNE_STUDY", &launch.study)
+        .env("QUANTUNE_TRIAL", launch.trial.to_string())
+        .env("QUANTUNE_ATTEMPT", launch.attempt.to_string())
+        .env("QUANTUNE_PARAMS", protocol::params_json(&launch.params))
+        .env("QUANTUNE_METRICS_FILE", &metrics_path)
+        .env("CUDA_VISIBLE_DEVICES", cuda.join(","))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(format!(
+                "cannot start {:?} in {}: {e}",
+                argv[0],
+                launch.spec.working_dir.display()
+            ))
+        }
+    };
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let stderr_task = child.stderr.take().map(|mut err| {
+        let path = stderr_path.clone();
+        tokio::spawn(async move {
+            let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
+            let mut file = tokio::fs::File::create(&path).await.ok();
+            let mut buf = [0u8; 8192];
+            loop {
+                match err.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Some(f) = file.as_mut() {
+                            use tokio::io::AsyncWriteExt;
+                            let _ = f.write_all(&buf[..n]).await;
+                        }
+                        tail.extend(&buf[..n]);
+                        while tail.len() > STDERR_TAIL_BYTES {
+                            tail.pop_front();
+                        }
+                    }
+                }
+            }
+            let bytes: Vec<u8> = tail.into_iter().collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    });
+
+    let mut tail = MetricsTail {
+        path: metrics_path.clone(),
+        offset: 0,
+        partial: Vec::new(),
+    };
+    let deadline = tokio::time::sleep(Duration::from_secs_f64(launch.spec.timeout_secs));
+    tokio::pin!(deadline);
+    let mut ticker = tokio::time::interval(TAIL_INTERVAL);
+    ticker.tick().await;
+    enum End {
+        Exited(std::process::ExitStatus),
+        WaitError(String),
+        TimedOut,
+        Cancelled(CancelReason),
+    }
+    let end = loop {
+        tokio::select! {
+            status = child.wait() => break match status {
+                Ok(s) => End::Exited(s),
+                Err(e) => End::WaitError(e.to_string()),
+            },
+            _ = &mut deadline => break End::TimedOut,
+            changed = cancel.changed() => {
+                if changed.is_err() { continue; }
+                if let Some(why) = *cancel.borrow() { break End::Cancelled(why); }
+            }
+            _ = ticker.tick() => tail.poll(&launch, events).await,
+        }
+    };
+    if matches!(end, End::TimedOut | End::Cancelled(_)) {
+        terminate_group(pgid, &mut child, grace).await;
+    }
+    // Whatever the leader did, nothing of the trial outlives it.
+    if let Some(pg) = pgid {
+        let _ = killpg(pg, Signal::SIGKILL);
+    }
+    let stderr_tail = match stderr_task {
+        Some(t) => tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .ok()
+            .and_then(|r| r.ok()),
+        None => None,
+    };
+    let stderr_tail = stderr_tail.filter(|s| !s.is_empty());
+    tail.poll(&launch, events).await;
+    match end {
+        End::TimedOut => AttemptOutcome::Failed {
+            reason: format!(
+                "timeout after {}",
+                crate::duration::format_secs(launch.spec.timeout_secs)
+            ),
+            stderr_tail,
+        },
+        End::Cancelled(why) => AttemptOutcome::Cancelled { why, stderr_tail },
+        End::WaitError(e) => AttemptOutcome::Failed {
+            reason: format!("lost the trial process: {e}"),
+            stderr_tail,
+        },
+        End::Exited(status) => finish(status, &metrics_path, stderr_tail),
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace` if the leader has not exited.
+async fn terminate_group(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: Duration) {
+    let Some(pg) = pgid else { return };
+    let _ = killpg(pg, Signal::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = killpg(pg, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+/// Turns an exit status and the metrics file into an outcome.
+fn finish(
+    status: std::process::ExitStatus,
+    metrics_path: &std::path::Path,
+    stderr_tail: Option<String>,
+) -> AttemptOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    let text = std::fs::read_to_string(metrics_path).unwrap_or_default();
+    let parsed = protocol::parse_file(&text);
+    if let Ok(m) = &parsed {
+        if let Some(reason) = &m.infeasible {
+            return AttemptOutcome::Infeasible(reason.clone());
+        }
+    }
+    if !status.success() {
+        let reason = match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!(
+                "killed by signal {sig} ({})",
+                Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("?")
+            ),
+            _ => "abnormal exit".into(),
+        };
+        return AttemptOutcome::Failed {
+            reason,
+            stderr_tail,
+        };
+    }
+    match parsed {
+        Err(e) => AttemptOutcome::Failed { reason: e, stderr_tail },
+        Ok(m) => match m.last_final {
+            Some((metrics, info)) => AttemptOutcome::Complete { metrics, info },
+            None => AttemptOutcome::Failed {
+                reason: "exited 0 without a final metrics line (a JSON object without \"step\" in $QUANTUNE_METRICS_FILE)".into(),
+                stderr_tail,
+            },
+        },
+    }
+}

@@ -1,0 +1,111 @@
+//! Executors run one attempt of a trial somewhere and report what happened. The scheduler only
+//! sees this interface: start an attempt, cancel it, and a stream of [`ExecEvent`]s back.
+
+pub mod local;
+pub mod protocol;
+
+use crate::slots::Slot;
+use crate::study::TrialSpec;
+use quantune_strategies::Params;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything needed to start one attempt of one trial.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The study name.
+    pub study: String,
+    /// The trial number.
+    pub trial: u64,
+    /// The attempt (from 1).
+    pub attempt: u32,
+    /// The trial's parameters.
+    pub params: Params,
+    /// How to run it.
+    pub spec: Arc<TrialSpec>,
+    /// Where it runs (GPU indices for `CUDA_VISIBLE_DEVICES`).
+    pub slot: Slot,
+    /// Directory for this trial's metrics and log files.
+    pub run_dir: PathBuf,
+}
+
+/// Why the scheduler stops a running attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// A user cancelled the study (or the study stopped).
+    User,
+    /// A pruner stopped it.
+    Pruned,
+    /// The daemon is shutting down: the attempt is interrupted.
+    Shutdown,
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttemptOutcome {
+    /// Exit 0 with a final metrics line.
+    Complete {
+        /// Numeric final metrics.
+        metrics: BTreeMap<String, f64>,
+        /// Non-numeric final values.
+        info: BTreeMap<String, String>,
+    },
+    /// The trial declared its configuration infeasible.
+    Infeasible(String),
+    /// Non-zero exit, signal, timeout, malformed or missing metrics, failure to start.
+    Failed {
+        /// What went wrong.
+        reason: String,
+        /// The last 4 KiB of stderr.
+        stderr_tail: Option<String>,
+    },
+    /// Stopped by the scheduler.
+    Cancelled {
+        /// Why.
+        why: CancelReason,
+        /// The last 4 KiB of stderr.
+        stderr_tail: Option<String>,
+    },
+}
+
+/// What an executor tells the scheduler.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExecEvent {
+    /// An intermediate report line.
+    Report {
+        /// Study.
+        study: String,
+        /// Trial.
+        trial: u64,
+        /// Attempt it came from.
+        attempt: u32,
+        /// Step.
+        step: u64,
+        /// Values.
+        values: BTreeMap<String, f64>,
+    },
+    /// The attempt is over.
+    Finished {
+        /// Study.
+        study: String,
+        /// Trial.
+        trial: u64,
+        /// Attempt.
+        attempt: u32,
+        /// How it ended.
+        outcome: AttemptOutcome,
+    },
+}
+
+/// Somewhere trials run.
+pub trait Executor: Send + Sync {
+    /// The name stored with each trial (`local`, `slurm`).
+    fn name(&self) -> &'static str;
+    /// Starts an attempt; its events arrive on the channel the executor was built with.
+    fn start(&self, launch: Launch);
+    /// Asks a running attempt to stop; a `Finished` event with `Cancelled` follows.
+    fn cancel(&self, study: &str, trial: u64, why: CancelReason);
+    /// Attempts in flight.
+    fn in_flight(&self) -> usize;
+}

@@ -1,0 +1,197 @@
+//! The trial protocol (SPEC §3) shared by every executor that starts a command: argv
+//! substitution, the environment a trial sees, and parsing of the metrics file it writes.
+
+use quantune_strategies::{ParamValue, Params};
+use std::collections::BTreeMap;
+
+/// The `{name}` placeholders in one argv element (`{{` / `}}` are literal braces).
+pub fn placeholders(arg: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    scan(arg, |name| {
+        names.push(name.to_string());
+        Ok(String::new())
+    })?;
+    Ok(names)
+}
+
+/// Replaces `{name}` in `arg` with the parameter's value (and `{trial}`, `{study}`).
+pub fn substitute(arg: &str, params: &Params, study: &str, trial: u64) -> Result<String, String> {
+    scan(arg, |name| match name {
+        "trial" => Ok(trial.to_string()),
+        "study" => Ok(study.to_string()),
+        _ => params
+            .get(name)
+            .map(ParamValue::to_string)
+            .ok_or_else(|| format!("{{{name}}} names no parameter")),
+    })
+}
+
+fn scan(arg: &str, mut f: impl FnMut(&str) -> Result<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") {
+            out.push('{');
+            rest = &tail[2..];
+        } else if tail.starts_with("}}") {
+            out.push('}');
+            rest = &tail[2..];
+        } else if tail.starts_with('}') {
+            return Err(format!(
+                "unmatched '}}' in \"{arg}\" (write '}}}}' for a literal brace)"
+            ));
+        } else {
+            let end = tail.find('}').ok_or_else(|| {
+                format!("unclosed '{{' in \"{arg}\" (write '{{{{' for a literal brace)")
+            })?;
+            let name = &tail[1..end];
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("\"{{{name}}}\" in \"{arg}\" is not a placeholder: use {{parameter_name}}, {{trial}} or {{study}}"));
+            }
+            out.push_str(&f(name)?);
+            rest = &tail[end + 1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The `QUANTUNE_PARAMS` value: a JSON object of every parameter.
+pub fn params_json(params: &Params) -> String {
+    serde_json::to_string(params).unwrap_or_else(|_| "{}".into())
+}
+
+/// One line of a metrics file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricsLine {
+    /// `{"step": 200, "eval_loss": 2.31}`.
+    Report {
+        /// The step.
+        step: u64,
+        /// Its numeric values.
+        values: BTreeMap<String, f64>,
+    },
+    /// A line without `"step"`: the final result (the last one wins).
+    Final {
+        /// Numeric values.
+        metrics: BTreeMap<String, f64>,
+        /// Non-numeric values (host descriptions and the like), as text.
+        info: BTreeMap<String, String>,
+    },
+    /// `{"infeasible": "reason"}`.
+    Infeasible(String),
+}
+
+/// Parses one line of a metrics file; the error says what is wrong with it.
+pub fn parse_line(line: &str) -> Result<MetricsLine, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err("not a JSON object".into());
+    };
+    if let Some(reason) = map.get("infeasible") {
+        let reason = match reason {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        return Ok(MetricsLine::Infeasible(reason));
+    }
+    if let Some(step) = map.get("step") {
+        let step = step
+            .as_u64()
+            .ok_or_else(|| format!("\"step\" must be a non-negative integer (got {step})"))?;
+        let values = map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "step")
+            .filter_map(|(k, v)| v.as_f64().map(|f| (k.clone(), f)))
+            .collect();
+        return Ok(MetricsLine::Report { step, values });
+    }
+    let mut metrics = BTreeMap::new();
+    let mut info = BTreeMap::new();
+    for (k, v) in map {
+        match v {
+            serde_json::Value::Number(n) => {
+                let f = n
+                    .as_f64()
+                    .ok_or_else(|| format!("\"{k}\" is not a finite number"))?;
+                metrics.insert(k, f);
+            }
+            serde_json::Value::String(s) => {
+                info.insert(k, s);
+            }
+            serde_json::Value::Null => return Err(format!("\"{k}\" is null; write a number")),
+            other => {
+                info.insert(k, other.to_string());
+            }
+        }
+    }
+    Ok(MetricsLine::Final { metrics, info })
+}
+
+/// Everything a finished metrics file said.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsFile {
+    /// Intermediate reports, in file order.
+    pub reports: Vec<(u64, BTreeMap<String, f64>)>,
+    /// The last final line.
+    pub last_final: Option<(BTreeMap<String, f64>, BTreeMap<String, String>)>,
+    /// The infeasibility reason, if the trial declared one.
+    pub infeasible: Option<String>,
+}
+
+/// Parses a whole metrics file; a malformed line is an error naming its line number.
+pub fn parse_file(text: &str) -> Result<MetricsFile, String> {
+    let mut out = MetricsFile::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(line).map_err(|e| format!("metrics file line {}: {e}", i + 1))? {
+            MetricsLine::Report { step, values } => out.reports.push((step, values)),
+            MetricsLine::Final { metrics, info } => out.last_final = Some((metrics, info)),
+            MetricsLine::Infeasible(r) => out.infeasible = Some(r),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitutes_params_and_builtins() {
+        let mut p = Params::new();
+        p.insert("lr".into(), ParamValue::Float(0.1 + 0.2));
+        p.insert("q".into(), ParamValue::Str("int8".into()));
+        let s = substitute("--lr={lr}/{q}/{trial}/{study}/{{x}}", &p, "s", 3).unwrap();
+        assert_eq!(s, "--lr=0.30000000000000004/int8/3/s/{x}");
+        assert_eq!(
+            s.split('/').next().unwrap()[5..].parse::<f64>().unwrap(),
+            0.1 + 0.2
+        );
+        assert!(substitute("{nope}", &p, "s", 0).is_err());
+        assert!(placeholders("{a").is_err());
+        assert!(placeholders("a}").is_err());
+        assert_eq!(placeholders("{a}-{b}").unwrap(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn parses_lines() {
+        let f = parse_file("{\"step\": 1, \"loss\": 2.5}\n\n{\"latency_ms\": 3, \"host\": \"x\"}\n{\"latency_ms\": 4}\n").unwrap();
+        assert_eq!(f.reports.len(), 1);
+        assert_eq!(f.last_final.unwrap().0["latency_ms"], 4.0);
+        assert!(parse_file("{\"step\": -1}").unwrap_err().contains("line 1"));
+        assert!(parse_file("{}\nnot json").unwrap_err().contains("line 2"));
+        assert_eq!(
+            parse_file("{\"infeasible\": \"oom\"}")
+                .unwrap()
+                .infeasible
+                .as_deref(),
+            Some("oom")
+        );
+    }
+}

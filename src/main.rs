@@ -1,0 +1,126 @@
+//! The `quantune` binary: parses the command line and hands off. Exit codes: 0 success,
+//! 1 an error it explains, 2 a usage error (from clap), 130 interrupted `run`.
+
+use clap::Parser;
+use quantune::cli::{Cli, Command, Format};
+use std::process::ExitCode;
+
+fn init_tracing(daemon: bool) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(if daemon { "info" } else { "warn" }));
+    // Under systemd (JOURNAL_STREAM set) log to journald when it answers, else to stderr.
+    let journald = if daemon && std::env::var_os("JOURNAL_STREAM").is_some() {
+        tracing_journald::layer().ok()
+    } else {
+        None
+    };
+    match journald {
+        Some(layer) => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false),
+            )
+            .init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let daemon = matches!(cli.command, Command::Serve { .. });
+    init_tracing(daemon);
+    let multi = matches!(cli.command, Command::Serve { .. } | Command::Run { .. });
+    let rt = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: anyhow::Result<i32> = rt.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => quantune::serve::serve(config.as_deref()).await.map(|_| 0),
+            Command::Run {
+                file,
+                state,
+                cpu_slots,
+                quiet,
+            } => quantune::run::run(&file, &state, cpu_slots, quiet).await,
+            Command::Validate { file } => validate(&file, cli.format),
+            Command::Gpus => gpus(cli.format),
+            other => quantune::commands::run_client(other, &cli.socket, cli.format)
+                .await
+                .map(|_| 0),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
+    let (def, _) = quantune::study::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "study": def }))?
+        );
+    } else {
+        let objectives: Vec<String> = def
+            .objectives
+            .iter()
+            .map(|o| format!("{} {:?}", o.metric, o.direction).to_lowercase())
+            .collect();
+        println!(
+            "ok: {}: study '{}': {} parameter(s), objectives [{}], {} constraint(s), strategy {}, {} trials ({} at once)",
+            file.display(),
+            def.name,
+            def.space.dim(),
+            objectives.join(", "),
+            def.constraints.len(),
+            def.strategy.kind,
+            def.budget.max_trials,
+            def.budget.parallel
+        );
+    }
+    Ok(0)
+}
+
+fn gpus(format: Format) -> anyhow::Result<i32> {
+    let d = quantune::gpu::discover();
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else if let Some(note) = &d.note {
+        println!("no GPUs: {note}");
+    } else {
+        for g in &d.devices {
+            println!(
+                "gpu{}: {} ({:.1} GiB)",
+                g.index,
+                g.name,
+                g.memory_total as f64 / (1u64 << 30) as f64
+            );
+        }
+    }
+    Ok(0)
+}

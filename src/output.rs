@@ -1,0 +1,198 @@
+//! Rendering for people and scripts: aligned text tables and CSV built from the same rows, and
+//! the leaderboard/trials/studies tables every command (and `run`) prints.
+
+use crate::api::{StudySummary, TrialView};
+use crate::duration::format_secs;
+use crate::leaderboard::Row;
+use std::collections::BTreeSet;
+
+/// A table: a header and rows of cells.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Table {
+    /// Column names.
+    pub headers: Vec<String>,
+    /// Cells, one `Vec` per row, as long as `headers`.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Aligned columns separated by two spaces.
+    pub fn to_text(&self) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for line in std::iter::once(&self.headers).chain(&self.rows) {
+            let cells: Vec<String> = line
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// RFC 4180 CSV.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        for line in std::iter::once(&self.headers).chain(&self.rows) {
+            let cells: Vec<String> = line.iter().map(|c| csv_cell(c)).collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn csv_cell(c: &str) -> String {
+    if c.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", c.replace('"', "\"\""))
+    } else {
+        c.to_string()
+    }
+}
+
+/// A number for a table: short for people, exact for CSV.
+pub fn num(v: f64, exact: bool) -> String {
+    if exact {
+        return v.to_string();
+    }
+    let a = v.abs();
+    if v == 0.0 || (1e-3..1e6).contains(&a) {
+        let s = format!("{v:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+fn param_names<'a>(trials: impl Iterator<Item = &'a TrialView>) -> (Vec<String>, Vec<String>) {
+    let mut params = BTreeSet::new();
+    let mut metrics = BTreeSet::new();
+    for t in trials {
+        params.extend(t.params.keys().cloned());
+        metrics.extend(t.metrics.keys().cloned());
+    }
+    (params.into_iter().collect(), metrics.into_iter().collect())
+}
+
+fn trial_cells(t: &TrialView, params: &[String], metrics: &[String], exact: bool) -> Vec<String> {
+    let mut cells = Vec::new();
+    for p in params {
+        cells.push(t.params.get(p).map(|v| v.to_string()).unwrap_or_default());
+    }
+    for m in metrics {
+        cells.push(t.metrics.get(m).map(|v| num(*v, exact)).unwrap_or_default());
+    }
+    cells
+}
+
+/// The leaderboard as a table: rank, trial, parameters, metrics, state, duration, mark.
+pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
+    let (params, metrics) = param_names(rows.iter().map(|r| &r.trial));
+    let mut headers = vec!["rank".to_string(), "trial".to_string()];
+    headers.extend(params.iter().cloned());
+    headers.extend(metrics.iter().cloned());
+    headers.extend(["state", "duration", "note"].map(String::from));
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let mut c = vec![
+                r.rank.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                r.trial.trial.to_string(),
+            ];
+            c.extend(trial_cells(&r.trial, &params, &metrics, exact));
+            c.push(r.trial.state.clone());
+            c.push(
+                r.trial
+                    .duration_s
+                    .map(|d| if exact { d.to_string() } else { format_secs(d) })
+                    .unwrap_or_default(),
+            );
+            c.push(if r.best {
+                "best".into()
+            } else if !r.feasible {
+                format!("infeasible: {}", r.trial.reason.clone().unwrap_or_default())
+            } else {
+                String::new()
+            });
+            c
+        })
+        .collect();
+    Table { headers, rows }
+}
+
+/// Trials as a table.
+pub fn trials_table(trials: &[TrialView], exact: bool) -> Table {
+    let (params, metrics) = param_names(trials.iter());
+    let mut headers = vec!["trial".to_string(), "state".to_string()];
+    headers.extend(params.iter().cloned());
+    headers.extend(metrics.iter().cloned());
+    headers.extend(["attempt", "slot", "duration", "reason"].map(String::from));
+    let rows = trials
+        .iter()
+        .map(|t| {
+            let mut c = vec![t.trial.to_string(), t.state.clone()];
+            c.extend(trial_cells(t, &params, &metrics, exact));
+            c.push(t.attempt.to_string());
+            c.push(t.slot.clone().unwrap_or_default());
+            c.push(
+                t.duration_s
+                    .map(|d| if exact { d.to_string() } else { format_secs(d) })
+                    .unwrap_or_default(),
+            );
+            c.push(t.reason.clone().unwrap_or_default().replace('\n', " "));
+            c
+        })
+        .collect();
+    Table { headers, rows }
+}
+
+/// Studies as a table.
+pub fn studies_table(studies: &[StudySummary]) -> Table {
+    let headers = [
+        "name", "state", "trials", "running", "complete", "failed", "strategy", "message",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = studies
+        .iter()
+        .map(|s| {
+            let c = |k: &str| s.counts.get(k).copied().unwrap_or(0).to_string();
+            vec![
+                s.name.clone(),
+                s.state.clone(),
+                format!("{}/{}", s.trials, s.max_trials),
+                c("running"),
+                c("complete"),
+                c("failed"),
+                s.strategy.clone(),
+                s.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Table { headers, rows }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_text_aligns() {
+        let t = Table {
+            headers: vec!["a".into(), "b".into()],
+            rows: vec![vec!["x,y".into(), "1".into()]],
+        };
+        assert_eq!(t.to_csv(), "a,b\n\"x,y\",1\n");
+        assert_eq!(t.to_text(), "a    b\nx,y  1\n");
+        assert_eq!(num(0.000012345, false), "1.234e-5");
+        assert_eq!(num(13.5, false), "13.5");
+    }
+}

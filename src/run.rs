@@ -1,0 +1,141 @@
+//! `quantune run STUDY.toml`: one study in the foreground with the same scheduler and store as
+//! the daemon, progress on the terminal and the leaderboard at the end. Ctrl-C interrupts the
+//! running trials cleanly; running the same file again resumes where it stopped.
+
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::executor::local::LocalExecutor;
+use crate::output;
+use crate::serve::{discover_gpus, open_store, shutdown_signal, KILL_GRACE};
+use anyhow::{anyhow, bail, Result};
+use quantune_state::TrialRecord;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Runs the study in `file` with its store in `state_dir`; returns the process exit code.
+pub async fn run(
+    file: &Path,
+    state_dir: &Path,
+    cpu_slots: Option<usize>,
+    quiet: bool,
+) -> Result<i32> {
+    let (def, source) = crate::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    let name = def.name.clone();
+    let store = open_store(state_dir)?;
+    let gpus = discover_gpus(true);
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let executor = Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE));
+    let engine = Arc::new(
+        Engine::open(
+            store,
+            executor,
+            EngineConfig {
+                run_root: state_dir.join("trials"),
+                cpu_slots: cpu_slots.unwrap_or_else(crate::config::cores),
+                gpus: gpus.devices.iter().map(|g| g.index).collect(),
+                trials_per_gpu: 1,
+                only_study: Some(name.clone()),
+            },
+        )
+        .map_err(|e| anyhow!("{e}"))?,
+    );
+    match engine.definition(&name) {
+        Ok((_, stored_source)) if stored_source != source => bail!(
+            "{}: study '{name}' in {} was created from a different file; rename [study] name or use another --state directory",
+            file.display(),
+            state_dir.display()
+        ),
+        Ok(_) => {
+            let s = engine.study(&name).map_err(|e| anyhow!("{e}"))?;
+            if s.state == "paused" {
+                engine.resume(&name).map_err(|e| anyhow!("{e}"))?;
+            }
+            eprintln!("resuming study '{name}': {} of {} trials created, state {}", s.trials, s.max_trials, s.state);
+        }
+        Err(EngineError::NotFound(_)) => {
+            engine.submit(def, source).map_err(|e| anyhow!("{e}"))?;
+            eprintln!("study '{name}' started in {}", state_dir.display());
+        }
+        Err(e) => bail!("{e}"),
+    }
+    let mut finished = engine.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
+    let ctrl_c = shutdown_signal();
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    let max = engine.study(&name).map(|s| s.max_trials).unwrap_or(0);
+    let mut done = engine
+        .study(&name)
+        .map(|s| {
+            s.trials
+                - s.counts.get("running").copied().unwrap_or(0)
+                - s.counts.get("queued").copied().unwrap_or(0)
+        })
+        .unwrap_or(0);
+    loop {
+        tokio::select! {
+            rec = finished.recv() => {
+                if let Ok(rec) = rec {
+                    if rec.study == name {
+                        done += 1;
+                        if !quiet { print_progress(&rec, done, max); }
+                    }
+                }
+            }
+            _ = &mut ctrl_c => {
+                eprintln!("interrupted: stopping running trials (run the same command again to resume)");
+                interrupted = true;
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if !engine.study_active(&name) { break; }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    let summary = engine.study(&name).map_err(|e| anyhow!("{e}"))?;
+    let rows = engine
+        .leaderboard(&name, None)
+        .map_err(|e| anyhow!("{e}"))?;
+    println!();
+    print!("{}", output::leaderboard_table(&rows, false).to_text());
+    println!(
+        "\nstudy '{name}': {}{}",
+        summary.state,
+        summary
+            .message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    );
+    Ok(if interrupted {
+        130
+    } else if summary.state == "failed" {
+        1
+    } else {
+        0
+    })
+}
+
+fn print_progress(t: &TrialRecord, done: u64, max: u64) {
+    let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let metrics: Vec<String> = t
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
+        .collect();
+    let extra = match &t.reason {
+        Some(r) if t.state != quantune_state::TrialState::Complete => format!("  ({r})"),
+        _ => String::new(),
+    };
+    eprintln!(
+        "[{done}/{max}] trial {} {}  {}  {}{extra}",
+        t.number,
+        t.state.as_str(),
+        params.join(" "),
+        metrics.join(" ")
+    );
+}

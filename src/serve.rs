@@ -1,0 +1,168 @@
+//! `quantune serve`: the daemon. Opens the store, reconciles interrupted trials, starts the
+//! scheduler loop and the API on the Unix socket, tells systemd it is ready, and on SIGTERM or
+//! SIGINT stops accepting requests, interrupts local trials, records them and exits.
+
+use crate::api::server::{router, AppState};
+use crate::config::DaemonConfig;
+use crate::engine::{Engine, EngineConfig};
+use crate::executor::local::LocalExecutor;
+use crate::gpu::{self, GpuDiscovery};
+use anyhow::{bail, Context, Result};
+use quantune_state::Store;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Time between SIGTERM and SIGKILL when a trial is stopped (SPEC §3).
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the store under `state_dir` with a message that says what to do when it fails.
+pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let store = Store::open(&state_dir.join("store")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Arc::new(store))
+}
+
+/// GPU discovery, honouring the config switch.
+pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
+    if enabled {
+        gpu::discover()
+    } else {
+        GpuDiscovery {
+            devices: Vec::new(),
+            note: Some("GPU discovery is off (gpu_discovery = false)".into()),
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn serve(config: Option<&Path>) -> Result<()> {
+    let cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
+    for (key, set) in [
+        ("metrics_listen", cfg.metrics_listen.is_some()),
+        ("tcp", cfg.tcp.is_some()),
+        ("executor", cfg.executor.is_some()),
+    ] {
+        if set {
+            tracing::warn!("config key `{key}` is not supported by this version and is ignored");
+        }
+    }
+    let store = open_store(&cfg.state_dir)?;
+    let gpus = discover_gpus(cfg.gpu_discovery);
+    match &gpus.note {
+        Some(n) => tracing::info!("{n}"),
+        None => tracing::info!(
+            "{} GPU(s): {:?}",
+            gpus.devices.len(),
+            gpus.devices.iter().map(|g| &g.name).collect::<Vec<_>>()
+        ),
+    }
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let executor = Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE));
+    let engine = Arc::new(
+        Engine::open(
+            store,
+            executor,
+            EngineConfig {
+                run_root: cfg.state_dir.join("trials"),
+                cpu_slots: cfg.cpu_slots(),
+                gpus: gpus.devices.iter().map(|g| g.index).collect(),
+                trials_per_gpu: cfg.trials_per_gpu,
+                only_study: None,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
+    let app = router(AppState {
+        engine: engine.clone(),
+        gpus: Arc::new(gpus),
+        state_dir: cfg.state_dir.clone(),
+    });
+    tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "quantune daemon ready");
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled().map(|interval| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval / 2).await;
+                // A scheduler that can take its own lock is alive.
+                let s = engine.slots();
+                let status = format!("running {} trial(s)", s.cpu_busy + s.gpu_busy);
+                let _ = sd_notify::notify(&[
+                    sd_notify::NotifyState::Watchdog,
+                    sd_notify::NotifyState::Status(&status),
+                ]);
+            }
+        })
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("API server failed")?;
+    tracing::info!("stopping: interrupting running trials");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Binds the API socket: refuses one another daemon is serving, replaces a stale one, and
+/// makes it mode 0660 (group `group` when given).
+fn bind_socket(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the socket directory {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "another quantune daemon is already serving {}; stop it or choose another socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(g) = group {
+        match nix::unistd::Group::from_name(g) {
+            Ok(Some(grp)) => {
+                nix::unistd::chown(path, None, Some(grp.gid)).with_context(|| format!("cannot give {} to group {g}", path.display()))?
+            }
+            _ => bail!("socket_group \"{g}\" does not exist; create it or remove socket_group from the config"),
+        }
+    }
+    Ok(listener)
+}

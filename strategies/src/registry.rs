@@ -1,0 +1,105 @@
+//! The one place that maps a study file's `strategy.kind` to an implementation.
+
+use crate::grid::GridStrategy;
+use crate::random::RandomStrategy;
+use crate::sobol::SobolStrategy;
+use crate::strategy::Strategy;
+
+/// Options from the study's `[strategy]` table that strategies may use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StrategyOptions {
+    /// Space-filling points before a model is used (model-based strategies).
+    pub initial_trials: u64,
+    /// Values per float parameter in a grid.
+    pub grid_points: u64,
+}
+
+impl Default for StrategyOptions {
+    fn default() -> Self {
+        StrategyOptions {
+            initial_trials: 8,
+            grid_points: 5,
+        }
+    }
+}
+
+/// Every kind a study file may name, available or not.
+pub const KINDS: &[&str] = &["random", "sobol", "grid", "tpe", "bayes"];
+
+/// The kinds this version implements (a subset of [`KINDS`]).
+pub const AVAILABLE_KINDS: &[&str] = &["random", "sobol", "grid"];
+
+/// The kind used when a study names none.
+pub const DEFAULT_KIND: &str = "sobol";
+
+/// Builds the strategy for `kind`; the error says what is allowed.
+pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>, String> {
+    let allowed = AVAILABLE_KINDS.join(", ");
+    match kind {
+        "random" => Ok(Box::new(RandomStrategy)),
+        "sobol" => Ok(Box::new(SobolStrategy)),
+        "grid" => {
+            if options.grid_points < 2 {
+                return Err(format!(
+                    "strategy.grid_points must be >= 2 (got {})",
+                    options.grid_points
+                ));
+            }
+            Ok(Box::new(GridStrategy {
+                grid_points: options.grid_points,
+            }))
+        }
+        k if KINDS.contains(&k) => Err(format!(
+            "strategy.kind = {k:?} is not available yet in this version; use one of: {allowed}"
+        )),
+        k => Err(format!(
+            "unknown strategy.kind = {k:?}; use one of: {allowed}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_available_kinds() {
+        let options = StrategyOptions::default();
+        for kind in AVAILABLE_KINDS {
+            assert_eq!(build(kind, &options).unwrap().name(), *kind);
+        }
+        assert_eq!(build(DEFAULT_KIND, &options).unwrap().name(), DEFAULT_KIND);
+        assert!(AVAILABLE_KINDS.iter().all(|k| KINDS.contains(k)));
+    }
+
+    #[test]
+    fn explains_what_is_allowed() {
+        let options = StrategyOptions::default();
+        assert_eq!(
+            build("bayes", &options).unwrap_err(),
+            r#"strategy.kind = "bayes" is not available yet in this version; use one of: random, sobol, grid"#
+        );
+        assert_eq!(
+            build("tpe", &options).unwrap_err(),
+            r#"strategy.kind = "tpe" is not available yet in this version; use one of: random, sobol, grid"#
+        );
+        assert_eq!(
+            build("annealing", &options).unwrap_err(),
+            r#"unknown strategy.kind = "annealing"; use one of: random, sobol, grid"#
+        );
+        let one = StrategyOptions {
+            grid_points: 1,
+            ..options.clone()
+        };
+        assert_eq!(
+            build("grid", &one).unwrap_err(),
+            "strategy.grid_points must be >= 2 (got 1)"
+        );
+        assert!(build("random", &one).is_ok());
+        let two = StrategyOptions {
+            grid_points: 2,
+            ..options
+        };
+        assert!(build("grid", &two).is_ok());
+    }
+}

@@ -70,6 +70,19 @@ type Result<T> = std::result::Result<T, EngineError>;
 /// Why an attempt ended when the daemon (or `run`) stopped gracefully.
 const SHUTDOWN_REASON: &str = "interrupted (quantune was stopped)";
 
+/// Why an attempt that a previous process left running (a crash, `kill -9`, power loss) ended.
+const CRASH_REASON: &str = "interrupted (the daemon stopped while it ran)";
+
+/// Why an attempt that was running when its study was exported ended (it ran elsewhere).
+const IMPORT_REASON: &str = "interrupted (the study was exported while it ran)";
+
+/// Whether a failed attempt counts against `trial.retries`. A graceful stop is the operator's
+/// doing and an import moves the study elsewhere: neither is the trial's fault. A crash does
+/// count, so that a trial that keeps bringing the daemon down cannot loop forever.
+fn costs_retry(reason: &str) -> bool {
+    reason != SHUTDOWN_REASON && reason != IMPORT_REASON
+}
+
 /// Settings the engine is built with.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -182,8 +195,10 @@ struct Inner {
     rr: usize,
     /// No new trials start (shutting down).
     stopping: bool,
-    /// Trial records changed in memory but not yet durable (a failed flush is retried).
-    dirty: Vec<TrialRecord>,
+    /// Trials (study, number) changed in memory but not yet durable (a failed flush is
+    /// retried). The flush writes their current in-memory record, so a record written directly
+    /// meanwhile (`stop_study`) is never overwritten by an older version.
+    dirty: Vec<(String, u64)>,
     /// Slots to give back once `dirty` is durable.
     to_release: Vec<Slot>,
 }
@@ -252,29 +267,9 @@ impl Engine {
                 }
             };
             // Reconcile (SPEC §7): a local trial left running was interrupted.
-            let interrupted: Vec<u64> = rt
-                .trials
-                .iter()
-                .filter(|t| {
-                    t.state == TrialState::Running && t.executor.as_deref() != Some("external")
-                })
-                .map(|t| t.number)
-                .collect();
-            for n in interrupted {
-                tracing::warn!(study = %name, trial = n, "trial was running when the daemon stopped: interrupted");
-                let rec = engine.apply_failure(
-                    &mut rt,
-                    n,
-                    "interrupted (the daemon stopped while it ran)".into(),
-                    None,
-                    t,
-                );
-                inner.dirty.push(rec);
+            for n in engine.reconcile(&mut rt, CRASH_REASON, t) {
+                inner.dirty.push((name.clone(), n));
             }
-            for tr in rt.trials.iter().filter(|t| t.state == TrialState::Running) {
-                rt.last_seen.insert(tr.number, t);
-            }
-            engine.check_study(&mut rt, t);
             inner.studies.insert(name, rt);
         }
         engine.flush_dirty(&mut inner);
@@ -285,6 +280,34 @@ impl Engine {
         }
         drop(inner);
         Ok(engine)
+    }
+
+    /// Fails (and re-queues while retries allow) the local trials of a freshly loaded study
+    /// that are `running` although this process never started them; external ones keep
+    /// running with a fresh timeout. Returns the trials changed, then checks the study.
+    fn reconcile(&self, rt: &mut StudyRuntime, reason: &str, t: f64) -> Vec<u64> {
+        let interrupted: Vec<u64> = rt
+            .trials
+            .iter()
+            .filter(|t| t.state == TrialState::Running && t.executor.as_deref() != Some("external"))
+            .map(|t| t.number)
+            .collect();
+        for &n in &interrupted {
+            tracing::warn!(study = %rt.record.name, trial = n, "{reason}");
+            let tr = &rt.trials[n as usize];
+            // After a crash the attempt's processes may still run here: they must not run
+            // beside the retry (a GPU held twice, skewed timings).
+            if reason == CRASH_REASON && tr.executor.as_deref() == Some(self.executor.name()) {
+                let run_dir = self.run_root.join(&rt.record.name).join(n.to_string());
+                self.executor.reap(&rt.record.name, n, tr.attempt, &run_dir);
+            }
+            self.apply_failure(rt, n, reason.into(), None, t);
+        }
+        for tr in rt.trials.iter().filter(|t| t.state == TrialState::Running) {
+            rt.last_seen.insert(tr.number, t);
+        }
+        self.check_study(rt, t);
+        interrupted
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -325,7 +348,13 @@ impl Engine {
         {
             let mut inner = self.lock();
             inner.stopping = true;
-            for rt in inner.studies.values() {
+            // A finished study's running trials were already asked to stop (cancelled with
+            // it): interrupting them instead would record them as failed.
+            for rt in inner
+                .studies
+                .values()
+                .filter(|rt| !rt.record.state.is_finished())
+            {
                 for n in rt.held.keys() {
                     self.executor
                         .cancel(&rt.record.name, *n, CancelReason::Shutdown);
@@ -420,9 +449,9 @@ impl Engine {
                     }
                     let rec = self.apply_outcome(rt, trial, outcome, t);
                     if rec.state.is_finished() {
-                        finished.push(rec.clone());
+                        finished.push(rec);
                     }
-                    inner.dirty.push(rec);
+                    inner.dirty.push((study.clone(), trial));
                     self.check_study(rt, t);
                 }
             }
@@ -441,7 +470,16 @@ impl Engine {
             return;
         }
         if !inner.dirty.is_empty() {
-            if let Err(e) = self.store.put_trials(&inner.dirty) {
+            let mut keys = std::mem::take(&mut inner.dirty);
+            keys.sort();
+            keys.dedup();
+            let records: Vec<TrialRecord> = keys
+                .iter()
+                .filter_map(|(study, n)| inner.studies.get(study)?.trials.get(*n as usize))
+                .cloned()
+                .collect();
+            inner.dirty = keys;
+            if let Err(e) = self.store.put_trials(&records) {
                 tracing::error!(
                     "cannot record {} trial change(s), will retry: {e}",
                     inner.dirty.len()
@@ -560,13 +598,12 @@ impl Engine {
         });
         tr.slot = None;
         tr.job_id = None;
-        // A graceful stop is the operator's doing, not the trial's: it costs no retry.
         let failures = tr
             .attempts
             .iter()
-            .filter(|a| a.reason != SHUTDOWN_REASON)
+            .filter(|a| costs_retry(&a.reason))
             .count() as u32;
-        if (failures <= retries || reason == SHUTDOWN_REASON) && !rt.record.state.is_finished() {
+        if (failures <= retries || !costs_retry(&reason)) && !rt.record.state.is_finished() {
             tr.attempt += 1;
             tr.state = TrialState::Queued;
             tr.started_at = None;
@@ -718,9 +755,17 @@ impl Engine {
             let start = inner.rr % names.len();
             inner.rr = inner.rr.wrapping_add(1);
             let mut new_records = Vec::new();
+            // One trial at a time, each to the study with the fewest trials in flight (ties in
+            // round-robin order): a free slot goes to the study that holds the fewest, so a
+            // study submitted later gets its share as soon as slots free up.
             loop {
+                let mut order: Vec<usize> = (0..names.len()).collect();
+                order.sort_by_cached_key(|&i| {
+                    let name = &names[(start + i) % names.len()];
+                    (inner.studies[name].in_flight(), i)
+                });
                 let mut progress = false;
-                for i in 0..names.len() {
+                for i in order {
                     let name = &names[(start + i) % names.len()];
                     let rt = inner.studies.get_mut(name).expect("listed study exists");
                     if rt.in_flight() >= rt.def.budget.parallel
@@ -753,6 +798,7 @@ impl Engine {
                     });
                     rt.held.insert(n, slot);
                     progress = true;
+                    break;
                 }
                 if !progress {
                     break;
@@ -845,8 +891,8 @@ impl Engine {
                         "timeout: no report for {}",
                         crate::duration::format_secs(timeout)
                     );
-                    let rec = self.apply_failure(rt, n, reason, None, t);
-                    inner.dirty.push(rec);
+                    self.apply_failure(rt, n, reason, None, t);
+                    inner.dirty.push((rt.record.name.clone(), n));
                 }
                 self.check_study(rt, t);
             }
@@ -872,7 +918,7 @@ impl Engine {
         }
         if inner.studies.contains_key(&def.name) {
             return Err(EngineError::Conflict(format!(
-                "a study named '{}' already exists; choose another [study] name (or `quantune cancel` the old one)",
+                "a study named '{}' already exists; choose another [study] name",
                 def.name
             )));
         }
@@ -1169,9 +1215,14 @@ impl Engine {
         for name in &summary.studies {
             let record = self.store.study(name)?.ok_or_else(|| not_found(name))?;
             let trials = self.store.trials(name)?;
-            let rt = runtime(record, trials).map_err(EngineError::BadRequest)?;
+            let mut rt = runtime(record, trials).map_err(EngineError::BadRequest)?;
+            // Trials that were running where the study was exported run nowhere here.
+            for n in self.reconcile(&mut rt, IMPORT_REASON, now()) {
+                inner.dirty.push((name.clone(), n));
+            }
             inner.studies.insert(name.clone(), rt);
         }
+        self.flush_dirty(&mut inner);
         drop(inner);
         self.poke();
         Ok(summary)

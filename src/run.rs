@@ -20,6 +20,8 @@ pub async fn run(
     cpu_slots: Option<usize>,
     quiet: bool,
 ) -> Result<i32> {
+    // Before any trial can start: Ctrl-C from here on stops cleanly.
+    let ctrl_c = shutdown_signal();
     let (def, source) = crate::study::load(file).map_err(|e| anyhow!("{e}"))?;
     let name = def.name.clone();
     let store = open_store(state_dir)?;
@@ -62,7 +64,6 @@ pub async fn run(
     let mut finished = engine.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
-    let ctrl_c = shutdown_signal();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     let max = engine.study(&name).map(|s| s.max_trials).unwrap_or(0);

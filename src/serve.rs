@@ -40,6 +40,8 @@ pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn serve(config: Option<&Path>) -> Result<()> {
+    // Before anything else: a SIGTERM during start-up then stops the daemon cleanly once up.
+    let stop_signal = shutdown_signal();
     let cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
     for (key, set) in [
         ("metrics_listen", cfg.metrics_listen.is_some()),
@@ -105,7 +107,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         })
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop_signal)
         .await
         .context("API server failed")?;
     tracing::info!("stopping: interrupting running trials");
@@ -120,19 +122,22 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not when the
+/// future is first polled), so a signal that arrives during start-up is not lost: call it
+/// first thing, inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let (Ok(mut term), Ok(mut int)) = (term, int) else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 

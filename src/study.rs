@@ -302,12 +302,27 @@ pub fn parse(
             None => locate(source, &path),
         };
         let path = if path == "." { String::new() } else { path };
+        let mut message = plain_message(inner.message().trim());
+        if path.is_empty() {
+            // A whole table missing at the top: say which, and what it needs.
+            if let Some(table) = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.strip_suffix('`'))
+            {
+                message = match table {
+                    "study" => "missing the [study] table (it needs name = \"…\")".into(),
+                    "budget" => "missing the [budget] table (it needs max_trials = N)".into(),
+                    "trial" => "missing the [trial] table (it needs command = [\"program\", …] or workload = \"external\")".into(),
+                    other => format!("missing the [{other}] table"),
+                };
+            }
+        }
         StudyError {
             file: file.to_string(),
             line,
             column,
             path,
-            message: inner.message().trim().to_string(),
+            message,
         }
     })?;
     validate(raw, base_dir, seed).map_err(|(path, message)| err_at(&path, message))
@@ -448,7 +463,20 @@ fn validate(
         initial_trials,
         grid_points,
     };
-    registry::build(&strategy.kind, &strategy.options()).map_err(|m| e("strategy.kind", m))?;
+    if strategy.kind == "grid" && strategy.grid_points < 2 {
+        return Err(e(
+            "strategy.grid_points",
+            format!("must be >= 2 (got {})", strategy.grid_points),
+        ));
+    }
+    registry::build(&strategy.kind, &strategy.options()).map_err(|m| {
+        // The registry words its messages for use on their own ("strategy.kind = …"); the
+        // key path is already in front here.
+        let m = m
+            .replace("unknown strategy.kind = ", "unknown strategy ")
+            .replace("strategy.kind = ", "");
+        e("strategy.kind", m)
+    })?;
 
     // [budget]
     if raw.budget.max_trials < 1 {
@@ -776,6 +804,25 @@ fn check_placeholders(arg: &str, space: &SearchSpace) -> Result<(), String> {
     Ok(())
 }
 
+/// Rewords serde's type names and untagged-enum messages for people who write TOML.
+fn plain_message(m: &str) -> String {
+    if m.contains("untagged enum Num") {
+        return "must be a number".into();
+    }
+    if m.contains("untagged enum ParamValue") {
+        return "each choice must be a string, an integer, a float or a boolean".into();
+    }
+    if m.contains("as i128, expected i64") {
+        return "is out of range: integers must be between -9223372036854775808 and 9223372036854775807".into();
+    }
+    if m == "wanted string or table" {
+        return "invalid type: expected a string".into();
+    }
+    m.replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("expected a sequence", "expected an array")
+}
+
 fn clock_seed() -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -791,12 +838,18 @@ fn syntax_error(source: &str, file: &str, e: &toml::de::Error) -> StudyError {
         }
         None => (None, None),
     };
+    let mut message = format!("TOML syntax error: {}", e.message().trim());
+    if e.message().trim() == "duplicate key" {
+        if let Some(key) = e.span().and_then(|s| source.get(s)) {
+            message = format!("TOML syntax error: duplicate key `{}`", key.trim());
+        }
+    }
     StudyError {
         file: file.to_string(),
         line,
         column,
         path: String::new(),
-        message: format!("TOML syntax error: {}", e.message().trim()),
+        message,
     }
 }
 
@@ -914,14 +967,15 @@ command = ["python3", "t.py", "--lr", "{learning_rate}"]
         let err = parse_str(&s).unwrap_err();
         assert_eq!(err.path, "space.learning_rate");
         assert!(err.message.contains("low > 0"), "{}", err.message);
-        assert_eq!(err.line, Some(11));
+        // The `[space.learning_rate]` header.
+        assert_eq!(err.line, Some(10));
     }
 
     #[test]
     fn unknown_key_is_an_error_with_its_path() {
         let s = GOOD.replace("seed = 7", "seed = 7\ncolour = \"red\"");
         let err = parse_str(&s).unwrap_err();
-        assert_eq!(err.path, "study");
+        assert_eq!(err.path, "study.colour");
         assert!(err.message.contains("colour"), "{err}");
         assert_eq!(err.line, Some(5));
     }
@@ -932,6 +986,39 @@ command = ["python3", "t.py", "--lr", "{learning_rate}"]
         let err = parse_str(&s).unwrap_err();
         assert_eq!(err.path, "trial.command[3]");
         assert!(err.message.contains("{learning_rate}"), "{err}");
+    }
+
+    #[test]
+    fn messages_speak_toml_not_rust() {
+        let err = parse_str(&GOOD.replace("max_trials = 4", "max_trials = \"ten\"")).unwrap_err();
+        assert_eq!(err.path, "budget.max_trials");
+        assert!(err.message.ends_with("expected an integer"), "{err}");
+        let err = parse_str(&GOOD.replace("low = 1e-5", "low = \"small\"")).unwrap_err();
+        assert_eq!(err.path, "space.learning_rate.low");
+        assert_eq!(err.message, "must be a number");
+        let err = parse_str(&GOOD.replace("[budget]\nmax_trials = 4\n", "")).unwrap_err();
+        assert!(
+            err.message.starts_with("missing the [budget] table"),
+            "{err}"
+        );
+        let err = parse_str(&GOOD.replace("seed = 7", "seed = 7\nseed = 8")).unwrap_err();
+        assert_eq!(err.line, Some(5));
+        assert!(err.message.ends_with("duplicate key `seed`"), "{err}");
+    }
+
+    #[test]
+    fn strategy_errors_name_the_right_key() {
+        let err = parse_str(&format!(
+            "{GOOD}\n[strategy]\nkind = \"grid\"\ngrid_points = 1\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.path, "strategy.grid_points");
+        let err = parse_str(&format!("{GOOD}\n[strategy]\nkind = \"bayes\"\n")).unwrap_err();
+        assert_eq!(err.path, "strategy.kind");
+        assert!(
+            err.message.starts_with("\"bayes\" is not available yet"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@ use super::{AskReply, DaemonStatus, ReportRequest, SubmitRequest, TellRequest};
 use crate::engine::{Engine, EngineError, TellOutcome};
 use crate::gpu::GpuDiscovery;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -53,22 +54,96 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
+/// Largest request body accepted, except by `/v1/import`.
+pub const BODY_LIMIT: usize = 2 << 20;
+
+/// Largest body `/v1/import` accepts (an export of a long study with stderr tails is big).
+pub const IMPORT_BODY_LIMIT: usize = 256 << 20;
+
 /// Parses a JSON body with a message that names the field at fault.
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(bad("the request body is empty; it must be a JSON object")),
+        Some(b'{') => {}
+        Some(_) => return Err(bad("the request body must be a JSON object ({…})")),
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." {
-            bad(format!("invalid request body: {}", e.inner()))
+        let inner = e.into_inner();
+        let msg = inner
+            .to_string()
+            .replace("expected f64", "expected a number")
+            .replace("expected u64", "expected a non-negative integer");
+        if inner.is_syntax() || inner.is_eof() {
+            bad(format!("the request body is not valid JSON: {msg}"))
+        } else if path == "." {
+            bad(format!("invalid request body: {msg}"))
         } else {
-            bad(format!("invalid request body at {path}: {}", e.inner()))
+            bad(format!("invalid request body at {path}: {msg}"))
         }
     })
 }
 
+/// Turns the replies axum and hyper make on their own (405, 413, a path that is not UTF-8, a
+/// body that broke off) into the API's `{"error": "…"}` shape, so every error is JSON.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(resp.into_body(), 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let msg = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = allow
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            format!("method {method} is not allowed on {path}; allowed: {allowed}")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = if path == "/v1/import" {
+                IMPORT_BODY_LIMIT
+            } else {
+                BODY_LIMIT
+            };
+            format!(
+                "request body too large: {path} accepts at most {} MiB",
+                limit >> 20
+            )
+        }
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+        _ => text,
+    };
+    let mut out = ApiError(status, msg).into_response();
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
+}
+
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
         .route("/v1/studies", get(studies).post(submit))
@@ -83,14 +158,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/studies/{name}/trials/{n}/report", post(report))
         .route("/v1/studies/{name}/trials/{n}/tell", post(tell))
         .route("/v1/studies/{name}/export", get(export))
-        .route("/v1/import", post(import))
+        .route(
+            "/v1/import",
+            post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "no such API endpoint; see docs/API.md".into(),
             )
         })
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state);
+    // Outside the routes (a layer on them would run before axum adds the `Allow` header).
+    Router::new()
+        .fallback_service(api)
+        .layer(middleware::from_fn(json_errors))
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -158,7 +241,13 @@ async fn leaderboard(
     Path(name): Path<String>,
     q: Result<Query<TopQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(q) = q.map_err(|e| bad(format!("invalid query: {}", e.body_text())))?;
+    let Query(q) = q.map_err(|e| {
+        let text = e.body_text();
+        let text = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        bad(format!("invalid query: {text} (allowed: top=N)"))
+    })?;
     Ok(Json(s.engine.leaderboard(&name, q.top)?).into_response())
 }
 
@@ -223,7 +312,61 @@ async fn export(State(s): State<AppState>, Path(name): Path<String>) -> ApiResul
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
 }
 
+/// Checks what the store's own line checks do not: that every study line's definition is one
+/// this daemon can run and that each study's trials are numbered 0, 1, 2, … . The store keeps
+/// what it imports, so a study the scheduler then cannot load must be refused before that.
+fn check_import(data: &[u8]) -> ApiResult<()> {
+    use quantune_state::transfer::ExportLine;
+    let text = std::str::from_utf8(data)
+        .map_err(|e| bad(format!("import: the data is not UTF-8 text ({e})")))?;
+    // (line of the study, its name, trial numbers seen)
+    let mut current: Option<(usize, String, Vec<u64>)> = None;
+    let finish = |c: Option<(usize, String, Vec<u64>)>| -> ApiResult<()> {
+        if let Some((line, name, mut numbers)) = c {
+            numbers.sort_unstable();
+            if let Some(i) = numbers.iter().enumerate().position(|(i, n)| *n != i as u64) {
+                return Err(bad(format!(
+                    "import line {line}: study '{name}' has no trial {i}; trials must be numbered 0, 1, 2, … without gaps"
+                )));
+            }
+        }
+        Ok(())
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        // Lines the store cannot parse get its own message (which names the line).
+        let Ok(parsed) = serde_json::from_str::<ExportLine>(raw) else {
+            return Ok(());
+        };
+        match parsed {
+            ExportLine::Study(study) => {
+                finish(current.take())?;
+                let def: crate::study::StudyDefinition =
+                    serde_json::from_value(study.definition.clone()).map_err(|e| {
+                        bad(format!(
+                            "import line {line}: the definition of study '{}' is not valid: {e}",
+                            study.name
+                        ))
+                    })?;
+                quantune_strategies::registry::build(&def.strategy.kind, &def.strategy.options())
+                    .map_err(|e| bad(format!("import line {line}: study '{}': {e}", study.name)))?;
+                current = Some((line, study.name, Vec::new()));
+            }
+            ExportLine::Trial { trial, .. } => {
+                if let Some((_, _, numbers)) = current.as_mut() {
+                    numbers.push(trial.number);
+                }
+            }
+        }
+    }
+    finish(current)
+}
+
 async fn import(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> {
+    check_import(&bytes)?;
     let summary = s.engine.import(&bytes)?;
     Ok(
         Json(serde_json::json!({ "studies": summary.studies, "trials": summary.trials }))

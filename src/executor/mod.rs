@@ -108,4 +108,8 @@ pub trait Executor: Send + Sync {
     fn cancel(&self, study: &str, trial: u64, why: CancelReason);
     /// Attempts in flight.
     fn in_flight(&self) -> usize;
+    /// Ends whatever is left of an attempt that a previous process started and lost track of
+    /// (the daemon was killed); `run_dir` is the directory its [`Launch`] had. The default
+    /// does nothing.
+    fn reap(&self, _study: &str, _trial: u64, _attempt: u32, _run_dir: &std::path::Path) {}
 }

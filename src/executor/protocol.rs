@@ -32,12 +32,12 @@ fn scan(arg: &str, mut f: impl FnMut(&str) -> Result<String, String>) -> Result<
     while let Some(i) = rest.find(['{', '}']) {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        if tail.starts_with("{{") {
+        if let Some(after) = tail.strip_prefix("{{") {
             out.push('{');
-            rest = &tail[2..];
-        } else if tail.starts_with("}}") {
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("}}") {
             out.push('}');
-            rest = &tail[2..];
+            rest = after;
         } else if tail.starts_with('}') {
             return Err(format!(
                 "unmatched '}}' in \"{arg}\" (write '}}}}' for a literal brace)"

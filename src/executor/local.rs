@@ -8,6 +8,7 @@ use super::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,12 +22,15 @@ pub const STDERR_TAIL_BYTES: usize = 4096;
 /// How often a running trial's metrics file is read for new intermediate reports.
 const TAIL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Cancel switches of the attempts in flight, by (study, trial).
+type CancelSwitches = HashMap<(String, u64), watch::Sender<Option<CancelReason>>>;
+
 /// Runs attempts as local child processes.
 pub struct LocalExecutor {
     /// Where events go (the scheduler's inbox).
     events: mpsc::UnboundedSender<ExecEvent>,
     /// Cancel switches of the attempts in flight, by (study, trial).
-    running: Arc<Mutex<HashMap<(String, u64), watch::Sender<Option<CancelReason>>>>>,
+    running: Arc<Mutex<CancelSwitches>>,
     /// Time between SIGTERM and SIGKILL.
     kill_grace: Duration,
 }
@@ -59,7 +63,23 @@ impl Executor for LocalExecutor {
         let grace = self.kill_grace;
         tokio::spawn(async move {
             let (study, trial, attempt) = (launch.study.clone(), launch.trial, launch.attempt);
-            let outcome = run_attempt(launch, rx, grace, &events).await;
+            // Supervised in a task of its own: should it panic, the scheduler still hears that
+            // the attempt is over (and frees its slot) instead of waiting forever.
+            let tx = events.clone();
+            let outcome = match tokio::spawn(
+                async move { run_attempt(launch, rx, grace, &tx).await },
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::error!(%study, trial, attempt, "trial supervisor failed: {e}");
+                    AttemptOutcome::Failed {
+                        reason: format!("internal error while supervising the trial: {e}"),
+                        stderr_tail: None,
+                    }
+                }
+            };
             running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -87,6 +107,81 @@ impl Executor for LocalExecutor {
     fn in_flight(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    fn reap(&self, study: &str, trial: u64, attempt: u32, run_dir: &Path) {
+        let Ok(text) = std::fs::read_to_string(pgid_path(run_dir, attempt)) else {
+            return;
+        };
+        let Ok(pgid) = text.trim().parse::<i32>() else {
+            return;
+        };
+        if pgid <= 1 {
+            return;
+        }
+        // The id may have been reused since: only a group whose members carry this very
+        // attempt's environment is killed.
+        let members = group_members(pgid, study, trial, attempt);
+        if members > 0 {
+            tracing::warn!(
+                study,
+                trial,
+                attempt,
+                pgid,
+                "killing {members} leftover process(es) of an interrupted attempt"
+            );
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Where an attempt's process group id is kept while it runs.
+fn pgid_path(run_dir: &Path, attempt: u32) -> PathBuf {
+    run_dir.join(format!("pgid.{attempt}"))
+}
+
+/// How many live processes of process group `pgid` belong to the given attempt (their
+/// environment holds its `QUANTUNE_STUDY`, `QUANTUNE_TRIAL` and `QUANTUNE_ATTEMPT`). Reads
+/// `/proc`; 0 where there is none.
+fn group_members(pgid: i32, study: &str, trial: u64, attempt: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let want = [
+        format!("QUANTUNE_STUDY={study}"),
+        format!("QUANTUNE_TRIAL={trial}"),
+        format!("QUANTUNE_ATTEMPT={attempt}"),
+    ];
+    let mut n = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        if fields.first() == Some(&"Z")
+            || fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid)
+        {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        if want.iter().all(|w| vars.contains(&w.as_bytes())) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Reads new complete lines of the metrics file and forwards intermediate reports.
@@ -197,6 +292,12 @@ async fn run_attempt(
         }
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    // For a daemon that finds this attempt interrupted after a crash: see `reap`. A plain
+    // file, not the store: it must survive the daemon, not the machine (a reboot leaves no
+    // processes behind).
+    if let Some(pg) = pgid {
+        let _ = std::fs::write(pgid_path(&launch.run_dir, launch.attempt), pg.to_string());
+    }
     let stderr_task = child.stderr.take().map(|mut err| {
         let path = stderr_path.clone();
         tokio::spawn(async move {
@@ -228,7 +329,9 @@ async fn run_attempt(
         offset: 0,
         partial: Vec::new(),
     };
-    let deadline = tokio::time::sleep(Duration::from_secs_f64(launch.spec.timeout_secs));
+    // A timeout too large for a Duration (e.g. "1000000000y") means none.
+    let timeout = Duration::from_secs_f64(launch.spec.timeout_secs);
+    let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(TAIL_INTERVAL);
     ticker.tick().await;
@@ -247,7 +350,14 @@ async fn run_attempt(
             _ = &mut deadline => break End::TimedOut,
             changed = cancel.changed() => {
                 if changed.is_err() { continue; }
-                if let Some(why) = *cancel.borrow() { break End::Cancelled(why); }
+                let why = *cancel.borrow();
+                if let Some(why) = why {
+                    // An attempt that has already exited keeps its own outcome.
+                    if let Ok(Some(status)) = child.try_wait() {
+                        break End::Exited(status);
+                    }
+                    break End::Cancelled(why);
+                }
             }
             _ = ticker.tick() => tail.poll(&launch, events).await,
         }

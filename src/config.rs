@@ -109,6 +109,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_daemon_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for f in ["deploy/quantune.toml", "configs/daemon/quantune.toml"] {
+            let c = DaemonConfig::load(Some(&root.join(f))).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(c.state_dir, PathBuf::from("/var/lib/quantune"), "{f}");
+        }
+    }
+
+    #[test]
     fn defaults_and_unknown_keys() {
         let d = DaemonConfig::default();
         assert_eq!(d.socket, PathBuf::from("/run/quantune/quantune.sock"));

@@ -85,7 +85,11 @@ fn param_names<'a>(trials: impl Iterator<Item = &'a TrialView>) -> (Vec<String>,
 fn trial_cells(t: &TrialView, params: &[String], metrics: &[String], exact: bool) -> Vec<String> {
     let mut cells = Vec::new();
     for p in params {
-        cells.push(t.params.get(p).map(|v| v.to_string()).unwrap_or_default());
+        cells.push(match t.params.get(p) {
+            Some(quantune_strategies::ParamValue::Float(f)) => num(*f, exact),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        });
     }
     for m in metrics {
         cells.push(t.metrics.get(m).map(|v| num(*v, exact)).unwrap_or_default());

@@ -809,7 +809,15 @@ fn live_export_imports_and_completes() {
 #[test]
 fn huge_timeout_is_no_timeout() {
     let d = Daemon::start(2, "");
-    let toml = study_toml_full("huge", &objective_command(), 2, 2, "", "18446744073709551615s", "");
+    let toml = study_toml_full(
+        "huge",
+        &objective_command(),
+        2,
+        2,
+        "",
+        "18446744073709551615s",
+        "",
+    );
     submit(&d, "huge.toml", &toml);
     assert_eq!(d.wait_study("huge", FINISH), "completed");
     assert_eq!(count_state(&d.trials("huge"), "complete"), 2);

@@ -330,7 +330,7 @@ async fn run_attempt(
         partial: Vec::new(),
     };
     // A timeout too large for a Duration (e.g. "1000000000y") means none.
-    let timeout = Duration::from_secs_f64(launch.spec.timeout_secs);
+    let timeout = Duration::try_from_secs_f64(launch.spec.timeout_secs).unwrap_or(Duration::MAX);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(TAIL_INTERVAL);

@@ -64,7 +64,9 @@ pub fn num(v: f64, exact: bool) -> String {
     }
     let a = v.abs();
     if v == 0.0 || (1e-3..1e6).contains(&a) {
-        let s = format!("{v:.4}");
+        // Four significant digits.
+        let decimals = if v == 0.0 { 0 } else { (3 - a.log10().floor() as i32).max(0) as usize };
+        let s = format!("{v:.decimals$}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
         s.to_string()
     } else {
@@ -198,5 +200,8 @@ mod tests {
         assert_eq!(t.to_text(), "a    b\nx,y  1\n");
         assert_eq!(num(0.000012345, false), "1.234e-5");
         assert_eq!(num(13.5, false), "13.5");
+        assert_eq!(num(0.0021571, false), "0.002157");
+        assert_eq!(num(2800.636, false), "2801");
+        assert_eq!(num(0.0, false), "0");
     }
 }

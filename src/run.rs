@@ -23,6 +23,8 @@ pub async fn run(
     // Before any trial can start: Ctrl-C from here on stops cleanly.
     let ctrl_c = shutdown_signal();
     let (def, source) = crate::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    // Trials run in their own working directory: every path they are given must be absolute.
+    let state_dir = &std::path::absolute(state_dir)?;
     let name = def.name.clone();
     let store = open_store(state_dir)?;
     let gpus = discover_gpus(true);
@@ -122,7 +124,14 @@ pub async fn run(
 }
 
 fn print_progress(t: &TrialRecord, done: u64, max: u64) {
-    let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let params: Vec<String> = t
+        .params
+        .iter()
+        .map(|(k, v)| match v {
+            quantune_strategies::ParamValue::Float(f) => format!("{k}={}", output::num(*f, false)),
+            v => format!("{k}={v}"),
+        })
+        .collect();
     let metrics: Vec<String> = t
         .metrics
         .iter()

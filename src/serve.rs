@@ -42,7 +42,9 @@ pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
 pub async fn serve(config: Option<&Path>) -> Result<()> {
     // Before anything else: a SIGTERM during start-up then stops the daemon cleanly once up.
     let stop_signal = shutdown_signal();
-    let cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
+    let mut cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
+    // Trials run in their own working directory: every path they are given must be absolute.
+    cfg.state_dir = std::path::absolute(&cfg.state_dir)?;
     for (key, set) in [
         ("metrics_listen", cfg.metrics_listen.is_some()),
         ("tcp", cfg.tcp.is_some()),

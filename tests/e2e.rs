@@ -555,7 +555,6 @@ fn export_then_import() {
 #[test]
 fn foreground_run_interrupt_and_resume() {
     let mut d = Daemon::prepare(2, "");
-    let state = d.state_dir();
     let toml = study_toml(
         "fg",
         &objective_command(),
@@ -563,18 +562,26 @@ fn foreground_run_interrupt_and_resume() {
         2,
         "env = { MODE = \"sleep\", SLEEP = \"0.3\" }",
     );
-    let file = d.write("fg.toml", &toml);
+    // As users run it: relative paths, the study file in another directory than the state
+    // (the trials run in the file's directory, the state is relative to the caller's).
+    std::fs::create_dir(d.dir.path().join("studies")).unwrap();
+    d.write("studies/fg.toml", &toml);
+    d.write(
+        "studies/fg2.toml",
+        &toml.replace("max_trials = 8", "max_trials = 9"),
+    );
     let run = |log: &str| {
         let err = std::fs::File::create(d.dir.path().join(log)).unwrap();
         Command::new(bin())
             .args([
                 "run",
-                path_str(&file),
+                "studies/fg.toml",
                 "--state",
-                path_str(&state),
+                "state",
                 "--cpu-slots",
                 "2",
             ])
+            .current_dir(d.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(err))
@@ -618,19 +625,16 @@ fn foreground_run_interrupt_and_resume() {
         read("run2.log")
     );
 
-    let other = d.write(
-        "fg2.toml",
-        &toml.replace("max_trials = 8", "max_trials = 9"),
-    );
     let out = Command::new(bin())
         .args([
             "run",
-            path_str(&other),
+            "studies/fg2.toml",
             "--state",
-            path_str(&state),
+            "state",
             "--cpu-slots",
             "2",
         ])
+        .current_dir(d.dir.path())
         .stdin(Stdio::null())
         .output()
         .expect("run a different file");
@@ -718,7 +722,17 @@ fn recovery_that_fails_the_study_leaves_nothing_queued() {
         "trial 0 on its second attempt and trial 1 running",
         || {
             let t = d.trials("recover");
-            (t.len() == 2 && t.iter().all(|t| t["state"] == "running") && t[0]["attempt"] == 2)
+            // Each attempt writes its pid file when it starts (attempt 1 of trial 0 too).
+            let started = (0..2).all(|n| {
+                std::fs::read_to_string(d.dir.path().join(format!("pid_{n}")))
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+                    .is_some_and(pid_alive)
+            });
+            (started
+                && t.len() == 2
+                && t.iter().all(|t| t["state"] == "running")
+                && t[0]["attempt"] == 2)
                 .then_some(())
         },
     );

@@ -8,6 +8,7 @@ use super::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::{HashMap, VecDeque};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -109,57 +110,70 @@ impl Executor for LocalExecutor {
     }
 
     fn reap(&self, study: &str, trial: u64, attempt: u32, run_dir: &Path) {
-        let Ok(text) = std::fs::read_to_string(pgid_path(run_dir, attempt)) else {
-            return;
+        // An attempt's processes (its descendants included, whatever group or session they
+        // moved to) carry its metrics file in their environment: a path unique to this state
+        // directory, study, trial and attempt.
+        let want = {
+            let mut v = b"QUANTUNE_METRICS_FILE=".to_vec();
+            v.extend_from_slice(
+                metrics_path(&absolute(run_dir), attempt)
+                    .as_os_str()
+                    .as_bytes(),
+            );
+            v
         };
-        let Ok(pgid) = text.trim().parse::<i32>() else {
-            return;
-        };
-        if pgid <= 1 {
-            return;
+        let own_group = nix::unistd::getpgrp();
+        let mut killed = 0;
+        for (pid, pgrp) in processes_with_env(&want) {
+            if pgrp != own_group && pgrp.as_raw() > 1 {
+                let _ = killpg(pgrp, Signal::SIGKILL);
+            }
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            killed += 1;
         }
-        // The id may have been reused since: only a group whose members carry this very
-        // attempt's environment is killed.
-        let members = group_members(pgid, study, trial, attempt);
-        if members > 0 {
+        if killed > 0 {
             tracing::warn!(
                 study,
                 trial,
                 attempt,
-                pgid,
-                "killing {members} leftover process(es) of an interrupted attempt"
+                "killed {killed} leftover process(es) of the interrupted attempt"
             );
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
     }
 }
 
-/// Where an attempt's process group id is kept while it runs.
-fn pgid_path(run_dir: &Path, attempt: u32) -> PathBuf {
-    run_dir.join(format!("pgid.{attempt}"))
+/// `path` made absolute against the current directory: a trial runs in its own working
+/// directory, so every path it is handed must be absolute.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// How many live processes of process group `pgid` belong to the given attempt (their
-/// environment holds its `QUANTUNE_STUDY`, `QUANTUNE_TRIAL` and `QUANTUNE_ATTEMPT`). Reads
-/// `/proc`; 0 where there is none.
-fn group_members(pgid: i32, study: &str, trial: u64, attempt: u32) -> usize {
+/// The metrics file of one attempt.
+fn metrics_path(run_dir: &Path, attempt: u32) -> PathBuf {
+    run_dir.join(format!("metrics.{attempt}.jsonl"))
+}
+
+/// Live processes (pid, process group) whose environment holds the entry `want`
+/// (`NAME=value`). Reads `/proc`; processes of other users are not readable and not listed.
+fn processes_with_env(want: &[u8]) -> Vec<(Pid, Pid)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
-    let want = [
-        format!("QUANTUNE_STUDY={study}"),
-        format!("QUANTUNE_TRIAL={trial}"),
-        format!("QUANTUNE_ATTEMPT={attempt}"),
-    ];
-    let mut n = 0;
+    let mut found = Vec::new();
     for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
+        let Some(pid) = entry
+            .file_name()
             .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<i32>().ok())
         else {
             continue;
         };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|var| var == want) {
+            continue;
+        }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -168,20 +182,14 @@ fn group_members(pgid: i32, study: &str, trial: u64, attempt: u32) -> usize {
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())
             .unwrap_or_default();
-        if fields.first() == Some(&"Z")
-            || fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid)
-        {
+        if fields.first() == Some(&"Z") {
             continue;
         }
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-        if want.iter().all(|w| vars.contains(&w.as_bytes())) {
-            n += 1;
+        if let Some(pgrp) = fields.get(2).and_then(|g| g.parse::<i32>().ok()) {
+            found.push((Pid::from_raw(pid), Pid::from_raw(pgrp)));
         }
     }
-    n
+    found
 }
 
 /// Reads new complete lines of the metrics file and forwards intermediate reports.
@@ -232,21 +240,17 @@ async fn run_attempt(
         reason,
         stderr_tail: None,
     };
-    if let Err(e) = tokio::fs::create_dir_all(&launch.run_dir).await {
+    // The trial runs in its working directory: the metrics path it is given must be absolute.
+    let run_dir = absolute(&launch.run_dir);
+    if let Err(e) = tokio::fs::create_dir_all(&run_dir).await {
         return fail(format!(
             "cannot create the trial directory {}: {e}",
-            launch.run_dir.display()
+            run_dir.display()
         ));
     }
-    let metrics_path = launch
-        .run_dir
-        .join(format!("metrics.{}.jsonl", launch.attempt));
-    let stdout_path = launch
-        .run_dir
-        .join(format!("stdout.{}.log", launch.attempt));
-    let stderr_path = launch
-        .run_dir
-        .join(format!("stderr.{}.log", launch.attempt));
+    let metrics_path = metrics_path(&run_dir, launch.attempt);
+    let stdout_path = run_dir.join(format!("stdout.{}.log", launch.attempt));
+    let stderr_path = run_dir.join(format!("stderr.{}.log", launch.attempt));
     // A fresh metrics file per attempt: a retry never sees its predecessor's lines.
     if let Err(e) = std::fs::File::create(&metrics_path) {
         return fail(format!(
@@ -292,12 +296,6 @@ async fn run_attempt(
         }
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    // For a daemon that finds this attempt interrupted after a crash: see `reap`. A plain
-    // file, not the store: it must survive the daemon, not the machine (a reboot leaves no
-    // processes behind).
-    if let Some(pg) = pgid {
-        let _ = std::fs::write(pgid_path(&launch.run_dir, launch.attempt), pg.to_string());
-    }
     let stderr_task = child.stderr.take().map(|mut err| {
         let path = stderr_path.clone();
         tokio::spawn(async move {

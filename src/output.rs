@@ -67,8 +67,11 @@ pub fn num(v: f64, exact: bool) -> String {
         // Four significant digits.
         let decimals = if v == 0.0 { 0 } else { (3 - a.log10().floor() as i32).max(0) as usize };
         let s = format!("{v:.decimals$}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        s.to_string()
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
     } else {
         format!("{v:.3e}")
     }

@@ -18,8 +18,18 @@ fn bin() -> PathBuf {
 }
 
 fn cli(socket: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin()).arg("--socket").arg(socket).args(args).args(["--format", "json"]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -95,17 +105,27 @@ fn run_study(socket: &Path, file: &Path, name: &str, trials: u64) -> (f64, f64) 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |flag: &str, default: u64| {
-        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let trials = arg("--trials", 2000);
     let big = arg("--big", 10_000);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("q.sock");
     let config = dir.path().join("q.toml");
     std::fs::write(
         &config,
-        format!("state_dir = {:?}\nsocket = {:?}\ncpu_slots = {cores}\ngpu_discovery = false\n", dir.path().join("state"), socket),
+        format!(
+            "state_dir = {:?}\nsocket = {:?}\ncpu_slots = {cores}\ngpu_discovery = false\n",
+            dir.path().join("state"),
+            socket
+        ),
     )
     .unwrap();
     let daemon = Command::new(bin())
@@ -119,15 +139,33 @@ fn main() {
     let mut daemon = KillOnDrop(daemon);
     let daemon_pid = daemon.0.id();
     let t = Instant::now();
-    while Command::new(bin()).arg("--socket").arg(&socket).arg("studies").output().map(|o| !o.status.success()).unwrap_or(true) {
-        assert!(t.elapsed() < Duration::from_secs(20), "daemon did not start");
+    while Command::new(bin())
+        .arg("--socket")
+        .arg(&socket)
+        .arg("studies")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "daemon did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let rss_idle = rss_kib(daemon_pid);
-    let (tput, wall) = run_study(&socket, &study(dir.path(), "tput", trials, cores), "tput", trials);
+    let (tput, wall) = run_study(
+        &socket,
+        &study(dir.path(), "tput", trials, cores),
+        "tput",
+        trials,
+    );
     let (_, big_wall) = run_study(&socket, &study(dir.path(), "big", big, cores), "big", big);
     let rss_big = rss_kib(daemon_pid);
-    let _ = Command::new("kill").arg("-TERM").arg(daemon_pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon_pid.to_string())
+        .status();
     let _ = daemon.0.wait();
 
     println!("| measure | value |");
@@ -136,5 +174,8 @@ fn main() {
     println!("| throughput (submit → completed, daemon clock) | {tput:.0} trials/s |");
     println!("| wall time incl. CLI polling | {wall:.2} s |");
     println!("| daemon RSS idle | {:.1} MiB |", rss_idle as f64 / 1024.0);
-    println!("| daemon RSS after a {big}-trial study ({big_wall:.1} s) | {:.1} MiB |", rss_big as f64 / 1024.0);
+    println!(
+        "| daemon RSS after a {big}-trial study ({big_wall:.1} s) | {:.1} MiB |",
+        rss_big as f64 / 1024.0
+    );
 }

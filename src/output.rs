@@ -65,7 +65,11 @@ pub fn num(v: f64, exact: bool) -> String {
     let a = v.abs();
     if v == 0.0 || (1e-3..1e6).contains(&a) {
         // Four significant digits.
-        let decimals = if v == 0.0 { 0 } else { (3 - a.log10().floor() as i32).max(0) as usize };
+        let decimals = if v == 0.0 {
+            0
+        } else {
+            (3 - a.log10().floor() as i32).max(0) as usize
+        };
         let s = format!("{v:.decimals$}");
         if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.').to_string()

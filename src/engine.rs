@@ -504,14 +504,7 @@ impl Engine {
     ) -> TrialRecord {
         match outcome {
             AttemptOutcome::Complete { metrics, info } => {
-                let missing: Vec<&str> = rt
-                    .def
-                    .objectives
-                    .iter()
-                    .map(|o| o.metric.as_str())
-                    .chain(rt.def.constraints.iter().map(|c| c.metric.as_str()))
-                    .filter(|m| !metrics.contains_key(*m))
-                    .collect();
+                let missing = missing_metrics(&rt.def, &metrics);
                 if !missing.is_empty() {
                     let reason = format!("final metrics line lacks {}", missing.join(", "));
                     return self.apply_failure(rt, n, reason, None, t);
@@ -1151,14 +1144,7 @@ impl Engine {
         }
         let outcome = match outcome {
             TellOutcome::Complete(metrics) => {
-                let missing: Vec<&str> = rt
-                    .def
-                    .objectives
-                    .iter()
-                    .map(|o| o.metric.as_str())
-                    .chain(rt.def.constraints.iter().map(|c| c.metric.as_str()))
-                    .filter(|m| !metrics.contains_key(*m))
-                    .collect();
+                let missing = missing_metrics(&rt.def, &metrics);
                 if !missing.is_empty() {
                     return Err(EngineError::BadRequest(format!(
                         "--metrics lacks {} (every objective and constraint metric is needed)",
@@ -1204,6 +1190,7 @@ impl Engine {
 
     /// Imports exported JSON lines as new studies and loads them.
     pub fn import(&self, data: &[u8]) -> Result<quantune_state::ImportSummary> {
+        check_import(data)?;
         let mut inner = self.lock();
         let summary = self
             .store
@@ -1234,8 +1221,52 @@ impl Engine {
     }
 }
 
+/// The objective and constraint metrics a final result lacks.
+fn missing_metrics<'a>(def: &'a StudyDefinition, metrics: &BTreeMap<String, f64>) -> Vec<&'a str> {
+    def.objectives
+        .iter()
+        .map(|o| o.metric.as_str())
+        .chain(def.constraints.iter().map(|c| c.metric.as_str()))
+        .filter(|m| !metrics.contains_key(*m))
+        .collect()
+}
+
 fn not_found(name: &str) -> EngineError {
     EngineError::NotFound(format!("no study named '{name}' (see `quantune studies`)"))
+}
+
+/// Checks what the store's own format checks do not: that every imported study is one this
+/// scheduler can load (readable definition, a known strategy, trials numbered without gaps).
+/// The store keeps what it imports, so an unloadable study must be refused before that.
+fn check_import(data: &[u8]) -> Result<()> {
+    use quantune_state::ExportLine;
+    let text = std::str::from_utf8(data).map_err(|e| {
+        EngineError::BadRequest(format!("import: the data is not UTF-8 text ({e})"))
+    })?;
+    let mut studies: Vec<(usize, StudyRecord, Vec<TrialRecord>)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<ExportLine>(raw) {
+            Ok(ExportLine::Study(s)) => studies.push((i + 1, s, Vec::new())),
+            Ok(ExportLine::Trial { trial, .. }) => {
+                if let Some(last) = studies.last_mut() {
+                    last.2.push(trial);
+                }
+            }
+            // The store's import names the malformed line.
+            Err(_) => return Ok(()),
+        }
+    }
+    for (line, record, mut trials) in studies {
+        trials.sort_by_key(|t| t.number);
+        let name = record.name.clone();
+        runtime(record, trials).map_err(|e| {
+            EngineError::BadRequest(format!("import line {line}: study '{name}': {e}"))
+        })?;
+    }
+    Ok(())
 }
 
 /// Rebuilds a study's runtime from its stored record and trials.

@@ -2,16 +2,14 @@
 //! the daemon, progress on the terminal and the leaderboard at the end. Ctrl-C interrupts the
 //! running trials cleanly; running the same file again resumes where it stopped.
 
-use crate::engine::{Engine, EngineConfig, EngineError};
-use crate::executor::local::LocalExecutor;
+use crate::engine::EngineError;
 use crate::output;
-use crate::serve::{discover_gpus, open_store, shutdown_signal, KILL_GRACE};
+use crate::serve::{discover_gpus, shutdown_signal, start_engine};
 use anyhow::{anyhow, bail, Result};
 use quantune_state::TrialRecord;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Runs the study in `file` with its store in `state_dir`; returns the process exit code.
 pub async fn run(
@@ -26,24 +24,9 @@ pub async fn run(
     // Trials run in their own working directory: every path they are given must be absolute.
     let state_dir = &std::path::absolute(state_dir)?;
     let name = def.name.clone();
-    let store = open_store(state_dir)?;
     let gpus = discover_gpus(true);
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let executor = Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE));
-    let engine = Arc::new(
-        Engine::open(
-            store,
-            executor,
-            EngineConfig {
-                run_root: state_dir.join("trials"),
-                cpu_slots: cpu_slots.unwrap_or_else(crate::config::cores),
-                gpus: gpus.devices.iter().map(|g| g.index).collect(),
-                trials_per_gpu: 1,
-                only_study: Some(name.clone()),
-            },
-        )
-        .map_err(|e| anyhow!("{e}"))?,
-    );
+    let cpu_slots = cpu_slots.unwrap_or_else(crate::config::cores);
+    let (engine, ev_rx) = start_engine(state_dir, cpu_slots, &gpus, 1, Some(name.clone()))?;
     match engine.definition(&name) {
         Ok((_, stored_source)) if stored_source != source => bail!(
             "{}: study '{name}' in {} was created from a different file; rename [study] name or use another --state directory",

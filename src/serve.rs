@@ -26,6 +26,32 @@ pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
+/// Opens the store under `state_dir` and builds the scheduler with a local executor; returns
+/// it with the executor's event stream, for [`Engine::run`]. Shared by `serve` and `run`.
+pub fn start_engine(
+    state_dir: &Path,
+    cpu_slots: usize,
+    gpus: &GpuDiscovery,
+    trials_per_gpu: u32,
+    only_study: Option<String>,
+) -> Result<(
+    Arc<Engine>,
+    mpsc::UnboundedReceiver<crate::executor::ExecEvent>,
+)> {
+    let store = open_store(state_dir)?;
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let executor = Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE));
+    let cfg = EngineConfig {
+        run_root: state_dir.join("trials"),
+        cpu_slots,
+        gpus: gpus.devices.iter().map(|g| g.index).collect(),
+        trials_per_gpu,
+        only_study,
+    };
+    let engine = Engine::open(store, executor, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((Arc::new(engine), ev_rx))
+}
+
 /// GPU discovery, honouring the config switch.
 pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
     if enabled {
@@ -54,7 +80,6 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
             tracing::warn!("config key `{key}` is not supported by this version and is ignored");
         }
     }
-    let store = open_store(&cfg.state_dir)?;
     let gpus = discover_gpus(cfg.gpu_discovery);
     match &gpus.note {
         Some(n) => tracing::info!("{n}"),
@@ -64,22 +89,13 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
             gpus.devices.iter().map(|g| &g.name).collect::<Vec<_>>()
         ),
     }
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let executor = Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE));
-    let engine = Arc::new(
-        Engine::open(
-            store,
-            executor,
-            EngineConfig {
-                run_root: cfg.state_dir.join("trials"),
-                cpu_slots: cfg.cpu_slots(),
-                gpus: gpus.devices.iter().map(|g| g.index).collect(),
-                trials_per_gpu: cfg.trials_per_gpu,
-                only_study: None,
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let (engine, ev_rx) = start_engine(
+        &cfg.state_dir,
+        cfg.cpu_slots(),
+        &gpus,
+        cfg.trials_per_gpu,
+        None,
+    )?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));

@@ -312,61 +312,7 @@ async fn export(State(s): State<AppState>, Path(name): Path<String>) -> ApiResul
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
 }
 
-/// Checks what the store's own line checks do not: that every study line's definition is one
-/// this daemon can run and that each study's trials are numbered 0, 1, 2, … . The store keeps
-/// what it imports, so a study the scheduler then cannot load must be refused before that.
-fn check_import(data: &[u8]) -> ApiResult<()> {
-    use quantune_state::transfer::ExportLine;
-    let text = std::str::from_utf8(data)
-        .map_err(|e| bad(format!("import: the data is not UTF-8 text ({e})")))?;
-    // (line of the study, its name, trial numbers seen)
-    let mut current: Option<(usize, String, Vec<u64>)> = None;
-    let finish = |c: Option<(usize, String, Vec<u64>)>| -> ApiResult<()> {
-        if let Some((line, name, mut numbers)) = c {
-            numbers.sort_unstable();
-            if let Some(i) = numbers.iter().enumerate().position(|(i, n)| *n != i as u64) {
-                return Err(bad(format!(
-                    "import line {line}: study '{name}' has no trial {i}; trials must be numbered 0, 1, 2, … without gaps"
-                )));
-            }
-        }
-        Ok(())
-    };
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        // Lines the store cannot parse get its own message (which names the line).
-        let Ok(parsed) = serde_json::from_str::<ExportLine>(raw) else {
-            return Ok(());
-        };
-        match parsed {
-            ExportLine::Study(study) => {
-                finish(current.take())?;
-                let def: crate::study::StudyDefinition =
-                    serde_json::from_value(study.definition.clone()).map_err(|e| {
-                        bad(format!(
-                            "import line {line}: the definition of study '{}' is not valid: {e}",
-                            study.name
-                        ))
-                    })?;
-                quantune_strategies::registry::build(&def.strategy.kind, &def.strategy.options())
-                    .map_err(|e| bad(format!("import line {line}: study '{}': {e}", study.name)))?;
-                current = Some((line, study.name, Vec::new()));
-            }
-            ExportLine::Trial { trial, .. } => {
-                if let Some((_, _, numbers)) = current.as_mut() {
-                    numbers.push(trial.number);
-                }
-            }
-        }
-    }
-    finish(current)
-}
-
 async fn import(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> {
-    check_import(&bytes)?;
     let summary = s.engine.import(&bytes)?;
     Ok(
         Json(serde_json::json!({ "studies": summary.studies, "trials": summary.trials }))

@@ -26,6 +26,7 @@
 pub mod grid;
 pub mod objective;
 pub mod pareto;
+pub mod pruner;
 pub mod random;
 pub mod registry;
 pub mod sobol;

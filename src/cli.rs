@@ -83,6 +83,13 @@ pub enum Command {
         /// The study.
         study: String,
     },
+    /// One trial's learning curve: its intermediate reports, as a table with a bar per step.
+    Curve {
+        /// The study.
+        study: String,
+        /// The trial number.
+        trial: u64,
+    },
     /// A study's leaderboard (SPEC §6 ordering).
     Leaderboard {
         /// The study.

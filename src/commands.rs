@@ -165,6 +165,31 @@ pub async fn run_client(command: Command, socket: &Path, format: Format) -> Resu
                 }
             }
         }
+        Command::Curve { study, trial } => {
+            let v: serde_json::Value = client
+                .json(
+                    Method::GET,
+                    &format!("/v1/studies/{}/trials/{trial}", segment(&study)),
+                    None,
+                )
+                .await?;
+            match format {
+                Format::Json => print_json(&v),
+                _ => {
+                    let reports: Vec<quantune_state::Report> =
+                        serde_json::from_value(v["reports"].clone())?;
+                    if reports.is_empty() {
+                        println!("trial {trial} of '{study}' has no intermediate reports");
+                    } else {
+                        print_table(
+                            &output::curve_table(&reports, format == Format::Csv),
+                            format,
+                        );
+                    }
+                    Ok(())
+                }
+            }
+        }
         Command::Pause { study } => lifecycle(&client, &study, "pause", format).await,
         Command::Resume { study } => lifecycle(&client, &study, "resume", format).await,
         Command::Cancel { study } => lifecycle(&client, &study, "cancel", format).await,

@@ -8,13 +8,16 @@
 //! parameters while `trial.retries` allow; a restart fails and re-queues trials the previous
 //! process left `running` ("interrupted").
 
-use crate::api::{StudySummary, TrialView};
+use crate::api::{BudgetUsage, StudySummary, TrialView};
 use crate::executor::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
 use crate::leaderboard;
 use crate::slots::{Slot, SlotPool, SlotUsage};
-use crate::study::{StudyDefinition, TrialSpec, Workload};
+use crate::study::{OnExhausted, StudyDefinition, TrialSpec, Workload};
 use quantune_state::{
     AttemptRecord, Report, Store, StudyRecord, StudyState, TrialRecord, TrialState,
+};
+use quantune_strategies::pruner::{
+    self, Curve, PruneContext, Pruner, QualityGate, Report as CurveReport,
 };
 use quantune_strategies::{
     registry, Observation, Outcome, Params, Strategy, StrategyError, SuggestContext,
@@ -129,6 +132,12 @@ struct StudyRuntime {
     last_seen: HashMap<u64, f64>,
     /// The strategy has no more points (grid).
     exhausted: bool,
+    /// Intermediate reports of every trial, by step (pruners compare these).
+    curves: HashMap<u64, Vec<CurveReport>>,
+    /// The study's pruner, if any.
+    pruner: Option<Box<dyn Pruner>>,
+    /// Why a running trial is being stopped (pruned, budget), until its attempt ends.
+    stop_reasons: HashMap<u64, String>,
 }
 
 impl StudyRuntime {
@@ -152,6 +161,48 @@ impl StudyRuntime {
             .budget
             .max_wall_secs
             .is_some_and(|w| now - self.record.created_at > w)
+    }
+
+    /// GPU time spent so far (every attempt, running ones up to `now`), in hours.
+    fn gpu_hours(&self, now: f64) -> f64 {
+        let gpus = f64::from(self.def.trial.gpus);
+        if gpus == 0.0 {
+            return 0.0;
+        }
+        let secs: f64 = self
+            .trials
+            .iter()
+            .map(|t| {
+                let earlier: f64 = t
+                    .attempts
+                    .iter()
+                    .map(|a| (a.finished_at - a.started_at.unwrap_or(a.finished_at)).max(0.0))
+                    .sum();
+                let current = match (t.started_at, t.finished_at) {
+                    (Some(s), Some(f)) => f - s,
+                    (Some(s), None) if t.state == TrialState::Running => now - s,
+                    _ => 0.0,
+                };
+                earlier + current.max(0.0)
+            })
+            .sum();
+        gpus * secs / 3600.0
+    }
+
+    /// Which budget, other than `max_trials`, has run out.
+    fn budget_exhausted(&self, now: f64) -> Option<&'static str> {
+        if self.wall_exceeded(now) {
+            Some("budget.max_wall reached")
+        } else if self
+            .def
+            .budget
+            .max_gpu_hours
+            .is_some_and(|h| self.gpu_hours(now) >= h)
+        {
+            Some("budget.max_gpu_hours reached")
+        } else {
+            None
+        }
     }
 
     fn summary(&self) -> StudySummary {
@@ -181,6 +232,17 @@ impl StudyRuntime {
                 .map(|r| r.trial),
             created_at: self.record.created_at,
             updated_at: self.record.updated_at,
+            budget: BudgetUsage {
+                wall_s: (if self.record.state.is_finished() {
+                    self.record.updated_at
+                } else {
+                    now()
+                } - self.record.created_at)
+                    .max(0.0),
+                max_wall_s: self.def.budget.max_wall_secs,
+                gpu_hours: self.gpu_hours(now()),
+                max_gpu_hours: self.def.budget.max_gpu_hours,
+            },
         }
     }
 }
@@ -259,7 +321,8 @@ impl Engine {
         for record in records {
             let name = record.name.clone();
             let trials = engine.store.trials(&name)?;
-            let mut rt = match runtime(record, trials) {
+            let curves = engine.load_curves(&name, &trials)?;
+            let mut rt = match runtime(record, trials, curves) {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(study = %name, "cannot load study: {e}");
@@ -308,6 +371,98 @@ impl Engine {
         }
         self.check_study(rt, t);
         interrupted
+    }
+
+    /// Every trial's intermediate reports, from the store.
+    fn load_curves(
+        &self,
+        study: &str,
+        trials: &[TrialRecord],
+    ) -> Result<HashMap<u64, Vec<CurveReport>>> {
+        let mut curves = HashMap::new();
+        for t in trials {
+            let reports = self.store.reports(study, t.number)?;
+            if !reports.is_empty() {
+                curves.insert(
+                    t.number,
+                    reports.into_iter().map(|r| (r.step, r.values)).collect(),
+                );
+            }
+        }
+        Ok(curves)
+    }
+
+    /// Stores an intermediate report of a running trial and asks the quality gate and the
+    /// pruner about it; returns why the trial should stop, if it should.
+    fn record_report(
+        &self,
+        rt: &mut StudyRuntime,
+        n: u64,
+        step: u64,
+        values: BTreeMap<String, f64>,
+        t: f64,
+    ) -> Result<Option<String>> {
+        let name = rt.record.name.clone();
+        self.store.add_report(
+            &name,
+            n,
+            &Report {
+                step,
+                values: values.clone(),
+                at: t,
+            },
+        )?;
+        rt.last_seen.insert(n, t);
+        if rt.stop_reasons.contains_key(&n) {
+            // Reports written after the decision do not count: pruners see the curve as it was.
+            return Ok(None);
+        }
+        let curve = rt.curves.entry(n).or_default();
+        match curve.iter().position(|(s, _)| *s >= step) {
+            Some(i) if curve[i].0 == step => curve[i].1 = values.clone(),
+            Some(i) => curve.insert(i, (step, values.clone())),
+            None => curve.push((step, values.clone())),
+        }
+        if let Some(grace) = rt.def.pruner.constraint_grace {
+            let gate = QualityGate {
+                constraints: rt.def.constraints.clone(),
+                grace,
+            };
+            if let Some(reason) = gate.check(step, &values) {
+                return Ok(Some(reason));
+            }
+        }
+        let Some(p) = rt.pruner.as_ref() else {
+            return Ok(None);
+        };
+        // Only a report at the trial's newest step is a new decision point.
+        if rt.curves[&n].last().is_some_and(|(s, _)| *s != step) {
+            return Ok(None);
+        }
+        let others: Vec<Curve> = rt
+            .curves
+            .iter()
+            .filter(|(k, _)| **k != n)
+            .map(|(k, c)| Curve {
+                number: *k,
+                reports: c,
+                complete: rt
+                    .trials
+                    .get(*k as usize)
+                    .is_some_and(|t| t.state == TrialState::Complete),
+            })
+            .collect();
+        let ctx = PruneContext {
+            trial: Curve {
+                number: n,
+                reports: &rt.curves[&n],
+                complete: false,
+            },
+            others: &others,
+            metrics: &rt.def.pruner.metrics,
+        };
+        Ok(p.decide(&ctx)
+            .map(|r| format!("pruned at step {step}: {r}")))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -407,7 +562,7 @@ impl Engine {
                     step,
                     values,
                 } => {
-                    let Some(rt) = inner.studies.get(&study) else {
+                    let Some(rt) = inner.studies.get_mut(&study) else {
                         continue;
                     };
                     let current = rt
@@ -415,16 +570,14 @@ impl Engine {
                         .get(trial as usize)
                         .is_some_and(|tr| tr.attempt == attempt && tr.state == TrialState::Running);
                     if current {
-                        if let Err(e) = self.store.add_report(
-                            &study,
-                            trial,
-                            &Report {
-                                step,
-                                values,
-                                at: t,
-                            },
-                        ) {
-                            tracing::error!(%study, trial, "cannot store a report: {e}");
+                        match self.record_report(rt, trial, step, values, t) {
+                            Ok(Some(reason)) => {
+                                tracing::info!(%study, trial, "{reason}");
+                                rt.stop_reasons.insert(trial, reason);
+                                self.executor.cancel(&study, trial, CancelReason::Pruned);
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::error!(%study, trial, "cannot store a report: {e}"),
                         }
                     }
                 }
@@ -559,11 +712,16 @@ impl Engine {
                 } else {
                     TrialState::Cancelled
                 };
-                tr.reason = Some(if why == CancelReason::Pruned {
-                    "pruned".into()
+                let fallback = if why == CancelReason::Pruned {
+                    "pruned"
                 } else {
-                    "cancelled".into()
-                });
+                    "cancelled"
+                };
+                tr.reason = Some(
+                    rt.stop_reasons
+                        .remove(&n)
+                        .unwrap_or_else(|| fallback.into()),
+                );
                 tr.stderr_tail = stderr_tail;
                 tr.finished_at = Some(t);
                 self.finish_trial(rt, n)
@@ -616,10 +774,11 @@ impl Engine {
     /// Bookkeeping for a trial that reached a final state.
     fn finish_trial(&self, rt: &mut StudyRuntime, n: u64) -> TrialRecord {
         rt.last_seen.remove(&n);
+        rt.stop_reasons.remove(&n);
         let tr = &mut rt.trials[n as usize];
         tr.slot = None;
         let tr = tr.clone();
-        rt.observations.push(observation(&tr));
+        rt.observations.push(observation(&tr, rt.curves.get(&n)));
         tr
     }
 
@@ -642,15 +801,29 @@ impl Engine {
             self.stop_study(rt, StudyState::Failed, Some(msg), t);
             return;
         }
+        let exhausted_by = rt.budget_exhausted(t);
+        if let (Some(why), OnExhausted::Cancel) = (exhausted_by, rt.def.budget.on_exhausted) {
+            // Stop what still runs; the trials are recorded as cancelled with the reason.
+            for tr in rt.trials.iter().filter(|t| t.state == TrialState::Running) {
+                if tr.executor.as_deref() != Some("external")
+                    && !rt.stop_reasons.contains_key(&tr.number)
+                {
+                    rt.stop_reasons
+                        .insert(tr.number, format!("cancelled: {why}"));
+                    self.executor
+                        .cancel(&rt.record.name, tr.number, CancelReason::User);
+                }
+            }
+        }
         let all_done = rt.trials.iter().all(|t| t.state.is_finished());
         let budget_done = rt.trials.len() as u64 >= rt.def.budget.max_trials
             || rt.exhausted
-            || rt.wall_exceeded(t);
+            || exhausted_by.is_some();
         if all_done && budget_done {
             let msg = if rt.exhausted {
                 Some("every point of the design was tried".into())
-            } else if rt.wall_exceeded(t) && (rt.trials.len() as u64) < rt.def.budget.max_trials {
-                Some("budget.max_wall reached".into())
+            } else if (rt.trials.len() as u64) < rt.def.budget.max_trials {
+                exhausted_by.map(String::from)
             } else {
                 None
             };
@@ -832,7 +1005,9 @@ impl Engine {
         if let Some(tr) = rt.trials.iter().find(|t| t.state == TrialState::Queued) {
             return Some(tr.number);
         }
-        if rt.exhausted || rt.trials.len() as u64 >= rt.def.budget.max_trials || rt.wall_exceeded(t)
+        if rt.exhausted
+            || rt.trials.len() as u64 >= rt.def.budget.max_trials
+            || rt.budget_exhausted(t).is_some()
         {
             return None;
         }
@@ -918,7 +1093,7 @@ impl Engine {
         let json = serde_json::to_value(&def).map_err(|e| EngineError::Internal(e.to_string()))?;
         let record = StudyRecord::new(&def.name, json, source, now());
         self.store.create_study(&record)?;
-        let rt = runtime(record, Vec::new()).map_err(EngineError::Internal)?;
+        let rt = runtime(record, Vec::new(), HashMap::new()).map_err(EngineError::Internal)?;
         let summary = rt.summary();
         tracing::info!(study = %def.name, "study submitted");
         inner.studies.insert(def.name.clone(), rt);
@@ -1113,17 +1288,27 @@ impl Engine {
                 tr.state.as_str()
             )));
         }
-        self.store.add_report(
-            name,
-            n,
-            &Report {
-                step,
-                values,
-                at: now(),
-            },
-        )?;
-        rt.last_seen.insert(n, now());
-        Ok(false)
+        let t = now();
+        let Some(reason) = self.record_report(rt, n, step, values, t)? else {
+            return Ok(false);
+        };
+        // The client stops on {"prune": true}; the trial is recorded as pruned now.
+        let before = rt.trials[n as usize].clone();
+        let tr = &mut rt.trials[n as usize];
+        tr.state = TrialState::Pruned;
+        tr.reason = Some(reason);
+        tr.finished_at = Some(t);
+        let rec = self.finish_trial(rt, n);
+        if let Err(e) = self.store.put_trial(&rec) {
+            rt.trials[n as usize] = before;
+            rt.observations.pop();
+            return Err(e.into());
+        }
+        self.check_study(rt, t);
+        drop(inner);
+        let _ = self.finished_tx.send(rec);
+        self.poke();
+        Ok(true)
     }
 
     /// `tell`: finishes a running external trial.
@@ -1202,7 +1387,8 @@ impl Engine {
         for name in &summary.studies {
             let record = self.store.study(name)?.ok_or_else(|| not_found(name))?;
             let trials = self.store.trials(name)?;
-            let mut rt = runtime(record, trials).map_err(EngineError::BadRequest)?;
+            let curves = self.load_curves(name, &trials)?;
+            let mut rt = runtime(record, trials, curves).map_err(EngineError::BadRequest)?;
             // Trials that were running where the study was exported run nowhere here.
             for n in self.reconcile(&mut rt, IMPORT_REASON, now()) {
                 inner.dirty.push((name.clone(), n));
@@ -1262,7 +1448,7 @@ fn check_import(data: &[u8]) -> Result<()> {
     for (line, record, mut trials) in studies {
         trials.sort_by_key(|t| t.number);
         let name = record.name.clone();
-        runtime(record, trials).map_err(|e| {
+        runtime(record, trials, HashMap::new()).map_err(|e| {
             EngineError::BadRequest(format!("import line {line}: study '{name}': {e}"))
         })?;
     }
@@ -1273,6 +1459,7 @@ fn check_import(data: &[u8]) -> Result<()> {
 fn runtime(
     record: StudyRecord,
     trials: Vec<TrialRecord>,
+    curves: HashMap<u64, Vec<CurveReport>>,
 ) -> std::result::Result<StudyRuntime, String> {
     let def: StudyDefinition = serde_json::from_value(record.definition.clone())
         .map_err(|e| format!("stored definition of '{}' is unreadable: {e}", record.name))?;
@@ -1292,7 +1479,17 @@ fn runtime(
             .total_cmp(&b.finished_at.unwrap_or(0.0))
             .then(a.number.cmp(&b.number))
     });
-    let observations = finished.into_iter().map(observation).collect();
+    let observations = finished
+        .into_iter()
+        .map(|t| observation(t, curves.get(&t.number)))
+        .collect();
+    let kind = if def.pruner.kind.is_empty() {
+        "none"
+    } else {
+        def.pruner.kind.as_str()
+    };
+    let pruner =
+        pruner::build(kind, &def.pruner.options).map_err(|(k, m)| format!("pruner.{k}: {m}"))?;
     let spec = Arc::new(def.trial.clone());
     Ok(StudyRuntime {
         def: Arc::new(def),
@@ -1304,10 +1501,14 @@ fn runtime(
         held: HashMap::new(),
         last_seen: HashMap::new(),
         exhausted: false,
+        curves,
+        pruner,
+        stop_reasons: HashMap::new(),
     })
 }
 
-fn observation(t: &TrialRecord) -> Observation {
+/// A finished trial as strategies see it; a pruned trial carries its last reported values.
+fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> Observation {
     Observation {
         number: t.number,
         params: t.params.clone(),
@@ -1317,7 +1518,10 @@ fn observation(t: &TrialRecord) -> Observation {
             TrialState::Infeasible => Outcome::Infeasible,
             _ => Outcome::Failed,
         },
-        metrics: t.metrics.clone(),
+        metrics: match (t.state, curve.and_then(|c| c.last())) {
+            (TrialState::Pruned, Some((_, values))) => values.clone(),
+            _ => t.metrics.clone(),
+        },
     }
 }
 

@@ -167,6 +167,54 @@ pub fn trials_table(trials: &[TrialView], exact: bool) -> Table {
     Table { headers, rows }
 }
 
+/// A learning curve: one row per step, one column per metric, and a bar for the first metric
+/// scaled between its smallest and largest value.
+pub fn curve_table(reports: &[quantune_state::Report], exact: bool) -> Table {
+    let names: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.values.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut headers = vec!["step".to_string()];
+    headers.extend(names.iter().cloned());
+    let first = names.first();
+    let vals: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| first.and_then(|f| r.values.get(f)).copied())
+        .collect();
+    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !exact {
+        if let Some(f) = first {
+            headers.push(f.clone());
+        }
+    }
+    let rows = reports
+        .iter()
+        .map(|r| {
+            let mut c = vec![r.step.to_string()];
+            c.extend(
+                names
+                    .iter()
+                    .map(|n| r.values.get(n).map(|v| num(*v, exact)).unwrap_or_default()),
+            );
+            if !exact {
+                let bar = first.and_then(|f| r.values.get(f)).map_or(0, |v| {
+                    if hi > lo {
+                        1 + ((v - lo) / (hi - lo) * 39.0).round() as usize
+                    } else {
+                        20
+                    }
+                });
+                c.push("#".repeat(bar));
+            }
+            c
+        })
+        .collect();
+    Table { headers, rows }
+}
+
 /// Studies as a table.
 pub fn studies_table(studies: &[StudySummary]) -> Table {
     let headers = [

@@ -3,6 +3,7 @@
 //! it can be found, the key path, what is wrong and what is allowed.
 
 use crate::duration::parse_duration;
+use quantune_strategies::pruner::{self, PruneMetric, PrunerOptions};
 use quantune_strategies::registry::{self, StrategyOptions};
 use quantune_strategies::{
     Constraint, Direction, Domain, Objective, Param, ParamValue, SearchSpace,
@@ -35,6 +36,9 @@ pub struct StudyDefinition {
     pub budget: Budget,
     /// How to run one trial.
     pub trial: TrialSpec,
+    /// Early stopping.
+    #[serde(default)]
+    pub pruner: PrunerSpec,
     /// The directory relative paths in the file are resolved against (the study file's own).
     pub base_dir: PathBuf,
 }
@@ -71,6 +75,36 @@ pub struct Budget {
     pub max_failed: u64,
     /// Wall-clock limit in seconds from the study's creation.
     pub max_wall_secs: Option<f64>,
+    /// Limit on GPU time (GPUs × seconds of every attempt, in hours).
+    #[serde(default)]
+    pub max_gpu_hours: Option<f64>,
+    /// What happens to running trials when a budget runs out.
+    #[serde(default)]
+    pub on_exhausted: OnExhausted,
+}
+
+/// `budget.on_exhausted`: what running trials do when `max_wall` or `max_gpu_hours` is reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// They run to the end and are recorded.
+    #[default]
+    Finish,
+    /// They are stopped and recorded as cancelled.
+    Cancel,
+}
+
+/// `[pruner]`: early stopping.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrunerSpec {
+    /// `none | median | asha`.
+    pub kind: String,
+    /// The intermediate metrics compared (default: the first objective).
+    pub metrics: Vec<PruneMetric>,
+    /// The pruners' numeric options.
+    pub options: PrunerOptions,
+    /// Quality gate: stop a trial whose report breaks a constraint by more than this.
+    pub constraint_grace: Option<f64>,
 }
 
 /// Where a trial's work happens.
@@ -225,6 +259,8 @@ struct RawBudget {
     parallel: Option<i64>,
     max_failed: Option<i64>,
     max_wall: Option<String>,
+    max_gpu_hours: Option<f64>,
+    on_exhausted: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -245,6 +281,15 @@ struct RawTrial {
 #[serde(deny_unknown_fields)]
 struct RawPruner {
     kind: Option<String>,
+    metric: Option<String>,
+    metrics: Option<Vec<String>>,
+    direction: Option<Direction>,
+    warmup_steps: Option<i64>,
+    min_trials: Option<i64>,
+    min_resource: Option<i64>,
+    reduction_factor: Option<i64>,
+    max_resource: Option<i64>,
+    constraint_grace: Option<f64>,
 }
 
 /// Default per-attempt timeout when a study sets none.
@@ -498,11 +543,32 @@ fn validate(
         Some(s) => Some(parse_duration(&s).map_err(|m| e("budget.max_wall", m))?),
         None => None,
     };
+    let max_gpu_hours = match raw.budget.max_gpu_hours {
+        Some(h) if !(h.is_finite() && h > 0.0) => {
+            return Err(e(
+                "budget.max_gpu_hours",
+                format!("must be a positive number of hours (got {h})"),
+            ))
+        }
+        h => h,
+    };
+    let on_exhausted = match raw.budget.on_exhausted.as_deref() {
+        None | Some("finish") => OnExhausted::Finish,
+        Some("cancel") => OnExhausted::Cancel,
+        Some(o) => {
+            return Err(e(
+                "budget.on_exhausted",
+                format!("unknown value \"{o}\"; allowed: \"finish\" (running trials complete) or \"cancel\""),
+            ))
+        }
+    };
     let budget = Budget {
         max_trials,
         parallel,
         max_failed,
         max_wall_secs,
+        max_gpu_hours,
+        on_exhausted,
     };
 
     // [trial]
@@ -609,21 +675,7 @@ fn validate(
     }
 
     // [pruner]
-    match raw.pruner.kind.as_deref().unwrap_or("none") {
-        "none" => {}
-        k @ ("median" | "asha") => {
-            return Err(e(
-                "pruner.kind",
-                format!("\"{k}\" is not available in this version yet; use \"none\""),
-            ))
-        }
-        k => {
-            return Err(e(
-                "pruner.kind",
-                format!("unknown pruner \"{k}\"; allowed: \"none\", \"median\", \"asha\""),
-            ))
-        }
-    }
+    let pruner = pruner_spec(raw.pruner, &objectives)?;
 
     Ok(StudyDefinition {
         name,
@@ -646,6 +698,78 @@ fn validate(
             executor,
         },
         base_dir: base_dir.to_path_buf(),
+        pruner,
+    })
+}
+
+/// Validates `[pruner]`: the kind, its options and which metrics it compares.
+fn pruner_spec(raw: RawPruner, objectives: &[Objective]) -> Result<PrunerSpec, (String, String)> {
+    let e = |k: &str, m: String| (format!("pruner.{k}"), m);
+    let kind = raw.kind.unwrap_or_else(|| "none".into());
+    let d = PrunerOptions::default();
+    let opt =
+        |k: &str, v: Option<i64>, default: u64| non_negative(&format!("pruner.{k}"), v, default);
+    let options = PrunerOptions {
+        warmup_steps: opt("warmup_steps", raw.warmup_steps, d.warmup_steps)?,
+        min_trials: opt("min_trials", raw.min_trials, d.min_trials)?,
+        min_resource: opt("min_resource", raw.min_resource, d.min_resource)?,
+        reduction_factor: opt("reduction_factor", raw.reduction_factor, d.reduction_factor)?,
+        max_resource: match raw.max_resource {
+            Some(m) => Some(opt("max_resource", Some(m), 0)?),
+            None => None,
+        },
+    };
+    pruner::build(&kind, &options).map_err(|(k, m)| e(&k, m))?;
+    let names = match (raw.metric, raw.metrics) {
+        (Some(_), Some(_)) => {
+            return Err(e(
+                "metrics",
+                "give either `metric = \"name\"` or `metrics = [...]`, not both".into(),
+            ))
+        }
+        (Some(m), None) => vec![m],
+        (None, Some(ms)) if ms.is_empty() => {
+            return Err(e("metrics", "must name at least one metric".into()))
+        }
+        (None, Some(ms)) => ms,
+        (None, None) => vec![objectives[0].metric.clone()],
+    };
+    if names.len() > 1 && kind == "median" {
+        return Err(e(
+            "metrics",
+            "the median pruner compares one metric; name one with `metric`".into(),
+        ));
+    }
+    if names.len() > 1 && raw.direction.is_some() {
+        return Err(e("direction", "applies to a single `metric`; with several, each takes its objective's direction (else minimize)".into()));
+    }
+    let mut metrics = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        check_metric_name(&name).map_err(|m| e(&format!("metrics[{i}]"), m))?;
+        let direction = raw
+            .direction
+            .or_else(|| {
+                objectives
+                    .iter()
+                    .find(|o| o.metric == name)
+                    .map(|o| o.direction)
+            })
+            .unwrap_or(Direction::Minimize);
+        metrics.push(PruneMetric { name, direction });
+    }
+    if let Some(g) = raw.constraint_grace {
+        if !(g.is_finite() && g >= 0.0) {
+            return Err(e(
+                "constraint_grace",
+                format!("must be a number >= 0 (got {g})"),
+            ));
+        }
+    }
+    Ok(PrunerSpec {
+        kind,
+        metrics,
+        options,
+        constraint_grace: raw.constraint_grace,
     })
 }
 

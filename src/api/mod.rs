@@ -98,6 +98,22 @@ pub struct StudySummary {
     pub created_at: f64,
     /// Unix time of the last state change.
     pub updated_at: f64,
+    /// Budget used so far.
+    #[serde(default)]
+    pub budget: BudgetUsage,
+}
+
+/// How much of a study's time budgets is used.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BudgetUsage {
+    /// Seconds since the study was created (until it finished).
+    pub wall_s: f64,
+    /// `budget.max_wall` in seconds.
+    pub max_wall_s: Option<f64>,
+    /// GPU-hours spent by every attempt so far.
+    pub gpu_hours: f64,
+    /// `budget.max_gpu_hours`.
+    pub max_gpu_hours: Option<f64>,
 }
 
 /// Body of `POST /v1/studies`.

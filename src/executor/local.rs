@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 pub const STDERR_TAIL_BYTES: usize = 4096;
 
 /// How often a running trial's metrics file is read for new intermediate reports.
-const TAIL_INTERVAL: Duration = Duration::from_millis(500);
+const TAIL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Cancel switches of the attempts in flight, by (study, trial).
 type CancelSwitches = HashMap<(String, u64), watch::Sender<Option<CancelReason>>>;

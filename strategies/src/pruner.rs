@@ -13,6 +13,7 @@
 
 use crate::objective::{Constraint, Direction};
 use crate::pareto;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -31,7 +32,7 @@ pub struct Curve<'a> {
 }
 
 /// A metric a pruner compares, with the direction that is better.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PruneMetric {
     /// The name in the report lines.
     pub name: String,
@@ -80,7 +81,11 @@ pub struct MedianPruner {
 
 /// The value of a curve at `step`: its last report at or before `step`.
 fn value_at(reports: &[Report], step: u64, metric: &PruneMetric) -> Option<f64> {
-    reports.iter().rev().filter(|(s, _)| *s <= step).find_map(|(_, v)| metric.loss(v))
+    reports
+        .iter()
+        .rev()
+        .filter(|(s, _)| *s <= step)
+        .find_map(|(_, v)| metric.loss(v))
 }
 
 impl Pruner for MedianPruner {
@@ -106,9 +111,19 @@ impl Pruner for MedianPruner {
         }
         others.sort_by(f64::total_cmp);
         let n = others.len();
-        let median = if n % 2 == 1 { others[n / 2] } else { 0.5 * (others[n / 2 - 1] + others[n / 2]) };
+        let median = if n % 2 == 1 {
+            others[n / 2]
+        } else {
+            0.5 * (others[n / 2 - 1] + others[n / 2])
+        };
         (mine > median).then(|| {
-            let shown = |l: f64| if metric.direction == Direction::Maximize { -l } else { l };
+            let shown = |l: f64| {
+                if metric.direction == Direction::Maximize {
+                    -l
+                } else {
+                    l
+                }
+            };
             format!(
                 "{} = {} at step {step} is worse than the median {} of {n} complete trials",
                 metric.name,
@@ -166,21 +181,35 @@ impl Pruner for AshaPruner {
             if previous.is_some_and(|p| p >= rung) {
                 continue;
             }
-            let Some(mine) = rung_losses(reports, rung, ctx.metrics) else { continue };
-            let mut competitors: Vec<Vec<f64>> =
-                ctx.others.iter().filter_map(|c| rung_losses(c.reports, rung, ctx.metrics)).collect();
+            let Some(mine) = rung_losses(reports, rung, ctx.metrics) else {
+                continue;
+            };
+            let mut competitors: Vec<Vec<f64>> = ctx
+                .others
+                .iter()
+                .filter_map(|c| rung_losses(c.reports, rung, ctx.metrics))
+                .collect();
             competitors.push(mine.clone());
             let n = competitors.len();
             let eta = self.reduction_factor.max(2) as usize;
             // Like Optuna: until a rung has η trials, only the best there goes on.
             let keep = (n / eta).max(1);
-            let ranks = if ctx.metrics.len() > 1 { pareto::non_dominated_ranks(&competitors) } else { vec![1; n] };
+            let ranks = if ctx.metrics.len() > 1 {
+                pareto::non_dominated_ranks(&competitors)
+            } else {
+                vec![1; n]
+            };
             let mut order: Vec<usize> = (0..n).collect();
-            order.sort_by(|&a, &b| ranks[a].cmp(&ranks[b]).then(competitors[a][0].total_cmp(&competitors[b][0])));
+            order.sort_by(|&a, &b| {
+                ranks[a]
+                    .cmp(&ranks[b])
+                    .then(competitors[a][0].total_cmp(&competitors[b][0]))
+            });
             let cutoff = order[keep - 1];
             let me = n - 1;
             let key = |i: usize| (ranks[i], competitors[i][0]);
-            let worse = key(me).0 > key(cutoff).0 || (key(me).0 == key(cutoff).0 && key(me).1 > key(cutoff).1);
+            let worse = key(me).0 > key(cutoff).0
+                || (key(me).0 == key(cutoff).0 && key(me).1 > key(cutoff).1);
             if worse {
                 return Some(format!(
                     "not in the top {keep} of {n} trials at rung {rung} (reduction factor {eta}, by {})",
@@ -224,7 +253,7 @@ impl QualityGate {
 }
 
 /// Options of the `[pruner]` table that pruners use.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrunerOptions {
     /// Median: reports before this step never prune.
     pub warmup_steps: u64,
@@ -240,7 +269,13 @@ pub struct PrunerOptions {
 
 impl Default for PrunerOptions {
     fn default() -> Self {
-        PrunerOptions { warmup_steps: 0, min_trials: 5, min_resource: 1, reduction_factor: 3, max_resource: None }
+        PrunerOptions {
+            warmup_steps: 0,
+            min_trials: 5,
+            min_resource: 1,
+            reduction_factor: 3,
+            max_resource: None,
+        }
     }
 }
 
@@ -254,22 +289,37 @@ pub fn build(kind: &str, o: &PrunerOptions) -> Result<Option<Box<dyn Pruner>>, (
         "none" => Ok(None),
         "median" => {
             if o.min_trials < 1 {
-                return Err(err("min_trials", format!("must be at least 1 (got {})", o.min_trials)));
+                return Err(err(
+                    "min_trials",
+                    format!("must be at least 1 (got {})", o.min_trials),
+                ));
             }
-            Ok(Some(Box::new(MedianPruner { warmup_steps: o.warmup_steps, min_trials: o.min_trials as usize })))
+            Ok(Some(Box::new(MedianPruner {
+                warmup_steps: o.warmup_steps,
+                min_trials: o.min_trials as usize,
+            })))
         }
         "asha" => {
             if o.min_resource < 1 {
-                return Err(err("min_resource", format!("must be at least 1 (got {})", o.min_resource)));
+                return Err(err(
+                    "min_resource",
+                    format!("must be at least 1 (got {})", o.min_resource),
+                ));
             }
             if o.reduction_factor < 2 {
-                return Err(err("reduction_factor", format!("must be at least 2 (got {})", o.reduction_factor)));
+                return Err(err(
+                    "reduction_factor",
+                    format!("must be at least 2 (got {})", o.reduction_factor),
+                ));
             }
             if let Some(m) = o.max_resource {
                 if m <= o.min_resource {
                     return Err(err(
                         "max_resource",
-                        format!("must be greater than min_resource (got {m} <= {})", o.min_resource),
+                        format!(
+                            "must be greater than min_resource (got {m} <= {})",
+                            o.min_resource
+                        ),
                     ));
                 }
             }
@@ -279,7 +329,10 @@ pub fn build(kind: &str, o: &PrunerOptions) -> Result<Option<Box<dyn Pruner>>, (
                 max_resource: o.max_resource,
             })))
         }
-        other => Err(err("kind", format!("unknown pruner \"{other}\"; allowed: \"none\", \"median\", \"asha\""))),
+        other => Err(err(
+            "kind",
+            format!("unknown pruner \"{other}\"; allowed: \"none\", \"median\", \"asha\""),
+        )),
     }
 }
 
@@ -292,78 +345,221 @@ mod tests {
     }
 
     fn metric() -> Vec<PruneMetric> {
-        vec![PruneMetric { name: "loss".into(), direction: Direction::Minimize }]
+        vec![PruneMetric {
+            name: "loss".into(),
+            direction: Direction::Minimize,
+        }]
     }
 
     #[test]
     fn median_prunes_only_above_the_median_after_warmup() {
-        let done: Vec<Vec<Report>> = vec![vec![r(1, 1.0), r(2, 0.5)], vec![r(1, 2.0), r(2, 1.0)], vec![r(1, 3.0), r(2, 1.5)]];
-        let others: Vec<Curve> = done.iter().enumerate().map(|(i, c)| Curve { number: i as u64, reports: c, complete: true }).collect();
-        let p = MedianPruner { warmup_steps: 2, min_trials: 3 };
+        let done: Vec<Vec<Report>> = vec![
+            vec![r(1, 1.0), r(2, 0.5)],
+            vec![r(1, 2.0), r(2, 1.0)],
+            vec![r(1, 3.0), r(2, 1.5)],
+        ];
+        let others: Vec<Curve> = done
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Curve {
+                number: i as u64,
+                reports: c,
+                complete: true,
+            })
+            .collect();
+        let p = MedianPruner {
+            warmup_steps: 2,
+            min_trials: 3,
+        };
         let m = metric();
         let bad = [r(1, 9.0)];
-        let ctx = PruneContext { trial: Curve { number: 9, reports: &bad, complete: false }, others: &others, metrics: &m };
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &bad,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
         assert_eq!(p.decide(&ctx), None, "step 1 is in the warm-up");
         let bad = [r(1, 9.0), r(2, 1.2)];
-        let ctx = PruneContext { trial: Curve { number: 9, reports: &bad, complete: false }, others: &others, metrics: &m };
-        assert!(p.decide(&ctx).unwrap().contains("median 1"), "{:?}", p.decide(&ctx));
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &bad,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
+        assert!(
+            p.decide(&ctx).unwrap().contains("median 1"),
+            "{:?}",
+            p.decide(&ctx)
+        );
         let good = [r(1, 9.0), r(2, 0.9)];
-        let ctx = PruneContext { trial: Curve { number: 9, reports: &good, complete: false }, others: &others, metrics: &m };
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &good,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
         assert_eq!(p.decide(&ctx), None);
-        let p = MedianPruner { warmup_steps: 0, min_trials: 4 };
-        let ctx = PruneContext { trial: Curve { number: 9, reports: &bad, complete: false }, others: &others, metrics: &m };
+        let p = MedianPruner {
+            warmup_steps: 0,
+            min_trials: 4,
+        };
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &bad,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
         assert_eq!(p.decide(&ctx), None, "too few complete trials");
     }
 
     #[test]
     fn asha_keeps_the_top_third_at_each_rung() {
-        let p = AshaPruner { min_resource: 1, reduction_factor: 3, max_resource: None };
+        let p = AshaPruner {
+            min_resource: 1,
+            reduction_factor: 3,
+            max_resource: None,
+        };
         let m = metric();
         // Five trials reached rung 1 with these values; a sixth arrives.
-        let curves: Vec<Vec<Report>> = [1.0, 2.0, 3.0, 4.0, 5.0].iter().map(|v| vec![r(1, *v)]).collect();
-        let others: Vec<Curve> = curves.iter().enumerate().map(|(i, c)| Curve { number: i as u64, reports: c, complete: false }).collect();
+        let curves: Vec<Vec<Report>> = [1.0, 2.0, 3.0, 4.0, 5.0]
+            .iter()
+            .map(|v| vec![r(1, *v)])
+            .collect();
+        let others: Vec<Curve> = curves
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Curve {
+                number: i as u64,
+                reports: c,
+                complete: false,
+            })
+            .collect();
         // 6 at the rung -> keep 2: 1.0 and the newcomer only if < 2.0.
         for (v, pruned) in [(0.5, false), (1.5, false), (2.5, true), (9.0, true)] {
             let mine = [r(1, v)];
-            let ctx = PruneContext { trial: Curve { number: 9, reports: &mine, complete: false }, others: &others, metrics: &m };
+            let ctx = PruneContext {
+                trial: Curve {
+                    number: 9,
+                    reports: &mine,
+                    complete: false,
+                },
+                others: &others,
+                metrics: &m,
+            };
             assert_eq!(p.decide(&ctx).is_some(), pruned, "value {v}");
         }
         // The first trial at a rung is always the best there.
         let mine = [r(1, 100.0)];
-        let ctx = PruneContext { trial: Curve { number: 0, reports: &mine, complete: false }, others: &[], metrics: &m };
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 0,
+                reports: &mine,
+                complete: false,
+            },
+            others: &[],
+            metrics: &m,
+        };
         assert_eq!(p.decide(&ctx), None);
         // A report between rungs decides nothing new.
         let mine = [r(1, 0.1), r(2, 100.0)];
-        let ctx = PruneContext { trial: Curve { number: 9, reports: &mine, complete: false }, others: &others, metrics: &m };
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &mine,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
         assert_eq!(p.decide(&ctx), None);
         assert_eq!(p.rungs_up_to(30), vec![1, 3, 9, 27]);
-        let capped = AshaPruner { min_resource: 1, reduction_factor: 3, max_resource: Some(9) };
+        let capped = AshaPruner {
+            min_resource: 1,
+            reduction_factor: 3,
+            max_resource: Some(9),
+        };
         assert_eq!(capped.rungs_up_to(30), vec![1, 3]);
     }
 
     #[test]
     fn asha_orders_by_nondominated_rank_with_two_metrics() {
-        let p = AshaPruner { min_resource: 1, reduction_factor: 2, max_resource: None };
+        let p = AshaPruner {
+            min_resource: 1,
+            reduction_factor: 2,
+            max_resource: None,
+        };
         let m = vec![
-            PruneMetric { name: "a".into(), direction: Direction::Minimize },
-            PruneMetric { name: "b".into(), direction: Direction::Maximize },
+            PruneMetric {
+                name: "a".into(),
+                direction: Direction::Minimize,
+            },
+            PruneMetric {
+                name: "b".into(),
+                direction: Direction::Maximize,
+            },
         ];
-        let rep = |a: f64, b: f64| vec![(1u64, BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]))];
+        let rep = |a: f64, b: f64| {
+            vec![(
+                1u64,
+                BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]),
+            )]
+        };
         let curves = [rep(1.0, 1.0), rep(2.0, 5.0), rep(3.0, 0.0)];
-        let others: Vec<Curve> = curves.iter().enumerate().map(|(i, c)| Curve { number: i as u64, reports: c, complete: false }).collect();
+        let others: Vec<Curve> = curves
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Curve {
+                number: i as u64,
+                reports: c,
+                complete: false,
+            })
+            .collect();
         // Front: (1,1), (2,5); a dominated newcomer (2.5, 0.5) is pruned, a front point is kept.
         let dominated = rep(2.5, 0.5);
-        let ctx = PruneContext { trial: Curve { number: 9, reports: &dominated, complete: false }, others: &others, metrics: &m };
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &dominated,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
         assert!(p.decide(&ctx).is_some());
         let front = rep(0.5, 0.5);
-        let ctx = PruneContext { trial: Curve { number: 9, reports: &front, complete: false }, others: &others, metrics: &m };
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &front,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
         assert_eq!(p.decide(&ctx), None);
     }
 
     #[test]
     fn quality_gate_allows_the_grace() {
         let g = QualityGate {
-            constraints: vec![Constraint { metric: "delta".into(), min: None, max: Some(0.05) }],
+            constraints: vec![Constraint {
+                metric: "delta".into(),
+                min: None,
+                max: Some(0.05),
+            }],
             grace: 0.01,
         };
         let v = |x: f64| BTreeMap::from([("delta".to_string(), x)]);
@@ -375,9 +571,21 @@ mod tests {
     #[test]
     fn build_validates_options() {
         assert!(build("none", &PrunerOptions::default()).unwrap().is_none());
-        assert_eq!(build("asha", &PrunerOptions::default()).unwrap().unwrap().name(), "asha");
-        let bad = PrunerOptions { reduction_factor: 1, ..Default::default() };
+        assert_eq!(
+            build("asha", &PrunerOptions::default())
+                .unwrap()
+                .unwrap()
+                .name(),
+            "asha"
+        );
+        let bad = PrunerOptions {
+            reduction_factor: 1,
+            ..Default::default()
+        };
         assert_eq!(build("asha", &bad).unwrap_err().0, "reduction_factor");
-        assert_eq!(build("hyperband", &PrunerOptions::default()).unwrap_err().0, "kind");
+        assert_eq!(
+            build("hyperband", &PrunerOptions::default()).unwrap_err().0,
+            "kind"
+        );
     }
 }

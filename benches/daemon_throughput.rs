@@ -8,40 +8,12 @@
 //! Arguments (after `--`): `--trials N` (throughput study size, default 2000), `--big N`
 //! (memory study size, default 10000).
 
-use serde_json::Value;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::Daemon;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_quantune"))
-}
-
-fn cli(socket: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Kills the daemon if the benchmark panics, so no orphan is left behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -84,11 +56,11 @@ timeout = "1m"
 }
 
 /// Submits a study and waits for it; returns (trials/s on daemon timestamps, wall seconds).
-fn run_study(socket: &Path, file: &Path, name: &str, trials: u64) -> (f64, f64) {
+fn run_study(d: &Daemon, file: &Path, name: &str, trials: u64) -> (f64, f64) {
     let t0 = Instant::now();
-    cli(socket, &["submit", file.to_str().unwrap()]);
+    d.json(&["submit", file.to_str().unwrap()]);
     loop {
-        let s = cli(socket, &["status", name]);
+        let s = d.json(&["status", name]);
         match s["state"].as_str().unwrap() {
             "completed" => {
                 let complete = s["counts"]["complete"].as_u64().unwrap_or(0);
@@ -113,60 +85,14 @@ fn main() {
     };
     let trials = arg("--trials", 2000);
     let big = arg("--big", 10_000);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("q.sock");
-    let config = dir.path().join("q.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\nsocket = {:?}\ncpu_slots = {cores}\ngpu_discovery = false\n",
-            dir.path().join("state"),
-            socket
-        ),
-    )
-    .unwrap();
-    let daemon = Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut daemon = KillOnDrop(daemon);
-    let daemon_pid = daemon.0.id();
-    let t = Instant::now();
-    while Command::new(bin())
-        .arg("--socket")
-        .arg(&socket)
-        .arg("studies")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let rss_idle = rss_kib(daemon_pid);
-    let (tput, wall) = run_study(
-        &socket,
-        &study(dir.path(), "tput", trials, cores),
-        "tput",
-        trials,
-    );
-    let (_, big_wall) = run_study(&socket, &study(dir.path(), "big", big, cores), "big", big);
-    let rss_big = rss_kib(daemon_pid);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon_pid.to_string())
-        .status();
-    let _ = daemon.0.wait();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let d = Daemon::start(cores, "");
+    let dir = d.dir.path();
+    let pid = d.pid().expect("the daemon runs");
+    let rss_idle = rss_kib(pid);
+    let (tput, wall) = run_study(&d, &study(dir, "tput", trials, cores), "tput", trials);
+    let (_, big_wall) = run_study(&d, &study(dir, "big", big, cores), "big", big);
+    let rss_big = rss_kib(pid);
 
     println!("| measure | value |");
     println!("| --- | --- |");

@@ -5,6 +5,7 @@ use crate::api::client::{segment, Client};
 use crate::api::{AskReply, DaemonStatus, StudySummary, SubmitRequest, TrialView};
 use crate::cli::{Command, Format};
 use crate::leaderboard::Row;
+use crate::duration::format_secs;
 use crate::output;
 use anyhow::{anyhow, bail, Context, Result};
 use hyper::Method;
@@ -95,7 +96,26 @@ pub async fn run_client(command: Command, socket: &Path, format: Format) -> Resu
                     None,
                 )
                 .await?;
-            print_study(&s, format)
+            print_study(&s, format)?;
+            if format == Format::Table {
+                let b = &s.budget;
+                let of = |used: String, max: Option<String>| match max {
+                    Some(m) => format!("{used} of {m}"),
+                    None => used,
+                };
+                println!(
+                    "budget: trials {} of {}, wall {}, gpu-hours {}",
+                    s.trials,
+                    s.max_trials,
+                    of(format_secs(b.wall_s), b.max_wall_s.map(format_secs)),
+                    of(format!("{:.2}", b.gpu_hours), b.max_gpu_hours.map(|h| format!("{h:.2}")))
+                );
+                if let Some(best) = &s.best {
+                    let m: Vec<String> = best.metrics.iter().map(|(k, v)| format!("{k}={}", output::num(*v, false))).collect();
+                    println!("best: trial {} {}", best.trial, m.join(" "));
+                }
+            }
+            Ok(())
         }
         Command::Status { study: None } => {
             let s: DaemonStatus = client.json(Method::GET, "/v1/status", None).await?;

@@ -675,7 +675,7 @@ fn validate(
     }
 
     // [pruner]
-    let pruner = pruner_spec(raw.pruner, &objectives)?;
+    let pruner = pruner_spec(raw.pruner, &objectives, !constraints.is_empty())?;
 
     Ok(StudyDefinition {
         name,
@@ -703,7 +703,11 @@ fn validate(
 }
 
 /// Validates `[pruner]`: the kind, its options and which metrics it compares.
-fn pruner_spec(raw: RawPruner, objectives: &[Objective]) -> Result<PrunerSpec, (String, String)> {
+fn pruner_spec(
+    raw: RawPruner,
+    objectives: &[Objective],
+    has_constraints: bool,
+) -> Result<PrunerSpec, (String, String)> {
     let e = |k: &str, m: String| (format!("pruner.{k}"), m);
     let kind = raw.kind.unwrap_or_else(|| "none".into());
     let d = PrunerOptions::default();
@@ -758,6 +762,12 @@ fn pruner_spec(raw: RawPruner, objectives: &[Objective]) -> Result<PrunerSpec, (
         metrics.push(PruneMetric { name, direction });
     }
     if let Some(g) = raw.constraint_grace {
+        if !has_constraints {
+            return Err(e(
+                "constraint_grace",
+                "the quality gate needs at least one [[constraint]] to check".into(),
+            ));
+        }
         if !(g.is_finite() && g >= 0.0) {
             return Err(e(
                 "constraint_grace",
@@ -1081,7 +1091,7 @@ command = ["python3", "t.py", "--lr", "{learning_rate}"]
         assert_eq!(d.name, "demo");
         assert_eq!(d.seed, 7);
         assert_eq!(d.space.dim(), 2);
-        assert_eq!(d.strategy.kind, "sobol");
+        assert_eq!(d.strategy.kind, "bayes");
         assert_eq!(d.trial.working_dir, PathBuf::from("/tmp"));
     }
 
@@ -1137,12 +1147,16 @@ command = ["python3", "t.py", "--lr", "{learning_rate}"]
         ))
         .unwrap_err();
         assert_eq!(err.path, "strategy.grid_points");
-        let err = parse_str(&format!("{GOOD}\n[strategy]\nkind = \"bayes\"\n")).unwrap_err();
+        let err = parse_str(&format!("{GOOD}\n[strategy]\nkind = \"annealing\"\n")).unwrap_err();
         assert_eq!(err.path, "strategy.kind");
         assert!(
-            err.message.starts_with("\"bayes\" is not available yet"),
+            err.message.starts_with("unknown strategy \"annealing\""),
             "{err}"
         );
+        for kind in ["bayes", "tpe"] {
+            let d = parse_str(&format!("{GOOD}\n[strategy]\nkind = \"{kind}\"\n")).unwrap();
+            assert_eq!(d.strategy.kind, kind);
+        }
     }
 
     #[test]

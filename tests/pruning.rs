@@ -277,3 +277,76 @@ min_trials = 1
     );
     assert_eq!(d.wait_study("ext", Duration::from_secs(10)), "completed");
 }
+
+#[test]
+fn wall_budget_with_cancel_stops_running_trials() {
+    let d = Daemon::start(2, "");
+    let toml = curve_study("wall", 8, "kind = \"none\"", "")
+        .replace(
+            "parallel = 1",
+            "parallel = 2\nmax_wall = \"2s\"\non_exhausted = \"cancel\"",
+        )
+        .replace(
+            "timeout = \"30s\"",
+            "timeout = \"30s\"\nenv = { SLEEP = \"1\" }",
+        );
+    let trials = run_study(&d, "wall", &toml);
+    let s = d.json(&["status", "wall"]);
+    assert_eq!(s["message"], "budget.max_wall reached", "{s}");
+    assert!(
+        trials.len() < 8,
+        "no new trials after the budget: {}",
+        trials.len()
+    );
+    let cancelled: Vec<&Value> = trials
+        .iter()
+        .filter(|t| t["state"] == "cancelled")
+        .collect();
+    assert!(
+        !cancelled.is_empty(),
+        "running trials are cancelled: {trials:?}"
+    );
+    for t in cancelled {
+        assert!(
+            t["reason"].as_str().unwrap().contains("budget.max_wall"),
+            "{t}"
+        );
+    }
+    assert!(s["budget"]["wall_s"].as_f64().unwrap() >= 2.0, "{s}");
+}
+
+#[test]
+fn gpu_hour_budget_counts_attempt_time() {
+    let d = Daemon::start(1, "");
+    // An external study may ask for GPUs (the client runs the trial); 0.0003 h is about 1.1 s.
+    let toml = r#"[study]
+name = "gpuh"
+[[objective]]
+metric = "loss"
+direction = "minimize"
+[space.x]
+type = "float"
+low = 0.0
+high = 1.0
+[budget]
+max_trials = 10
+max_gpu_hours = 0.0003
+[trial]
+workload = "external"
+gpus = 2
+"#;
+    let f = d.write("gpuh.toml", toml);
+    assert!(d.cli(&["submit", f.to_str().unwrap()]).status.success());
+    assert!(d.cli(&["ask", "gpuh"]).status.success());
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(d
+        .cli(&["tell", "gpuh", "0", "--metrics", "{\"loss\": 1}"])
+        .status
+        .success());
+    // 2 GPUs × 0.7 s ≈ 0.00039 h > 0.0003 h: the study is done.
+    let s = d.json(&["status", "gpuh"]);
+    assert_eq!(s["state"], "completed", "{s}");
+    assert_eq!(s["message"], "budget.max_gpu_hours reached", "{s}");
+    assert!(s["budget"]["gpu_hours"].as_f64().unwrap() > 0.0003, "{s}");
+    assert_eq!(d.cli(&["ask", "gpuh"]).status.code(), Some(1));
+}

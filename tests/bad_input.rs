@@ -288,7 +288,7 @@ fn daemon_refuses_bad_input_and_keeps_serving() {
     let valid_then_garbage = format!("{renamed}\nthis is not JSON\n");
     // A study line the store would take but the scheduler could not run.
     let mut unrunnable: Value = serde_json::from_str(&renamed).unwrap();
-    unrunnable["definition"]["strategy"]["kind"] = json!("bayes");
+    unrunnable["definition"]["strategy"]["kind"] = json!("annealing");
     let unrunnable = format!("{unrunnable}\n");
 
     let tell = format!("/v1/studies/ext/trials/{n}/tell");
@@ -328,7 +328,7 @@ fn daemon_refuses_bad_input_and_keeps_serving() {
         ("import of garbage", "POST", "/v1/import".into(), b"garbage\nmore garbage\n".to_vec(), 400, vec!["line 1"]),
         ("import, garbage on line 2", "POST", "/v1/import".into(), valid_then_garbage.into_bytes(), 400, vec!["line 2"]),
         ("import of an existing study", "POST", "/v1/import".into(), format!("{study_line}\n").into_bytes(), 409, vec!["ext"]),
-        ("import of a study that cannot run", "POST", "/v1/import".into(), unrunnable.into_bytes(), 400, vec!["line 1", "bayes"]),
+        ("import of a study that cannot run", "POST", "/v1/import".into(), unrunnable.into_bytes(), 400, vec!["line 1", "annealing"]),
         ("import not UTF-8", "POST", "/v1/import".into(), vec![0xff, 0xfe, b'\n'], 400, vec!["UTF-8"]),
         ("10 MB study body", "POST", "/v1/studies".into(), ten_mb.clone(), 413, vec!["too large"]),
         ("10 MB import", "POST", "/v1/import".into(), ten_mb, 400, vec!["line 1"]),

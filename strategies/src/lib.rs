@@ -23,7 +23,12 @@
 
 #![warn(missing_docs)]
 
+pub mod acquisition;
+pub mod bayes;
+pub mod encoding;
+pub mod gp;
 pub mod grid;
+pub mod history;
 pub mod objective;
 pub mod pareto;
 pub mod pruner;
@@ -32,10 +37,11 @@ pub mod registry;
 pub mod sobol;
 pub mod space;
 pub mod strategy;
+pub mod tpe;
 
 #[cfg(test)]
 mod test_support;
 
 pub use objective::{Constraint, Direction, Objective};
 pub use space::{Domain, Param, ParamValue, Params, SearchSpace};
-pub use strategy::{Observation, Outcome, Strategy, StrategyError, SuggestContext};
+pub use strategy::{Observation, Outcome, Strategy, StrategyError, SuggestContext, Suggestion};

@@ -1,9 +1,11 @@
 //! The one place that maps a study file's `strategy.kind` to an implementation.
 
+use crate::bayes::BayesStrategy;
 use crate::grid::GridStrategy;
 use crate::random::RandomStrategy;
 use crate::sobol::SobolStrategy;
 use crate::strategy::Strategy;
+use crate::tpe::TpeStrategy;
 
 /// Options from the study's `[strategy]` table that strategies may use.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,10 +29,10 @@ impl Default for StrategyOptions {
 pub const KINDS: &[&str] = &["random", "sobol", "grid", "tpe", "bayes"];
 
 /// The kinds this version implements (a subset of [`KINDS`]).
-pub const AVAILABLE_KINDS: &[&str] = &["random", "sobol", "grid"];
+pub const AVAILABLE_KINDS: &[&str] = &["random", "sobol", "grid", "tpe", "bayes"];
 
-/// The kind used when a study names none.
-pub const DEFAULT_KIND: &str = "sobol";
+/// The kind used when a study names none: Gaussian-process Bayesian optimization.
+pub const DEFAULT_KIND: &str = "bayes";
 
 /// Builds the strategy for `kind`; the error says what is allowed.
 pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>, String> {
@@ -38,6 +40,12 @@ pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>,
     match kind {
         "random" => Ok(Box::new(RandomStrategy)),
         "sobol" => Ok(Box::new(SobolStrategy)),
+        "tpe" => Ok(Box::new(TpeStrategy {
+            initial_trials: options.initial_trials,
+        })),
+        "bayes" => Ok(Box::new(BayesStrategy {
+            initial_trials: options.initial_trials,
+        })),
         "grid" => {
             if options.grid_points < 2 {
                 return Err(format!(
@@ -75,17 +83,10 @@ mod tests {
     #[test]
     fn explains_what_is_allowed() {
         let options = StrategyOptions::default();
-        assert_eq!(
-            build("bayes", &options).unwrap_err(),
-            r#"strategy.kind = "bayes" is not available yet in this version; use one of: random, sobol, grid"#
-        );
-        assert_eq!(
-            build("tpe", &options).unwrap_err(),
-            r#"strategy.kind = "tpe" is not available yet in this version; use one of: random, sobol, grid"#
-        );
+        assert_eq!(build(DEFAULT_KIND, &options).unwrap().name(), "bayes");
         assert_eq!(
             build("annealing", &options).unwrap_err(),
-            r#"unknown strategy.kind = "annealing"; use one of: random, sobol, grid"#
+            r#"unknown strategy.kind = "annealing"; use one of: random, sobol, grid, tpe, bayes"#
         );
         let one = StrategyOptions {
             grid_points: 1,

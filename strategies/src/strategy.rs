@@ -42,7 +42,8 @@ pub struct SuggestContext<'a> {
     pub objectives: &'a [Objective],
     /// The study's constraints.
     pub constraints: &'a [Constraint],
-    /// Finished trials, in trial-number order.
+    /// Finished trials (the daemon passes them in the order they finished; model-based
+    /// strategies sort them by trial number, so the order does not matter).
     pub history: &'a [Observation],
     /// Parameters of trials queued or running now.
     pub pending: &'a [Params],
@@ -109,6 +110,17 @@ impl fmt::Display for StrategyError {
 
 impl std::error::Error for StrategyError {}
 
+/// A suggestion and, when the strategy did something other than its normal method, why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suggestion {
+    /// The parameters of the next trial.
+    pub params: Params,
+    /// Why the strategy fell back (e.g. `bayes` could not fit its model and used a
+    /// space-filling point); `None` for a normal suggestion. The crate does no I/O: the caller
+    /// logs it.
+    pub note: Option<String>,
+}
+
 /// A way to choose the next trial's parameters from the history.
 pub trait Strategy: Send + Sync + fmt::Debug {
     /// The name used in `strategy.kind`.
@@ -117,4 +129,13 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     /// Suggests parameters for trial `ctx.trial_number`. Must be deterministic in `ctx` and
     /// return a point inside `ctx.space`.
     fn suggest(&self, ctx: &SuggestContext<'_>) -> Result<Params, StrategyError>;
+
+    /// [`Strategy::suggest`] with a note on any fallback, for the caller to log. The default
+    /// has no note; model-based strategies override it (and their `suggest` drops the note).
+    fn suggest_with_note(&self, ctx: &SuggestContext<'_>) -> Result<Suggestion, StrategyError> {
+        Ok(Suggestion {
+            params: self.suggest(ctx)?,
+            note: None,
+        })
+    }
 }

@@ -1,0 +1,742 @@
+//! `bayes`: Gaussian-process Bayesian optimization, the default strategy.
+//!
+//! One suggestion, from scratch, out of the history (nothing is kept between calls, so a
+//! restarted daemon suggests what it would have):
+//! 1. The first `initial_trials` trials are scrambled Sobol points (the study's sequence).
+//! 2. Finished trials become GP training data: objective losses (several objectives are
+//!    combined by a random augmented-Chebyshev scalarization per trial, ParEGO), failed,
+//!    pruned and metric-less infeasible trials imputed at the worst loss seen (so their region
+//!    is avoided and they are not proposed again), right-skewed losses log-warped, then
+//!    standardized.
+//! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS, two starts). Each
+//!    constraint metric gets its own GP, fitted the same way on every trial that reported it
+//!    (infeasible ones included).
+//! 4. Pending trials are added as kriging-believer fantasies: observed at the posterior mean, so
+//!    the mean is unchanged but the variance collapses around them and the next suggestion
+//!    goes elsewhere.
+//! 5. Log expected improvement × probability of feasibility is maximized (see
+//!    [`crate::acquisition`]).
+//!
+//! Large histories are handled by subset of data: the hyperparameters are fitted on at most
+//! [`MAX_FIT`] trials and the posterior is conditioned on at most [`MAX_CONDITION`], chosen as the
+//! best half by loss plus an even spread of the rest (all trials when there are fewer).
+//! Anything that cannot be modelled (too little data, a singular kernel matrix) falls back to
+//! the Sobol point of the trial with a note saying why.
+
+use crate::acquisition::{maximize, Acquisition, ConstraintModel, Search};
+use crate::encoding::Encoding;
+use crate::gp::{fit, Gp, Hyper, Prior};
+use crate::history::{self, Evidence, Point};
+use crate::sobol::SobolStrategy;
+use crate::space::Params;
+use crate::strategy::{mix, Strategy, StrategyError, SuggestContext, Suggestion};
+use rand::Rng;
+use rand_distr::{Distribution, Exp1, StandardNormal};
+
+/// Most trials the hyperparameters are fitted on.
+pub const MAX_FIT: usize = 50;
+/// Most trials the posterior is conditioned on.
+pub const MAX_CONDITION: usize = 200;
+/// Sobol candidates swept per suggestion.
+const SWEEP: u64 = 384;
+/// Perturbed copies of each of the best observed points.
+const LOCAL: usize = 24;
+/// How many best observed points are perturbed.
+const LOCAL_CENTRES: usize = 4;
+/// Weight of the linear term of the augmented Chebyshev scalarization (ParEGO's ρ).
+const PAREGO_RHO: f64 = 0.05;
+
+/// Gaussian-process Bayesian optimization (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BayesStrategy {
+    /// Sobol points before the model is used.
+    pub initial_trials: u64,
+}
+
+impl Strategy for BayesStrategy {
+    fn name(&self) -> &'static str {
+        "bayes"
+    }
+
+    fn suggest(&self, ctx: &SuggestContext<'_>) -> Result<Params, StrategyError> {
+        Ok(self.suggest_with_note(ctx)?.params)
+    }
+
+    fn suggest_with_note(&self, ctx: &SuggestContext<'_>) -> Result<Suggestion, StrategyError> {
+        let space_filling = |note: Option<String>| Suggestion {
+            params: ctx.space.from_unit(&SobolStrategy::unit_point(
+                ctx.seed,
+                ctx.trial_number,
+                ctx.space.dim(),
+            )),
+            note,
+        };
+        if ctx.trial_number < self.initial_trials {
+            return Ok(space_filling(None));
+        }
+        match model_point(ctx) {
+            Ok(unit) => Ok(Suggestion {
+                params: ctx.space.from_unit(&unit),
+                note: None,
+            }),
+            Err(reason) => Ok(space_filling(Some(format!(
+                "bayes: {reason}; suggested the next space-filling (Sobol) point instead"
+            )))),
+        }
+    }
+}
+
+/// The model's suggestion as a unit-cube point, or why there is none.
+fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
+    if ctx.objectives.is_empty() {
+        return Err("the study has no objective to model".into());
+    }
+    let points = history::points(ctx);
+    let measured = points
+        .iter()
+        .filter(|p| matches!(p.evidence, Evidence::Measured { .. }))
+        .count();
+    if measured < 2 {
+        return Err(format!(
+            "{measured} finished trial(s) with metrics, the model needs 2"
+        ));
+    }
+    let encoding = Encoding::new(ctx.space);
+    let dim = encoding.features();
+    let mut rng = ctx.rng(0xba7e5);
+
+    // Objective targets (losses; scalarized when there are several), bad points imputed.
+    let targets = objective_targets(&points, ctx.objectives.len(), &mut rng);
+    let chosen = subset(&targets, MAX_CONDITION);
+    let fit_set = subset(&targets, MAX_FIT);
+    let feats = |idx: &[usize]| -> Vec<f64> {
+        let mut out = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            encoding.encode_into(&points[i].unit, &mut out);
+        }
+        out
+    };
+    let y_all = standardize(&warp(&targets));
+    let pick = |idx: &[usize], v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+
+    let prior = Prior::default_for(dim);
+    let hyper = fit_hyper(&feats(&fit_set), dim, &pick(&fit_set, &y_all), &prior)
+        .ok_or("the objective model could not be fitted (singular kernel matrix)")?;
+    let x_cond = feats(&chosen);
+    let y_cond = pick(&chosen, &y_all);
+
+    let pending: Vec<Vec<f64>> = history::pending_units(ctx);
+    let mut x_pend = Vec::with_capacity(pending.len() * dim);
+    for u in &pending {
+        encoding.encode_into(u, &mut x_pend);
+    }
+    let objective_gp = believer(&x_cond, dim, &y_cond, &x_pend, &hyper)
+        .ok_or("the objective model could not be conditioned (singular kernel matrix)")?;
+
+    // The incumbent: the best feasible (standardized) target.
+    let best = points
+        .iter()
+        .zip(&y_all)
+        .filter(|(p, _)| matches!(p.evidence, Evidence::Measured { feasible: true, .. }))
+        .map(|(_, y)| *y)
+        .fold(f64::INFINITY, f64::min);
+
+    let mut constraints = Vec::new();
+    for (c, constraint) in ctx.constraints.iter().enumerate() {
+        if constraint.min.is_none() && constraint.max.is_none() {
+            continue;
+        }
+        if let Some(model) = constraint_model(&points, c, constraint, &encoding, &x_pend) {
+            constraints.push(model);
+        }
+    }
+    let objective = best.is_finite().then_some((objective_gp, best));
+    if objective.is_none() && constraints.is_empty() {
+        return Err("no feasible trial yet and no constraint metrics to model".into());
+    }
+    let acq = Acquisition {
+        objective,
+        constraints,
+    };
+
+    let mut taken: Vec<Vec<f64>> = points
+        .iter()
+        .map(|p| encoding.decode(&encoding.encode(&p.unit)))
+        .collect();
+    taken.extend(pending.iter().map(|u| encoding.decode(&encoding.encode(u))));
+    let search = Search {
+        candidates: candidates(ctx, &points, &targets, &mut rng),
+        refine: 3,
+        max_iters: 25,
+    };
+    let (unit, _) = maximize(&acq, &encoding, &search, &taken).ok_or("no candidate points")?;
+    Ok(unit)
+}
+
+/// Hyperparameters by MAP from two starts: the prior's mode, and a wigglier, nearly
+/// noise-free one (many tuning objectives are deterministic and sharp).
+fn fit_hyper(x: &[f64], dim: usize, y: &[f64], prior: &Prior) -> Option<Hyper> {
+    let mode = prior.mode();
+    let mut sharp = mode.clone();
+    for t in &mut sharp.theta[..dim] {
+        *t -= 2.0;
+    }
+    sharp.theta[dim + 1] = -9.0;
+    fit(x, dim, y, prior, &[mode, sharp], 40).map(|(h, _)| h)
+}
+
+/// A GP on the data plus the pending points observed, without noise, at the data-only
+/// posterior mean (kriging believer): the mean stays, the variance at a pending point goes to
+/// ~0, so the acquisition there does too.
+fn believer(x: &[f64], dim: usize, y: &[f64], x_pend: &[f64], hyper: &Hyper) -> Option<Gp> {
+    let gp = Gp::new(x, dim, y, hyper)?;
+    if x_pend.is_empty() {
+        return Some(gp);
+    }
+    let fantasies: Vec<f64> = gp.predict_many(x_pend).iter().map(|p| p.0).collect();
+    let mut xs = x.to_vec();
+    xs.extend_from_slice(x_pend);
+    let mut ys = y.to_vec();
+    ys.extend(fantasies);
+    Gp::with_exact_tail(&xs, dim, &ys, hyper, y.len()).or(Some(gp))
+}
+
+/// The model of constraint `c`: a GP on every trial that reported its metric, standardized,
+/// with the bounds in the same units. `None` when fewer than two trials reported it.
+fn constraint_model(
+    points: &[Point],
+    c: usize,
+    constraint: &crate::objective::Constraint,
+    encoding: &Encoding,
+    x_pend: &[f64],
+) -> Option<ConstraintModel> {
+    let dim = encoding.features();
+    let mut x = Vec::new();
+    let mut v = Vec::new();
+    for p in points {
+        if let Evidence::Measured { constraints, .. } = &p.evidence {
+            if let Some(Some(value)) = constraints.get(c) {
+                encoding.encode_into(&p.unit, &mut x);
+                v.push(*value);
+            }
+        }
+    }
+    if v.len() < 2 {
+        return None;
+    }
+    let (mean, sd) = mean_sd(&v);
+    let y: Vec<f64> = v.iter().map(|a| (a - mean) / sd).collect();
+    // Subset of data, as for the objective: the trials nearest the bound matter most.
+    let bound = constraint.max.or(constraint.min).unwrap_or(mean);
+    let closeness: Vec<f64> = v.iter().map(|a| (a - bound).abs()).collect();
+    let chosen = subset(&closeness, MAX_CONDITION);
+    let fit_set = subset(&closeness, MAX_FIT);
+    let rows = |idx: &[usize]| -> (Vec<f64>, Vec<f64>) {
+        let mut xs = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            xs.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+        }
+        (xs, idx.iter().map(|&i| y[i]).collect())
+    };
+    let (xf, yf) = rows(&fit_set);
+    let hyper = fit_hyper(&xf, dim, &yf, &Prior::default_for(dim))?;
+    let (xc, yc) = rows(&chosen);
+    let gp = believer(&xc, dim, &yc, x_pend, &hyper)?;
+    Some(ConstraintModel {
+        gp,
+        min: constraint.min.map(|m| (m - mean) / sd),
+        max: constraint.max.map(|m| (m - mean) / sd),
+    })
+}
+
+/// One loss per point: the objective loss, or (several objectives) ParEGO's augmented
+/// Chebyshev scalarization of the losses normalized to [0, 1], with weights drawn uniformly
+/// from the simplex for this trial. Bad points get the worst value seen.
+fn objective_targets<R: Rng>(points: &[Point], objectives: usize, rng: &mut R) -> Vec<f64> {
+    let losses: Vec<Option<&Vec<f64>>> = points
+        .iter()
+        .map(|p| match &p.evidence {
+            Evidence::Measured { losses, .. } => Some(losses),
+            Evidence::Bad => None,
+        })
+        .collect();
+    let raw: Vec<Option<f64>> = if objectives == 1 {
+        losses.iter().map(|l| l.map(|l| l[0])).collect()
+    } else {
+        let mut lo = vec![f64::INFINITY; objectives];
+        let mut hi = vec![f64::NEG_INFINITY; objectives];
+        for l in losses.iter().flatten() {
+            for k in 0..objectives {
+                lo[k] = lo[k].min(l[k]);
+                hi[k] = hi[k].max(l[k]);
+            }
+        }
+        let weights: Vec<f64> = {
+            let w: Vec<f64> = (0..objectives)
+                .map(|_| {
+                    let e: f64 = Exp1.sample(rng);
+                    e + 1e-12
+                })
+                .collect::<Vec<f64>>();
+            let s: f64 = w.iter().sum();
+            w.iter().map(|v| v / s).collect()
+        };
+        losses
+            .iter()
+            .map(|l| {
+                l.map(|l| {
+                    let mut max = f64::NEG_INFINITY;
+                    let mut sum = 0.0;
+                    for k in 0..objectives {
+                        let span = hi[k] - lo[k];
+                        let f = if span > 0.0 {
+                            (l[k] - lo[k]) / span
+                        } else {
+                            0.0
+                        };
+                        max = max.max(weights[k] * f);
+                        sum += weights[k] * f;
+                    }
+                    max + PAREGO_RHO * sum
+                })
+            })
+            .collect()
+    };
+    let worst = raw
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    raw.iter().map(|v| v.unwrap_or(worst)).collect()
+}
+
+/// Indices of at most `cap` points: all of them if few enough, else the best half by `values`
+/// (smallest) and an even spread of the rest, in index order.
+fn subset(values: &[f64], cap: usize) -> Vec<usize> {
+    let n = values.len();
+    if n <= cap {
+        return (0..n).collect();
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| values[*a].total_cmp(&values[*b]).then(a.cmp(b)));
+    let best = cap / 2;
+    let mut keep: Vec<usize> = order[..best].to_vec();
+    let mut rest: Vec<usize> = order[best..].to_vec();
+    rest.sort_unstable();
+    let need = cap - best;
+    for k in 0..need {
+        keep.push(rest[k * rest.len() / need]);
+    }
+    keep.sort_unstable();
+    keep
+}
+
+/// Mean and standard deviation (1 when the values are all equal).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n;
+    let sd = var.sqrt();
+    (
+        mean,
+        if sd > 1e-12 * (1.0 + mean.abs()) {
+            sd
+        } else {
+            1.0
+        },
+    )
+}
+
+/// Standardized values: zero mean, unit variance.
+fn standardize(v: &[f64]) -> Vec<f64> {
+    let (mean, sd) = mean_sd(v);
+    v.iter().map(|a| (a - mean) / sd).collect()
+}
+
+/// Sample skewness.
+fn skewness(v: &[f64]) -> f64 {
+    let (mean, sd) = mean_sd(v);
+    v.iter().map(|a| ((a - mean) / sd).powi(3)).sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Compresses a long right tail of losses (a few very bad trials that would flatten the model
+/// everywhere else): `ln(y - min + c)` for the offset `c` that leaves the values least skewed,
+/// or the values unchanged when they are not right-skewed. Monotone, so the ranking is kept.
+fn warp(v: &[f64]) -> Vec<f64> {
+    if v.len() < 4 {
+        return v.to_vec();
+    }
+    let base = skewness(v);
+    if base < 0.5 {
+        return v.to_vec();
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let spread = (median - min).max(1e-12 * (1.0 + min.abs()));
+    let mut best = (base.abs(), v.to_vec());
+    for k in [0.01, 0.1, 1.0] {
+        let w: Vec<f64> = v.iter().map(|a| (a - min + k * spread).ln()).collect();
+        let s = skewness(&w).abs();
+        if s < best.0 {
+            best = (s, w);
+        }
+    }
+    best.1
+}
+
+/// Candidate starting points: a fresh Sobol scramble for this trial, and Gaussian
+/// perturbations of the best observed points (discrete coordinates resampled now and then).
+fn candidates<R: Rng>(
+    ctx: &SuggestContext<'_>,
+    points: &[Point],
+    targets: &[f64],
+    rng: &mut R,
+) -> Vec<Vec<f64>> {
+    let d = ctx.space.dim();
+    let key = mix(ctx.seed ^ mix(ctx.trial_number ^ 0x6361_6e64));
+    let mut out: Vec<Vec<f64>> = (0..SWEEP)
+        .map(|i| SobolStrategy::unit_point(key, i, d))
+        .collect();
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|a, b| targets[*a].total_cmp(&targets[*b]).then(a.cmp(b)));
+    let discrete: Vec<bool> = ctx
+        .space
+        .params()
+        .iter()
+        .map(|p| p.domain.cardinality().is_some())
+        .collect();
+    for &i in order.iter().take(LOCAL_CENTRES) {
+        let centre = &points[i].unit;
+        for k in 0..LOCAL {
+            let scale = [0.01, 0.05, 0.15][k % 3];
+            let v: Vec<f64> = centre
+                .iter()
+                .zip(&discrete)
+                .map(|(u, disc)| {
+                    if *disc {
+                        if rng.random::<f64>() < 1.0 / d as f64 {
+                            rng.random::<f64>()
+                        } else {
+                            *u
+                        }
+                    } else {
+                        let z: f64 = StandardNormal.sample(rng);
+                        (u + scale * z).clamp(0.0, 1.0)
+                    }
+                })
+                .collect();
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objective::{Constraint, Direction, Objective};
+    use crate::space::{Domain, Param, ParamValue, SearchSpace};
+    use crate::strategy::{Observation, Outcome};
+    use crate::test_support::arb_space;
+    use proptest::prelude::{any, prop_assert, proptest, ProptestConfig};
+    use std::collections::BTreeMap;
+
+    fn float(name: &str, low: f64, high: f64) -> Param {
+        Param::new(
+            name,
+            Domain::Float {
+                low,
+                high,
+                log: false,
+            },
+        )
+    }
+
+    fn value(p: &Params, k: &str) -> f64 {
+        match p[k] {
+            ParamValue::Float(x) => x,
+            ParamValue::Int(i) => i as f64,
+            _ => panic!(),
+        }
+    }
+
+    fn minimize(metric: &str) -> Objective {
+        Objective {
+            metric: metric.into(),
+            direction: Direction::Minimize,
+        }
+    }
+
+    /// Runs a sequential study of `n` trials on `f` and returns the history.
+    fn run(
+        strategy: &dyn Strategy,
+        space: &SearchSpace,
+        objectives: &[Objective],
+        constraints: &[Constraint],
+        n: u64,
+        f: impl Fn(&Params) -> BTreeMap<String, f64>,
+    ) -> Vec<Observation> {
+        let mut history = Vec::new();
+        for t in 0..n {
+            let mut ctx = SuggestContext::new(space, t, 11);
+            ctx.objectives = objectives;
+            ctx.constraints = constraints;
+            ctx.history = &history;
+            let s = strategy.suggest_with_note(&ctx).unwrap();
+            assert!(space.contains(&s.params));
+            if t >= 8 {
+                assert_eq!(s.note, None, "trial {t}");
+            }
+            let metrics = f(&s.params);
+            let feasible = constraints.iter().all(|c| c.satisfied_by(&metrics));
+            history.push(Observation {
+                number: t,
+                params: s.params,
+                outcome: if feasible {
+                    Outcome::Complete
+                } else {
+                    Outcome::Infeasible
+                },
+                metrics,
+            });
+        }
+        history
+    }
+
+    #[test]
+    fn finds_the_minimum_of_a_quadratic() {
+        let space = SearchSpace::new(vec![float("x", -5.0, 5.0), float("y", -5.0, 5.0)]).unwrap();
+        let obj = [minimize("loss")];
+        let s = BayesStrategy { initial_trials: 6 };
+        let h = run(&s, &space, &obj, &[], 25, |p| {
+            let (x, y) = (value(p, "x"), value(p, "y"));
+            [("loss".to_string(), (x - 1.0).powi(2) + (y + 2.0).powi(2))].into()
+        });
+        let best = h
+            .iter()
+            .map(|o| o.metrics["loss"])
+            .fold(f64::INFINITY, f64::min);
+        assert!(best < 0.05, "best {best}");
+    }
+
+    #[test]
+    fn respects_a_constraint() {
+        // Minimize x + y on [0, 1]² subject to x² + y² ≥ 1: the feasible optimum is x + y = 1,
+        // at the corners (1, 0) and (0, 1), on the constraint's boundary.
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0), float("y", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("sum")];
+        let cons = [Constraint {
+            metric: "r2".into(),
+            min: Some(1.0),
+            max: None,
+        }];
+        let s = BayesStrategy { initial_trials: 6 };
+        let h = run(&s, &space, &obj, &cons, 25, |p| {
+            let (x, y) = (value(p, "x"), value(p, "y"));
+            [
+                ("sum".to_string(), x + y),
+                ("r2".to_string(), x * x + y * y),
+            ]
+            .into()
+        });
+        let feasible: Vec<f64> = h
+            .iter()
+            .filter(|o| o.outcome == Outcome::Complete)
+            .map(|o| o.metrics["sum"])
+            .collect();
+        let best = feasible.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(best < 1.05, "best feasible {best}");
+        // The model hugs the boundary from both sides; a fair share of its points are feasible.
+        let late = h[6..]
+            .iter()
+            .filter(|o| o.outcome == Outcome::Complete)
+            .count();
+        assert!(late >= 5, "{late} feasible of 19");
+    }
+
+    #[test]
+    fn pending_trials_are_not_repeated() {
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0), float("y", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("loss")];
+        let s = BayesStrategy { initial_trials: 4 };
+        let h = run(&s, &space, &obj, &[], 10, |p| {
+            let (x, y) = (value(p, "x"), value(p, "y"));
+            [("loss".to_string(), (x - 0.3).powi(2) + (y - 0.6).powi(2))].into()
+        });
+        let mut pending: Vec<Params> = Vec::new();
+        for k in 0..4 {
+            let mut ctx = SuggestContext::new(&space, 10 + k, 11);
+            ctx.objectives = &obj;
+            ctx.history = &h;
+            ctx.pending = &pending;
+            let p = s.suggest(&ctx).unwrap();
+            for q in &pending {
+                let d = (value(&p, "x") - value(q, "x")).hypot(value(&p, "y") - value(q, "y"));
+                assert!(d > 1e-3, "suggestion {k} repeats a pending point");
+            }
+            pending.push(p);
+        }
+    }
+
+    #[test]
+    fn deterministic_and_order_independent() {
+        let space = SearchSpace::new(vec![
+            float("x", 0.0, 1.0),
+            Param::new(
+                "q",
+                Domain::Categorical {
+                    choices: vec![ParamValue::Str("a".into()), ParamValue::Str("b".into())],
+                },
+            ),
+            Param::new(
+                "n",
+                Domain::Int {
+                    low: 1,
+                    high: 64,
+                    step: 1,
+                    log: true,
+                },
+            ),
+        ])
+        .unwrap();
+        let obj = [minimize("loss")];
+        let s = BayesStrategy { initial_trials: 5 };
+        let mut h = run(&s, &space, &obj, &[], 12, |p| {
+            let q = if p["q"] == ParamValue::Str("a".into()) {
+                0.0
+            } else {
+                0.5
+            };
+            [(
+                "loss".to_string(),
+                (value(p, "x") - 0.2).powi(2) + q + value(p, "n").ln() * 0.01,
+            )]
+            .into()
+        });
+        let mut ctx = SuggestContext::new(&space, 12, 11);
+        ctx.objectives = &obj;
+        ctx.history = &h;
+        let a = s.suggest(&ctx).unwrap();
+        assert_eq!(a, s.suggest(&ctx).unwrap());
+        h.reverse();
+        let mut ctx = SuggestContext::new(&space, 12, 11);
+        ctx.objectives = &obj;
+        ctx.history = &h;
+        assert_eq!(a, s.suggest(&ctx).unwrap());
+    }
+
+    #[test]
+    fn falls_back_with_a_reason() {
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("loss")];
+        let s = BayesStrategy { initial_trials: 0 };
+        let failed = vec![Observation {
+            number: 0,
+            params: [("x".to_string(), ParamValue::Float(0.5))].into(),
+            outcome: Outcome::Failed,
+            metrics: BTreeMap::new(),
+        }];
+        let mut ctx = SuggestContext::new(&space, 1, 3);
+        ctx.objectives = &obj;
+        ctx.history = &failed;
+        let sug = s.suggest_with_note(&ctx).unwrap();
+        assert!(space.contains(&sug.params));
+        let note = sug.note.unwrap();
+        assert!(note.contains("0 finished trial(s) with metrics"), "{note}");
+        // The fallback is the study's Sobol point for that trial.
+        assert_eq!(
+            sug.params,
+            SobolStrategy
+                .suggest(&SuggestContext::new(&space, 1, 3))
+                .unwrap()
+        );
+        // Non-finite metrics are not data either.
+        let odd: Vec<Observation> = (0..3)
+            .map(|i| Observation {
+                number: i,
+                params: [("x".to_string(), ParamValue::Float(i as f64 / 3.0))].into(),
+                outcome: Outcome::Complete,
+                metrics: [("loss".to_string(), f64::NAN)].into(),
+            })
+            .collect();
+        ctx.history = &odd;
+        assert!(s.suggest_with_note(&ctx).unwrap().note.is_some());
+    }
+
+    #[test]
+    fn multi_objective_spreads_along_the_front() {
+        // Two conflicting objectives: x² and (x - 1)² on [0, 1]² (y irrelevant). Every x in
+        // [0, 1] is Pareto-optimal; suggestions should not all sit at one end.
+        let space = SearchSpace::new(vec![float("x", -1.0, 2.0), float("y", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("a"), minimize("b")];
+        let s = BayesStrategy { initial_trials: 6 };
+        let h = run(&s, &space, &obj, &[], 24, |p| {
+            let x = value(p, "x");
+            [
+                ("a".to_string(), x * x),
+                ("b".to_string(), (x - 1.0).powi(2)),
+            ]
+            .into()
+        });
+        let xs: Vec<f64> = h[6..].iter().map(|o| value(&o.params, "x")).collect();
+        let inside = xs.iter().filter(|x| (-0.1..=1.1).contains(*x)).count();
+        assert!(inside >= 12, "{xs:?}");
+        let spread = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            - xs.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(spread > 0.5, "{xs:?}");
+    }
+
+    #[test]
+    fn warp_compresses_a_long_tail() {
+        let v = [1.0, 1.5, 2.0, 3.0, 5.0, 1000.0, 2.5, 1.2];
+        let w = warp(&v);
+        assert!(skewness(&w).abs() < skewness(&v));
+        // Monotone.
+        for i in 0..v.len() {
+            for j in 0..v.len() {
+                assert_eq!(v[i] < v[j], w[i] < w[j]);
+            }
+        }
+        assert_eq!(warp(&[1.0, 2.0, 3.0, 4.0]), vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn subset_keeps_the_best_and_a_spread() {
+        let v: Vec<f64> = (0..10).map(|i| (10 - i) as f64).collect();
+        assert_eq!(subset(&v, 20), (0..10).collect::<Vec<_>>());
+        let s = subset(&v, 4);
+        assert_eq!(s.len(), 4);
+        assert!(s.contains(&9) && s.contains(&8));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn suggestions_lie_in_space(space in arb_space(), seed in any::<u64>(), n in 0u64..14) {
+            let obj = [minimize("loss")];
+            let mut history = Vec::new();
+            for t in 0..n {
+                let p = SobolStrategy.suggest(&SuggestContext::new(&space, t, seed)).unwrap();
+                let u = space.to_unit(&p).unwrap();
+                let loss = u.iter().enumerate().map(|(i, v)| ((i + 1) as f64 * v).sin()).sum::<f64>();
+                let outcome = if t % 5 == 4 { Outcome::Failed } else { Outcome::Complete };
+                history.push(Observation {
+                    number: t,
+                    params: p,
+                    outcome,
+                    metrics: [("loss".to_string(), loss)].into(),
+                });
+            }
+            let pending = vec![SobolStrategy.suggest(&SuggestContext::new(&space, 99, seed)).unwrap()];
+            let mut ctx = SuggestContext::new(&space, n, seed);
+            ctx.objectives = &obj;
+            ctx.history = &history;
+            ctx.pending = &pending;
+            let s = BayesStrategy { initial_trials: 3 };
+            let p = s.suggest(&ctx).unwrap();
+            prop_assert!(space.contains(&p));
+        }
+    }
+}

@@ -1,0 +1,845 @@
+//! Gaussian-process regression for `bayes`: a Matérn-5/2 kernel with one length scale per input
+//! (ARD), a learned signal variance and noise, hyperparameters by maximum a-posteriori marginal
+//! likelihood (argmin L-BFGS in log space, several starts), and the posterior mean and variance
+//! with their input gradients for the acquisition optimizer.
+//!
+//! Inputs are model features in [0, 1] (see [`crate::encoding`]); outputs are expected to be
+//! standardized by the caller, so the prior mean is 0.
+
+use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient, State};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
+use std::cell::RefCell;
+
+const SQRT5: f64 = 2.236_067_977_499_79;
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// The smallest noise variance (relative to the standardized output's unit variance). Keeps
+/// the kernel matrix well conditioned when two observations nearly coincide.
+pub const NOISE_FLOOR: f64 = 1e-6;
+
+/// Bounds every log-hyperparameter stays within; the priors keep the fit well inside them.
+const LOG_BOUND: f64 = 9.0;
+
+/// Kernel hyperparameters in log space: `dim` log length scales, then the log signal variance,
+/// then the log of the noise variance above [`NOISE_FLOOR`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hyper {
+    /// The log-space vector (length `dim + 2`).
+    pub theta: Vec<f64>,
+}
+
+impl Hyper {
+    /// Number of inputs.
+    pub fn dim(&self) -> usize {
+        self.theta.len() - 2
+    }
+
+    /// `1 / ℓ_d²` for every input.
+    pub fn inv_sq_lengthscales(&self) -> Vec<f64> {
+        self.theta[..self.dim()]
+            .iter()
+            .map(|l| (-2.0 * l).exp())
+            .collect()
+    }
+
+    /// The signal (output-scale) variance.
+    pub fn signal(&self) -> f64 {
+        self.theta[self.dim()].exp()
+    }
+
+    /// The noise variance.
+    pub fn noise(&self) -> f64 {
+        NOISE_FLOOR + self.theta[self.dim() + 1].exp()
+    }
+}
+
+/// Independent normal priors on the log hyperparameters.
+///
+/// Length scales follow the dimension-scaled log-normal of Hvarfner et al. (2024, "Vanilla
+/// Bayesian optimization performs great in high dimensions"): median `e^{√2} · √dim`, wide
+/// (σ = √3), so a 10-D space is not assumed as wiggly as a 1-D one. The signal variance is
+/// centred on 1 (outputs are standardized); the noise on e^-4 ≈ 0.018 of the output variance,
+/// wide enough that deterministic and noisy objectives both fit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prior {
+    /// Prior means of `theta`.
+    pub mean: Vec<f64>,
+    /// Prior standard deviations of `theta`.
+    pub std: Vec<f64>,
+}
+
+impl Prior {
+    /// The default prior for `dim` inputs.
+    pub fn default_for(dim: usize) -> Self {
+        let ls = std::f64::consts::SQRT_2 + 0.5 * (dim.max(1) as f64).ln();
+        let mut mean = vec![ls; dim];
+        mean.extend([0.0, -4.0]);
+        let mut std = vec![3f64.sqrt(); dim];
+        std.extend([1.0, 2.0]);
+        Prior { mean, std }
+    }
+
+    /// The prior's mode, a natural first start for the fit.
+    pub fn mode(&self) -> Hyper {
+        Hyper {
+            theta: self.mean.clone(),
+        }
+    }
+}
+
+/// Matérn-5/2 correlation of `r² ≥ 0`: returns `(m, g)` with `m = (1 + √5 r + 5r²/3) e^{-√5 r}`
+/// and `g = (5/3)(1 + √5 r) e^{-√5 r}`, so that `dm/d(r²) = -g / 2`.
+#[inline]
+fn matern52(r2: f64) -> (f64, f64) {
+    let r = r2.max(0.0).sqrt();
+    let e = (-SQRT5 * r).exp();
+    let a = 1.0 + SQRT5 * r;
+    ((a + 5.0 / 3.0 * r2) * e, 5.0 / 3.0 * a * e)
+}
+
+/// A Gaussian process conditioned on data, with its factorization cached for predictions.
+#[derive(Clone, Debug)]
+pub struct Gp {
+    dim: usize,
+    /// Training inputs, row-major `n × dim`.
+    x: Vec<f64>,
+    inv_ls2: Vec<f64>,
+    signal: f64,
+    /// Lower Cholesky factor of `K + noise·I`.
+    l: DMatrix<f64>,
+    /// `(K + noise·I)⁻¹ y`.
+    alpha: DVector<f64>,
+}
+
+/// What the posterior says about one input, with gradients when asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Posterior mean of the latent function.
+    pub mean: f64,
+    /// Posterior variance of the latent function (≥ a tiny floor).
+    pub var: f64,
+    /// `∂mean/∂x` (empty unless requested).
+    pub d_mean: Vec<f64>,
+    /// `∂var/∂x` (empty unless requested).
+    pub d_var: Vec<f64>,
+}
+
+/// The smallest posterior variance reported (keeps `σ` and its logarithm finite).
+const VAR_FLOOR: f64 = 1e-12;
+
+impl Gp {
+    /// Conditions the process on `n = y.len()` points `x` (row-major, `dim` columns). Adds
+    /// diagonal jitter if the matrix is numerically singular; `None` if even that fails.
+    pub fn new(x: &[f64], dim: usize, y: &[f64], hyper: &Hyper) -> Option<Gp> {
+        Gp::with_exact_tail(x, dim, y, hyper, y.len())
+    }
+
+    /// [`Gp::new`], with the points from index `exact_from` on treated as noise-free (only
+    /// [`NOISE_FLOOR`]): fantasies for pending trials, which must pin the posterior down.
+    pub fn with_exact_tail(
+        x: &[f64],
+        dim: usize,
+        y: &[f64],
+        hyper: &Hyper,
+        exact_from: usize,
+    ) -> Option<Gp> {
+        let n = y.len();
+        debug_assert_eq!(x.len(), n * dim);
+        let inv_ls2 = hyper.inv_sq_lengthscales();
+        let signal = hyper.signal();
+        let noise = hyper.noise();
+        let mut k = DMatrix::<f64>::zeros(n, n);
+        for i in 0..n {
+            let xi = &x[i * dim..(i + 1) * dim];
+            k[(i, i)] = signal + if i < exact_from { noise } else { NOISE_FLOOR };
+            for j in 0..i {
+                let xj = &x[j * dim..(j + 1) * dim];
+                let r2 = scaled_sq_dist(xi, xj, &inv_ls2);
+                let v = signal * matern52(r2).0;
+                k[(i, j)] = v;
+                k[(j, i)] = v;
+            }
+        }
+        let chol = cholesky_with_jitter(k, signal)?;
+        let alpha = chol.solve(&DVector::from_column_slice(y));
+        Some(Gp {
+            dim,
+            x: x.to_vec(),
+            inv_ls2,
+            signal,
+            l: chol.unpack(),
+            alpha,
+        })
+    }
+
+    /// Number of conditioning points.
+    pub fn len(&self) -> usize {
+        self.alpha.len()
+    }
+
+    /// Whether the process has no data (never true for a built `Gp`).
+    pub fn is_empty(&self) -> bool {
+        self.alpha.is_empty()
+    }
+
+    /// Posterior mean and variance at `x`; with `grad`, also their gradients in `x`.
+    pub fn predict(&self, x: &[f64], grad: bool) -> Prediction {
+        let n = self.len();
+        let dim = self.dim;
+        let mut kstar = DVector::<f64>::zeros(n);
+        // g_i (Matérn derivative factor) per training point, for the gradients.
+        let mut gs = if grad { vec![0.0; n] } else { Vec::new() };
+        for i in 0..n {
+            let xi = &self.x[i * dim..(i + 1) * dim];
+            let (m, g) = matern52(scaled_sq_dist(x, xi, &self.inv_ls2));
+            kstar[i] = self.signal * m;
+            if grad {
+                gs[i] = self.signal * g;
+            }
+        }
+        let mean = kstar.dot(&self.alpha);
+        let v = self
+            .l
+            .solve_lower_triangular(&kstar)
+            .unwrap_or_else(|| DVector::zeros(n));
+        let var = (self.signal - v.norm_squared()).max(VAR_FLOOR);
+        if !grad {
+            return Prediction {
+                mean,
+                var,
+                d_mean: Vec::new(),
+                d_var: Vec::new(),
+            };
+        }
+        // K⁻¹ k* = L⁻ᵀ v.
+        let w = self
+            .l
+            .tr_solve_lower_triangular(&v)
+            .unwrap_or_else(|| DVector::zeros(n));
+        let mut d_mean = vec![0.0; dim];
+        let mut d_var = vec![0.0; dim];
+        for i in 0..n {
+            let xi = &self.x[i * dim..(i + 1) * dim];
+            let (a, b) = (gs[i] * self.alpha[i], gs[i] * w[i]);
+            for d in 0..dim {
+                // ∂k_i/∂x_d = -s² g (x_d - X_id) / ℓ_d².
+                let dk = -(x[d] - xi[d]) * self.inv_ls2[d];
+                d_mean[d] += a * dk;
+                d_var[d] += -2.0 * b * dk;
+            }
+        }
+        Prediction {
+            mean,
+            var,
+            d_mean,
+            d_var,
+        }
+    }
+
+    /// Posterior means and variances at many points at once (row-major, `dim` columns): one
+    /// blocked triangular solve instead of one per point.
+    pub fn predict_many(&self, xs: &[f64]) -> Vec<(f64, f64)> {
+        let n = self.len();
+        let dim = self.dim;
+        let m = xs.len() / dim.max(1);
+        if m == 0 {
+            return Vec::new();
+        }
+        let mut kstar = DMatrix::<f64>::zeros(n, m);
+        for c in 0..m {
+            let xc = &xs[c * dim..(c + 1) * dim];
+            for i in 0..n {
+                let xi = &self.x[i * dim..(i + 1) * dim];
+                kstar[(i, c)] = self.signal * matern52(scaled_sq_dist(xc, xi, &self.inv_ls2)).0;
+            }
+        }
+        let means = kstar.tr_mul(&self.alpha);
+        if !self.l.solve_lower_triangular_mut(&mut kstar) {
+            return (0..m).map(|c| (means[c], self.signal)).collect();
+        }
+        (0..m)
+            .map(|c| {
+                let var = (self.signal - kstar.column(c).norm_squared()).max(VAR_FLOOR);
+                (means[c], var)
+            })
+            .collect()
+    }
+}
+
+/// `Σ a_i b_i`, in four independent lanes so the compiler can vectorize it.
+#[inline]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// Cholesky factorization of the row-major symmetric `n × n` matrix whose lower triangle is in
+/// `a`, in place (the lower triangle becomes `L`). `false` if not positive definite.
+fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
+    for i in 0..n {
+        for j in 0..=i {
+            let (head, row_i) = a.split_at_mut(i * n);
+            let s = if j < i {
+                dot(&row_i[..j], &head[j * n..j * n + j])
+            } else {
+                dot(&row_i[..j], &row_i[..j])
+            };
+            let v = row_i[j] - s;
+            if j == i {
+                if v <= 0.0 || !v.is_finite() {
+                    return false;
+                }
+                row_i[i] = v.sqrt();
+            } else {
+                row_i[j] = v / head[j * n + j];
+            }
+        }
+    }
+    true
+}
+
+/// Solves `L x = b` in place (row-major lower `L`).
+fn solve_lower_in_place(l: &[f64], n: usize, b: &mut [f64]) {
+    for i in 0..n {
+        let s = dot(&l[i * n..i * n + i], &b[..i]);
+        b[i] = (b[i] - s) / l[i * n + i];
+    }
+}
+
+/// Solves `Lᵀ x = b` in place (row-major lower `L`).
+fn solve_upper_t_in_place(l: &[f64], n: usize, b: &mut [f64]) {
+    for i in (0..n).rev() {
+        b[i] /= l[i * n + i];
+        let bi = b[i];
+        for k in 0..i {
+            b[k] -= l[i * n + k] * bi;
+        }
+    }
+}
+
+/// `(L Lᵀ)⁻¹` from the row-major lower factor, row-major, lower triangle filled (the upper is
+/// not). Through `T = L⁻ᵀ` stored by rows, so both steps are contiguous dot products.
+fn inverse_from_cholesky(l: &[f64], n: usize) -> Vec<f64> {
+    // Row j of t is column j of L⁻¹ (zero before index j).
+    let mut t = vec![0.0; n * n];
+    for j in 0..n {
+        let row = j * n;
+        t[row + j] = 1.0 / l[j * n + j];
+        for i in j + 1..n {
+            let s = dot(&l[i * n + j..i * n + i], &t[row + j..row + i]);
+            t[row + i] = -s / l[i * n + i];
+        }
+    }
+    // K⁻¹_ij = Σ_k L⁻¹_ki L⁻¹_kj = Σ_{k ≥ i} t[i][k] t[j][k] for j ≤ i.
+    let mut inv = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            inv[i * n + j] = dot(&t[i * n + i..i * n + n], &t[j * n + i..j * n + n]);
+        }
+    }
+    inv
+}
+
+/// `Σ_d (a_d - b_d)² / ℓ_d²`.
+#[inline]
+fn scaled_sq_dist(a: &[f64], b: &[f64], inv_ls2: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .zip(inv_ls2)
+        .map(|((x, y), w)| (x - y) * (x - y) * w)
+        .sum()
+}
+
+/// Cholesky factorization, retrying with growing diagonal jitter (relative to `scale`) when
+/// the matrix is numerically not positive definite.
+fn cholesky_with_jitter(k: DMatrix<f64>, scale: f64) -> Option<Cholesky<f64, Dyn>> {
+    if let Some(c) = Cholesky::new(k.clone()) {
+        return Some(c);
+    }
+    let n = k.nrows();
+    for jitter in [1e-8, 1e-6, 1e-4, 1e-2] {
+        let mut kj = k.clone();
+        for i in 0..n {
+            kj[(i, i)] += jitter * scale.max(1e-12);
+        }
+        if let Some(c) = Cholesky::new(kj) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// A cached evaluation: the hyperparameters, the cost there and its gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
+
+/// The negative log posterior of the hyperparameters (negative log marginal likelihood plus
+/// negative log prior, up to a constant) and its gradient, for argmin.
+///
+/// argmin asks for the cost and the gradient in separate calls, usually at the same point; both
+/// come out of one factorization, so the last evaluation is cached.
+pub struct Objective<'a> {
+    n: usize,
+    dim: usize,
+    y: Vec<f64>,
+    /// Squared input differences of every pair i < j, `dim` per pair.
+    pair_sq: Vec<f64>,
+    prior: &'a Prior,
+    cache: RefCell<Option<Evaluation>>,
+}
+
+impl<'a> Objective<'a> {
+    /// The objective for data `x` (row-major, `dim` columns) and standardized `y`.
+    pub fn new(x: &[f64], dim: usize, y: &[f64], prior: &'a Prior) -> Self {
+        let n = y.len();
+        let mut pair_sq = Vec::with_capacity(n * n.saturating_sub(1) / 2 * dim);
+        for i in 0..n {
+            for j in 0..i {
+                for d in 0..dim {
+                    let diff = x[i * dim + d] - x[j * dim + d];
+                    pair_sq.push(diff * diff);
+                }
+            }
+        }
+        Objective {
+            n,
+            dim,
+            y: y.to_vec(),
+            pair_sq,
+            prior,
+            cache: RefCell::new(None),
+        }
+    }
+
+    /// Cost and gradient at `theta`; `None` when the kernel matrix cannot be factorized.
+    pub fn evaluate(&self, theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+        if let Some((t, c, g)) = self.cache.borrow().as_ref() {
+            if t.as_slice() == theta {
+                return Some((*c, g.clone()));
+            }
+        }
+        let result = self.compute(theta)?;
+        *self.cache.borrow_mut() = Some((theta.to_vec(), result.0, result.1.clone()));
+        Some(result)
+    }
+
+    fn compute(&self, theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+        let (n, dim) = (self.n, self.dim);
+        if theta.iter().any(|t| !t.is_finite()) {
+            return None;
+        }
+        // Evaluate the likelihood at the box-clamped point; a quadratic penalty outside the
+        // box pulls the optimizer back in (argmin's L-BFGS has no bounds).
+        let clamped: Vec<f64> = theta
+            .iter()
+            .map(|t| t.clamp(-LOG_BOUND, LOG_BOUND))
+            .collect();
+        let hyper = Hyper { theta: clamped };
+        let inv_ls2 = hyper.inv_sq_lengthscales();
+        let signal = hyper.signal();
+        let noise = hyper.noise();
+        let npairs = n * n.saturating_sub(1) / 2;
+        let mut k = vec![0.0; n * n];
+        let mut kv = Vec::with_capacity(npairs);
+        let mut gv = Vec::with_capacity(npairs);
+        let mut p = 0;
+        for i in 0..n {
+            k[i * n + i] = signal + noise;
+            for j in 0..i {
+                let sq = &self.pair_sq[p * dim..(p + 1) * dim];
+                let r2: f64 = sq.iter().zip(&inv_ls2).map(|(a, b)| a * b).sum();
+                let (m, g) = matern52(r2);
+                let v = signal * m;
+                k[i * n + j] = v;
+                kv.push(v);
+                gv.push(signal * g);
+                p += 1;
+            }
+        }
+        // Row-major lower factor; every inner loop below is a contiguous dot product.
+        if !cholesky_in_place(&mut k, n) {
+            return None;
+        }
+        let l = &k;
+        let mut alpha = self.y.clone();
+        solve_lower_in_place(l, n, &mut alpha);
+        solve_upper_t_in_place(l, n, &mut alpha);
+        let log_det: f64 = 2.0 * (0..n).map(|i| l[i * n + i].ln()).sum::<f64>();
+        let nlml = 0.5 * dot(&self.y, &alpha) + 0.5 * log_det + 0.5 * n as f64 * LN_2PI;
+        let kinv = inverse_from_cholesky(l, n);
+        // ∂nlml/∂θ = -½ tr(W ∂K/∂θ) with W = ααᵀ - K⁻¹.
+        let mut grad = vec![0.0; dim + 2];
+        let mut d_signal = 0.0;
+        let mut d_noise = 0.0;
+        let mut p = 0;
+        for i in 0..n {
+            let wii = alpha[i] * alpha[i] - kinv[i * n + i];
+            d_signal += 0.5 * wii * signal;
+            d_noise += 0.5 * wii * (noise - NOISE_FLOOR);
+            for j in 0..i {
+                let w = alpha[i] * alpha[j] - kinv[i * n + j];
+                d_signal += w * kv[p];
+                let wg = w * gv[p];
+                let sq = &self.pair_sq[p * dim..(p + 1) * dim];
+                for d in 0..dim {
+                    grad[d] -= wg * sq[d] * inv_ls2[d];
+                }
+                p += 1;
+            }
+        }
+        grad[dim] = -d_signal;
+        grad[dim + 1] = -d_noise;
+        for (g, t) in grad.iter_mut().zip(theta) {
+            if t.abs() > LOG_BOUND {
+                *g = 0.0;
+            }
+        }
+        // Inside the box the clamp is the identity; outside it the likelihood is flat and the
+        // penalty's gradient takes over.
+        let mut cost = nlml;
+        for (t, ((g, m), s)) in theta
+            .iter()
+            .zip(grad.iter_mut().zip(&self.prior.mean).zip(&self.prior.std))
+        {
+            let z = (t - m) / s;
+            cost += 0.5 * z * z;
+            *g += z / s;
+            let over = t.abs() - LOG_BOUND;
+            if over > 0.0 {
+                cost += 50.0 * over * over;
+                *g += 100.0 * over * t.signum();
+            }
+        }
+        if !cost.is_finite() {
+            return None;
+        }
+        Some((cost, grad))
+    }
+}
+
+impl CostFunction for Objective<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, theta: &Self::Param) -> Result<f64, ArgminError> {
+        self.evaluate(theta)
+            .map(|(c, _)| c)
+            .ok_or_else(|| ArgminError::msg("kernel matrix not positive definite"))
+    }
+}
+
+impl Gradient for Objective<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+
+    fn gradient(&self, theta: &Self::Param) -> Result<Vec<f64>, ArgminError> {
+        self.evaluate(theta)
+            .map(|(_, g)| g)
+            .ok_or_else(|| ArgminError::msg("kernel matrix not positive definite"))
+    }
+}
+
+/// Above this many points, [`fit`] runs L-BFGS only from the start with the best initial cost.
+const SINGLE_START_ABOVE: usize = 30;
+
+/// Fits the hyperparameters by MAP: L-BFGS from each start, keeping the best. Returns the
+/// winner and its cost; `None` if no start could even be evaluated.
+pub fn fit(
+    x: &[f64],
+    dim: usize,
+    y: &[f64],
+    prior: &Prior,
+    starts: &[Hyper],
+    max_iters: u64,
+) -> Option<(Hyper, f64)> {
+    let objective = Objective::new(x, dim, y, prior);
+    let mut best: Option<(Hyper, f64)> = None;
+    // With enough data the starts agree; only the most promising one is run then.
+    let mut starts: Vec<(&Hyper, f64)> = starts
+        .iter()
+        .filter_map(|s| Some((s, objective.evaluate(&s.theta)?.0)))
+        .collect();
+    if y.len() > SINGLE_START_ABOVE {
+        starts.sort_by(|a, b| a.1.total_cmp(&b.1));
+        starts.truncate(1);
+    }
+    for (start, c0) in starts {
+        let mut candidate = (start.theta.clone(), c0);
+        if let Some((theta, c)) = minimize(&objective, start.theta.clone(), max_iters) {
+            if c < candidate.1 {
+                candidate = (theta, c);
+            }
+        }
+        if best.as_ref().is_none_or(|b| candidate.1 < b.1) {
+            best = Some((
+                Hyper {
+                    theta: candidate
+                        .0
+                        .iter()
+                        .map(|t| t.clamp(-LOG_BOUND, LOG_BOUND))
+                        .collect(),
+                },
+                candidate.1,
+            ));
+        }
+    }
+    best
+}
+
+/// Runs argmin's L-BFGS on any cost-and-gradient problem from `start`; the best point seen and
+/// its cost, or `None` if the run failed outright.
+pub fn minimize<P>(problem: &P, start: Vec<f64>, max_iters: u64) -> Option<(Vec<f64>, f64)>
+where
+    P: CostFunction<Param = Vec<f64>, Output = f64>
+        + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
+{
+    let problem = Borrowed(problem);
+    let linesearch = MoreThuenteLineSearch::new();
+    let solver = LBFGS::new(linesearch, 7)
+        .with_tolerance_grad(1e-5)
+        .ok()?
+        .with_tolerance_cost(1e-9)
+        .ok()?;
+    let result = Executor::new(problem, solver)
+        .configure(|state| state.param(start).max_iters(max_iters))
+        .timer(false)
+        .run()
+        .ok()?;
+    let state = result.state();
+    let cost = state.get_best_cost();
+    let param = state.get_best_param()?.clone();
+    cost.is_finite().then_some((param, cost))
+}
+
+/// Lends a problem to argmin, which wants to own it, so the caller keeps its cache.
+struct Borrowed<'a, P>(&'a P);
+
+impl<P: CostFunction<Param = Vec<f64>, Output = f64>> CostFunction for Borrowed<'_, P> {
+    type Param = Vec<f64>;
+    type Output = f64;
+
+    fn cost(&self, p: &Vec<f64>) -> Result<f64, ArgminError> {
+        self.0.cost(p)
+    }
+}
+
+impl<P: Gradient<Param = Vec<f64>, Gradient = Vec<f64>>> Gradient for Borrowed<'_, P> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+
+    fn gradient(&self, p: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
+        self.0.gradient(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hyper(ls: &[f64], signal: f64, noise: f64) -> Hyper {
+        let mut theta: Vec<f64> = ls.iter().map(|l: &f64| l.ln()).collect();
+        theta.push(signal.ln());
+        theta.push((noise - NOISE_FLOOR).ln());
+        Hyper { theta }
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+    }
+
+    #[test]
+    fn flat_factorization_and_inverse() {
+        // A = [[4, 2, 0.4], [2, 5, 1], [0.4, 1, 3]] (lower triangle given).
+        let a = [4.0, 0.0, 0.0, 2.0, 5.0, 0.0, 0.4, 1.0, 3.0];
+        let mut l = a;
+        assert!(cholesky_in_place(&mut l, 3));
+        let full = |i: usize, j: usize| if j <= i { a[i * 3 + j] } else { a[j * 3 + i] };
+        let inv = inverse_from_cholesky(&l, 3);
+        for i in 0..3 {
+            for j in 0..3 {
+                let lo = |r: usize, c: usize| {
+                    if c <= r {
+                        inv[r * 3 + c]
+                    } else {
+                        inv[c * 3 + r]
+                    }
+                };
+                let e: f64 = (0..3).map(|k| full(i, k) * lo(k, j)).sum();
+                assert!((e - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12);
+            }
+        }
+        let mut b = [1.0, 2.0, 3.0];
+        solve_lower_in_place(&l, 3, &mut b);
+        solve_upper_t_in_place(&l, 3, &mut b);
+        for i in 0..3 {
+            let e: f64 = (0..3).map(|k| full(i, k) * b[k]).sum();
+            assert!((e - [1.0, 2.0, 3.0][i]).abs() < 1e-12);
+        }
+        let mut singular = [1.0, 0.0, 1.0, 0.0];
+        singular[2] = 1.0;
+        singular[3] = 1.0;
+        assert!(!cholesky_in_place(&mut singular, 2));
+    }
+
+    #[test]
+    fn matern_values() {
+        assert_eq!(matern52(0.0), (1.0, 5.0 / 3.0));
+        // r = 1: (1 + √5 + 5/3) e^{-√5} = 0.523994…
+        let (m, _) = matern52(1.0);
+        assert!(close(m, 0.523_994_108_5, 1e-9), "{m}");
+    }
+
+    #[test]
+    fn posterior_matches_a_hand_worked_case() {
+        // Two 1-D points x = 0 and x = 1, y = (1, -1), ℓ = 1, s² = 1, σ² = 0.01.
+        // k(0, 1) = ρ = 0.523994…; K = [[1.01, ρ], [ρ, 1.01]].
+        // At x* = 0.5: k* = (m(0.5), m(0.5)) with m(0.5) = (1 + √5/2 + 5/12) e^{-√5/2}.
+        // By symmetry the mean is 0 and the variance is 1 - 2 m² / (1.01 + ρ).
+        // At x* = 0: k* = (1, ρ); mean = k*ᵀ K⁻¹ y = (1 - ρ) / (1.01 - ρ) (since y = (1, -1)
+        // is an eigenvector of K with eigenvalue 1.01 - ρ).
+        let h = hyper(&[1.0], 1.0, 0.01);
+        let gp = Gp::new(&[0.0, 1.0], 1, &[1.0, -1.0], &h).unwrap();
+        let rho = 0.523_994_108_5;
+        let m = (1.0 + SQRT5 / 2.0 + 5.0 / 12.0) * (-SQRT5 / 2.0).exp();
+        let mid = gp.predict(&[0.5], false);
+        assert!(mid.mean.abs() < 1e-12, "{}", mid.mean);
+        assert!(close(mid.var, 1.0 - 2.0 * m * m / (1.01 + rho), 1e-9));
+        let at0 = gp.predict(&[0.0], false);
+        assert!(
+            close(at0.mean, (1.0 - rho) / (1.01 - rho), 1e-9),
+            "{}",
+            at0.mean
+        );
+        // Variance at a data point: 1 - k*ᵀ K⁻¹ k*, worked through the eigen-decomposition:
+        // k* = ((1+ρ)/2)(1,1) + ((1-ρ)/2)(1,-1); eigenvalues 1.01 ± ρ.
+        let v = 1.0
+            - (1.0 + rho).powi(2) / (2.0 * (1.01 + rho))
+            - (1.0 - rho).powi(2) / (2.0 * (1.01 - rho));
+        assert!(close(at0.var, v, 1e-9), "{} vs {v}", at0.var);
+        // Far away: the prior.
+        let far = gp.predict(&[50.0], false);
+        assert!(far.mean.abs() < 1e-12 && close(far.var, 1.0, 1e-12));
+        // The batched path agrees.
+        let many = gp.predict_many(&[0.5, 0.0, 50.0]);
+        assert!(close(many[0].1, mid.var, 1e-12) && close(many[1].0, at0.mean, 1e-12));
+        assert!(close(many[1].1, at0.var, 1e-9));
+    }
+
+    fn data(n: usize, dim: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let row: Vec<f64> = (0..dim)
+                .map(|d| ((i * 7 + d * 13) % 17) as f64 / 17.0 + 0.01 * d as f64)
+                .collect();
+            y.push(
+                row.iter()
+                    .enumerate()
+                    .map(|(d, v)| ((d + 1) as f64 * v).sin())
+                    .sum(),
+            );
+            x.extend(row);
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn likelihood_gradient_matches_finite_differences() {
+        let (x, y) = data(12, 3);
+        let prior = Prior::default_for(3);
+        let obj = Objective::new(&x, 3, &y, &prior);
+        for theta in [
+            vec![-0.5, 0.2, 0.7, 0.3, -3.0],
+            vec![0.1, -1.0, 0.0, -0.5, -6.0],
+            vec![9.5, 0.0, 0.0, 0.0, -2.0],
+        ] {
+            let (_, g) = obj.evaluate(&theta).unwrap();
+            for k in 0..theta.len() {
+                let h = 1e-6;
+                let mut a = theta.clone();
+                a[k] += h;
+                let mut b = theta.clone();
+                b[k] -= h;
+                let fd = (obj.evaluate(&a).unwrap().0 - obj.evaluate(&b).unwrap().0) / (2.0 * h);
+                assert!(close(g[k], fd, 1e-5), "θ{k}: {} vs {fd}", g[k]);
+            }
+        }
+    }
+
+    #[test]
+    fn prediction_gradient_matches_finite_differences() {
+        let (x, y) = data(15, 3);
+        let h = hyper(&[0.3, 0.5, 0.8], 1.3, 0.01);
+        let gp = Gp::new(&x, 3, &y, &h).unwrap();
+        let at = [0.31, 0.47, 0.52];
+        let p = gp.predict(&at, true);
+        for d in 0..3 {
+            let e = 1e-6;
+            let mut a = at;
+            a[d] += e;
+            let mut b = at;
+            b[d] -= e;
+            let (pa, pb) = (gp.predict(&a, false), gp.predict(&b, false));
+            let fd_mean = (pa.mean - pb.mean) / (2.0 * e);
+            let fd_var = (pa.var - pb.var) / (2.0 * e);
+            assert!(
+                close(p.d_mean[d], fd_mean, 1e-5),
+                "{} vs {fd_mean}",
+                p.d_mean[d]
+            );
+            assert!(
+                close(p.d_var[d], fd_var, 1e-5),
+                "{} vs {fd_var}",
+                p.d_var[d]
+            );
+        }
+    }
+
+    #[test]
+    fn fit_improves_the_posterior_and_finds_irrelevant_inputs() {
+        // y depends on the first input only: the fitted length scale of the second is longer.
+        let n = 30;
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let a = (i as f64 * 0.618_034) % 1.0;
+            let b = (i as f64 * 0.414_213_5) % 1.0;
+            x.extend([a, b]);
+            y.push((6.0 * a).sin());
+        }
+        let mean = y.iter().sum::<f64>() / n as f64;
+        let sd = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        let ys: Vec<f64> = y.iter().map(|v| (v - mean) / sd).collect();
+        let prior = Prior::default_for(2);
+        let start = prior.mode();
+        let obj = Objective::new(&x, 2, &ys, &prior);
+        let c0 = obj.evaluate(&start.theta).unwrap().0;
+        let (h, c) = fit(&x, 2, &ys, &prior, &[start], 100).unwrap();
+        assert!(c < c0, "{c} !< {c0}");
+        assert!(h.theta[1] > h.theta[0] + 0.5, "{:?}", h.theta);
+        let gp = Gp::new(&x, 2, &ys, &h).unwrap();
+        let p = gp.predict(&[0.25, 0.9], false);
+        let truth = ((6.0f64 * 0.25).sin() - mean) / sd;
+        assert!((p.mean - truth).abs() < 0.1, "{} vs {truth}", p.mean);
+    }
+
+    #[test]
+    fn duplicate_points_still_factorize() {
+        let h = hyper(&[0.5], 1.0, NOISE_FLOOR * 1.000_001);
+        let gp = Gp::new(&[0.3, 0.3, 0.3], 1, &[1.0, 1.0, 1.0], &h).unwrap();
+        let p = gp.predict(&[0.3], true);
+        assert!(p.mean.is_finite() && p.var > 0.0);
+    }
+}

@@ -4,8 +4,8 @@
 use crate::api::client::{segment, Client};
 use crate::api::{AskReply, DaemonStatus, StudySummary, SubmitRequest, TrialView};
 use crate::cli::{Command, Format};
-use crate::leaderboard::Row;
 use crate::duration::format_secs;
+use crate::leaderboard::Row;
 use crate::output;
 use anyhow::{anyhow, bail, Context, Result};
 use hyper::Method;
@@ -108,10 +108,39 @@ pub async fn run_client(command: Command, socket: &Path, format: Format) -> Resu
                     s.trials,
                     s.max_trials,
                     of(format_secs(b.wall_s), b.max_wall_s.map(format_secs)),
-                    of(format!("{:.2}", b.gpu_hours), b.max_gpu_hours.map(|h| format!("{h:.2}")))
+                    of(
+                        format!("{:.2}", b.gpu_hours),
+                        b.max_gpu_hours.map(|h| format!("{h:.2}"))
+                    )
                 );
+                let trials: Vec<TrialView> = client
+                    .json(
+                        Method::GET,
+                        &format!("/v1/studies/{}/trials", segment(&name)),
+                        None,
+                    )
+                    .await?;
+                for t in trials
+                    .iter()
+                    .filter(|t| t.state == "running" || t.state == "queued")
+                {
+                    let job = match (&t.job_id, &t.job_state) {
+                        (Some(id), Some(st)) => format!(" (Slurm job {id}, {st})"),
+                        (Some(id), None) => format!(" (Slurm job {id})"),
+                        _ => t
+                            .slot
+                            .as_ref()
+                            .map(|s| format!(" on {s}"))
+                            .unwrap_or_default(),
+                    };
+                    println!("trial {} {}{job}", t.trial, t.state);
+                }
                 if let Some(best) = &s.best {
-                    let m: Vec<String> = best.metrics.iter().map(|(k, v)| format!("{k}={}", output::num(*v, false))).collect();
+                    let m: Vec<String> = best
+                        .metrics
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
+                        .collect();
                     println!("best: trial {} {}", best.trial, m.join(" "));
                 }
             }

@@ -31,8 +31,17 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<String>,
     /// Token-protected TCP listener (not served by this version).
     pub tcp: Option<toml::Table>,
-    /// Executor settings (`[executor.slurm]`, not served by this version).
-    pub executor: Option<toml::Table>,
+    /// Executor settings (`[executor.slurm]`).
+    #[serde(default)]
+    pub executor: ExecutorsConfig,
+}
+
+/// `[executor.*]` tables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorsConfig {
+    /// `[executor.slurm]`: run `trial.executor = "slurm"` studies as Slurm jobs.
+    pub slurm: Option<crate::executor::slurm::SlurmConfig>,
 }
 
 fn default_state_dir() -> PathBuf {

@@ -83,7 +83,9 @@ const IMPORT_REASON: &str = "interrupted (the study was exported while it ran)";
 /// doing and an import moves the study elsewhere: neither is the trial's fault. A crash does
 /// count, so that a trial that keeps bringing the daemon down cannot loop forever.
 fn costs_retry(reason: &str) -> bool {
-    reason != SHUTDOWN_REASON && reason != IMPORT_REASON
+    reason != SHUTDOWN_REASON
+        && reason != IMPORT_REASON
+        && !reason.starts_with(crate::executor::slurm::REQUEUE_PREFIX)
 }
 
 /// Settings the engine is built with.
@@ -138,6 +140,8 @@ struct StudyRuntime {
     pruner: Option<Box<dyn Pruner>>,
     /// Why a running trial is being stopped (pruned, budget), until its attempt ends.
     stop_reasons: HashMap<u64, String>,
+    /// The executor's own state of running trials (Slurm PENDING/RUNNING), for `status`.
+    job_states: HashMap<u64, String>,
 }
 
 impl StudyRuntime {
@@ -270,7 +274,7 @@ pub struct Engine {
     /// The durable store; every change goes here before it is acted on.
     store: Arc<Store>,
     /// Where trials run.
-    executor: Arc<dyn Executor>,
+    executors: Vec<Arc<dyn Executor>>,
     /// Everything mutable.
     inner: Mutex<Inner>,
     /// Wakes the loop when there may be work to dispatch.
@@ -295,13 +299,13 @@ impl Engine {
     /// Builds the engine from the store, reconciling trials a previous process left running.
     pub fn open(
         store: Arc<Store>,
-        executor: Arc<dyn Executor>,
+        executors: Vec<Arc<dyn Executor>>,
         cfg: EngineConfig,
     ) -> Result<Engine> {
         let (finished_tx, _) = broadcast::channel(1024);
         let engine = Engine {
             store,
-            executor,
+            executors,
             inner: Mutex::new(Inner {
                 studies: BTreeMap::new(),
                 slots: SlotPool::new(cfg.cpu_slots, &cfg.gpus, cfg.trials_per_gpu),
@@ -349,10 +353,28 @@ impl Engine {
     /// that are `running` although this process never started them; external ones keep
     /// running with a fresh timeout. Returns the trials changed, then checks the study.
     fn reconcile(&self, rt: &mut StudyRuntime, reason: &str, t: f64) -> Vec<u64> {
+        // Work that outlives the daemon (Slurm jobs) is followed on, not interrupted.
+        for tr in rt.trials.iter().filter(|t| t.state == TrialState::Running) {
+            if let Some(ex) = self
+                .executor_named(tr.executor.as_deref())
+                .filter(|e| e.survives_restart())
+            {
+                tracing::info!(study = %rt.record.name, trial = tr.number, job = ?tr.job_id, "re-attaching to a {} job", ex.name());
+                ex.attach(
+                    self.launch(rt, tr.number, Slot::detached(ex.name())),
+                    tr.job_id.clone(),
+                );
+            }
+        }
         let interrupted: Vec<u64> = rt
             .trials
             .iter()
             .filter(|t| t.state == TrialState::Running && t.executor.as_deref() != Some("external"))
+            .filter(|t| {
+                !self
+                    .executor_named(t.executor.as_deref())
+                    .is_some_and(|e| e.survives_restart())
+            })
             .map(|t| t.number)
             .collect();
         for &n in &interrupted {
@@ -360,9 +382,12 @@ impl Engine {
             let tr = &rt.trials[n as usize];
             // After a crash the attempt's processes may still run here: they must not run
             // beside the retry (a GPU held twice, skewed timings).
-            if reason == CRASH_REASON && tr.executor.as_deref() == Some(self.executor.name()) {
+            if let Some(ex) = self
+                .executor_named(tr.executor.as_deref())
+                .filter(|_| reason == CRASH_REASON)
+            {
                 let run_dir = self.run_root.join(&rt.record.name).join(n.to_string());
-                self.executor.reap(&rt.record.name, n, tr.attempt, &run_dir);
+                ex.reap(&rt.record.name, n, tr.attempt, &run_dir);
             }
             self.apply_failure(rt, n, reason.into(), None, t);
         }
@@ -465,6 +490,32 @@ impl Engine {
             .map(|r| format!("pruned at step {step}: {r}")))
     }
 
+    /// The executor a trial record or study names (`None` for external trials).
+    fn executor_named(&self, name: Option<&str>) -> Option<&Arc<dyn Executor>> {
+        self.executors.iter().find(|e| Some(e.name()) == name)
+    }
+
+    /// Asks whatever runs a trial to stop it.
+    fn stop_trial(&self, study: &str, tr: &TrialRecord, why: CancelReason) {
+        if let Some(ex) = self.executor_named(tr.executor.as_deref()) {
+            ex.cancel(study, tr.number, why);
+        }
+    }
+
+    /// What an executor needs to start (or re-attach to) the current attempt of trial `n`.
+    fn launch(&self, rt: &StudyRuntime, n: u64, slot: Slot) -> Launch {
+        let tr = &rt.trials[n as usize];
+        Launch {
+            study: rt.record.name.clone(),
+            trial: n,
+            attempt: tr.attempt,
+            params: tr.params.clone(),
+            spec: rt.spec.clone(),
+            slot,
+            run_dir: self.run_root.join(&rt.record.name).join(n.to_string()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -510,9 +561,13 @@ impl Engine {
                 .values()
                 .filter(|rt| !rt.record.state.is_finished())
             {
+                // `held` has the trials running on local slots; Slurm jobs run on.
                 for n in rt.held.keys() {
-                    self.executor
-                        .cancel(&rt.record.name, *n, CancelReason::Shutdown);
+                    self.stop_trial(
+                        &rt.record.name,
+                        &rt.trials[*n as usize],
+                        CancelReason::Shutdown,
+                    );
                 }
             }
         }
@@ -574,11 +629,54 @@ impl Engine {
                             Ok(Some(reason)) => {
                                 tracing::info!(%study, trial, "{reason}");
                                 rt.stop_reasons.insert(trial, reason);
-                                self.executor.cancel(&study, trial, CancelReason::Pruned);
+                                self.stop_trial(
+                                    &study,
+                                    &rt.trials[trial as usize],
+                                    CancelReason::Pruned,
+                                );
                             }
                             Ok(None) => {}
                             Err(e) => tracing::error!(%study, trial, "cannot store a report: {e}"),
                         }
+                    }
+                }
+                ExecEvent::Started {
+                    study,
+                    trial,
+                    attempt,
+                    job_id,
+                } => {
+                    let inner = &mut *inner;
+                    let Some(rt) = inner.studies.get_mut(&study) else {
+                        continue;
+                    };
+                    let Some(tr) = rt.trials.get_mut(trial as usize) else {
+                        continue;
+                    };
+                    if tr.attempt == attempt
+                        && tr.state == TrialState::Running
+                        && tr.job_id.as_deref() != Some(job_id.as_str())
+                    {
+                        tracing::info!(%study, trial, %job_id, "submitted");
+                        tr.job_id = Some(job_id);
+                        inner.dirty.push((study.clone(), trial));
+                    }
+                }
+                ExecEvent::JobState {
+                    study,
+                    trial,
+                    attempt,
+                    state,
+                } => {
+                    let Some(rt) = inner.studies.get_mut(&study) else {
+                        continue;
+                    };
+                    if rt
+                        .trials
+                        .get(trial as usize)
+                        .is_some_and(|tr| tr.attempt == attempt)
+                    {
+                        rt.job_states.insert(trial, state);
                     }
                 }
                 ExecEvent::Finished {
@@ -775,6 +873,7 @@ impl Engine {
     fn finish_trial(&self, rt: &mut StudyRuntime, n: u64) -> TrialRecord {
         rt.last_seen.remove(&n);
         rt.stop_reasons.remove(&n);
+        rt.job_states.remove(&n);
         let tr = &mut rt.trials[n as usize];
         tr.slot = None;
         let tr = tr.clone();
@@ -810,8 +909,7 @@ impl Engine {
                 {
                     rt.stop_reasons
                         .insert(tr.number, format!("cancelled: {why}"));
-                    self.executor
-                        .cancel(&rt.record.name, tr.number, CancelReason::User);
+                    self.stop_trial(&rt.record.name, tr, CancelReason::User);
                 }
             }
         }
@@ -855,10 +953,7 @@ impl Engine {
                     tr.finished_at = Some(t);
                     changed.push(tr.number);
                 }
-                TrialState::Running => {
-                    self.executor
-                        .cancel(&rt.record.name, tr.number, CancelReason::User)
-                }
+                TrialState::Running => self.stop_trial(&rt.record.name, tr, CancelReason::User),
                 _ => {}
             }
         }
@@ -939,8 +1034,18 @@ impl Engine {
                     {
                         continue;
                     }
-                    let Some(slot) = inner.slots.acquire(rt.def.trial.gpus) else {
+                    let Some(ex) = self.executor_named(Some(rt.def.trial.executor.as_str())) else {
                         continue;
+                    };
+                    // Local trials take a slot here; a cluster's scheduler places the others.
+                    let local = !ex.survives_restart();
+                    let slot = if local {
+                        match inner.slots.acquire(rt.def.trial.gpus) {
+                            Some(slot) => slot,
+                            None => continue,
+                        }
+                    } else {
+                        Slot::detached(ex.name())
                     };
                     let Some(n) = self.next_trial(rt, t) else {
                         inner.slots.release(&slot);
@@ -948,21 +1053,16 @@ impl Engine {
                     };
                     let tr = &mut rt.trials[n as usize];
                     tr.state = TrialState::Running;
-                    tr.executor = Some(self.executor.name().to_string());
+                    tr.executor = Some(ex.name().to_string());
                     tr.slot = Some(slot.name.clone());
+                    tr.job_id = None;
                     tr.started_at = Some(t);
                     tr.last_seen_at = Some(t);
                     new_records.push(tr.clone());
-                    launches.push(Launch {
-                        study: name.clone(),
-                        trial: n,
-                        attempt: tr.attempt,
-                        params: tr.params.clone(),
-                        spec: rt.spec.clone(),
-                        slot: slot.clone(),
-                        run_dir: self.run_root.join(name).join(n.to_string()),
-                    });
-                    rt.held.insert(n, slot);
+                    launches.push(self.launch(rt, n, slot.clone()));
+                    if local {
+                        rt.held.insert(n, slot);
+                    }
                     progress = true;
                     break;
                 }
@@ -995,7 +1095,9 @@ impl Engine {
         }
         for l in launches {
             tracing::debug!(study = %l.study, trial = l.trial, attempt = l.attempt, slot = %l.slot.name, "starting trial");
-            self.executor.start(l);
+            if let Some(ex) = self.executor_named(Some(l.spec.executor.as_str())) {
+                ex.start(l);
+            }
         }
     }
 
@@ -1075,6 +1177,17 @@ impl Engine {
     pub fn submit(&self, def: StudyDefinition, source: String) -> Result<StudySummary> {
         let mut inner = self.lock();
         if def.trial.workload == Workload::Command
+            && self
+                .executor_named(Some(def.trial.executor.as_str()))
+                .is_none()
+        {
+            return Err(EngineError::BadRequest(format!(
+                "trial.executor = \"{}\" but this daemon has no such executor; configure [executor.{}] in the daemon config (see docs/DEPLOY.md) or use \"local\"",
+                def.trial.executor, def.trial.executor
+            )));
+        }
+        if def.trial.workload == Workload::Command
+            && def.trial.executor == "local"
             && def.trial.gpus > 0
             && inner.slots.gpu_devices() < def.trial.gpus as usize
         {
@@ -1131,7 +1244,15 @@ impl Engine {
     pub fn trials(&self, name: &str) -> Result<Vec<TrialView>> {
         let inner = self.lock();
         let rt = inner.studies.get(name).ok_or_else(|| not_found(name))?;
-        Ok(rt.trials.iter().map(TrialView::from).collect())
+        Ok(rt
+            .trials
+            .iter()
+            .map(|t| {
+                let mut v = TrialView::from(t);
+                v.job_state = rt.job_states.get(&t.number).cloned();
+                v
+            })
+            .collect())
     }
 
     /// One trial with its intermediate reports.
@@ -1504,6 +1625,7 @@ fn runtime(
         curves,
         pruner,
         stop_reasons: HashMap::new(),
+        job_states: HashMap::new(),
     })
 }
 

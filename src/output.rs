@@ -154,7 +154,13 @@ pub fn trials_table(trials: &[TrialView], exact: bool) -> Table {
             let mut c = vec![t.trial.to_string(), t.state.clone()];
             c.extend(trial_cells(t, &params, &metrics, exact));
             c.push(t.attempt.to_string());
-            c.push(t.slot.clone().unwrap_or_default());
+            c.push(match (&t.job_id, &t.job_state) {
+                (Some(id), Some(st)) => {
+                    format!("{} job {id} {st}", t.slot.clone().unwrap_or_default())
+                }
+                (Some(id), None) => format!("{} job {id}", t.slot.clone().unwrap_or_default()),
+                _ => t.slot.clone().unwrap_or_default(),
+            });
             c.push(
                 t.duration_s
                     .map(|d| if exact { d.to_string() } else { format_secs(d) })

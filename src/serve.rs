@@ -6,6 +6,8 @@ use crate::api::server::{router, AppState};
 use crate::config::DaemonConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::executor::local::LocalExecutor;
+use crate::executor::slurm::{SlurmConfig, SlurmExecutor};
+use crate::executor::Executor;
 use crate::gpu::{self, GpuDiscovery};
 use anyhow::{bail, Context, Result};
 use quantune_state::Store;
@@ -26,7 +28,8 @@ pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
-/// Opens the store under `state_dir` and builds the scheduler with a local executor; returns
+/// Opens the store under `state_dir` and builds the scheduler with a local executor (and a
+/// Slurm one when configured); returns
 /// it with the executor's event stream, for [`Engine::run`]. Shared by `serve` and `run`.
 pub fn start_engine(
     state_dir: &Path,
@@ -34,13 +37,20 @@ pub fn start_engine(
     gpus: &GpuDiscovery,
     trials_per_gpu: u32,
     only_study: Option<String>,
+    slurm: Option<SlurmConfig>,
 ) -> Result<(
     Arc<Engine>,
     mpsc::UnboundedReceiver<crate::executor::ExecEvent>,
 )> {
     let store = open_store(state_dir)?;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let executor = Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE));
+    let mut executors: Vec<Arc<dyn Executor>> =
+        vec![Arc::new(LocalExecutor::new(ev_tx.clone(), KILL_GRACE))];
+    if let Some(cfg) = slurm {
+        executors.push(Arc::new(
+            SlurmExecutor::new(cfg, ev_tx).map_err(anyhow::Error::msg)?,
+        ));
+    }
     let cfg = EngineConfig {
         run_root: state_dir.join("trials"),
         cpu_slots,
@@ -48,7 +58,7 @@ pub fn start_engine(
         trials_per_gpu,
         only_study,
     };
-    let engine = Engine::open(store, executor, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = Engine::open(store, executors, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((Arc::new(engine), ev_rx))
 }
 
@@ -74,7 +84,6 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     for (key, set) in [
         ("metrics_listen", cfg.metrics_listen.is_some()),
         ("tcp", cfg.tcp.is_some()),
-        ("executor", cfg.executor.is_some()),
     ] {
         if set {
             tracing::warn!("config key `{key}` is not supported by this version and is ignored");
@@ -95,6 +104,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         &gpus,
         cfg.trials_per_gpu,
         None,
+        cfg.executor.slurm.clone(),
     )?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let (stop_tx, stop_rx) = watch::channel(false);

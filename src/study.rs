@@ -660,12 +660,7 @@ fn validate(
     let executor = t.executor.unwrap_or_else(|| "local".into());
     match executor.as_str() {
         "local" => {}
-        "slurm" => {
-            return Err(e(
-                "trial.executor",
-                "\"slurm\" is not available in this version yet; use \"local\"".into(),
-            ))
-        }
+        "slurm" => {}
         other => {
             return Err(e(
                 "trial.executor",

@@ -171,11 +171,7 @@ fn quality_gate_stops_a_trial_before_its_final_line() {
         "constraint_grace = 0.01",
         "[[constraint]]\nmetric = \"delta\"\nmax = 0.05\n",
     )
-    .replace("choices = [\"a\"]", "choices = [\"a\", \"b\"]")
-    .replace(
-        "kind = \"grid\"\ngrid_points = 2",
-        "kind = \"grid\"\ngrid_points = 2",
-    );
+    .replace("choices = [\"a\"]", "choices = [\"a\", \"b\"]");
     let trials = run_study(&d, "gate", &toml);
     assert_eq!(trials.len(), 2);
     for t in &trials {

@@ -37,6 +37,12 @@ pub struct TrialView {
     pub executor: Option<String>,
     /// Slot it runs on.
     pub slot: Option<String>,
+    /// The executor's handle (Slurm job id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The executor's own state of a running trial (Slurm `PENDING`, `RUNNING`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_state: Option<String>,
     /// Seconds from start to finish of the last attempt.
     pub duration_s: Option<f64>,
     /// Unix time created.
@@ -61,6 +67,8 @@ impl From<&TrialRecord> for TrialView {
             failed_attempts: t.attempts.clone(),
             executor: t.executor.clone(),
             slot: t.slot.clone(),
+            job_id: t.job_id.clone(),
+            job_state: None,
             duration_s: t.duration(),
             created_at: t.created_at,
             started_at: t.started_at,

@@ -3,7 +3,8 @@
 //! metrics file. Timeouts and cancellation signal the whole group: SIGTERM, then SIGKILL after
 //! a grace period.
 
-use super::protocol::{self, MetricsLine};
+use super::metrics_tail::MetricsTail;
+use super::protocol::{self, Exit};
 use super::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -192,44 +193,6 @@ fn processes_with_env(want: &[u8]) -> Vec<(Pid, Pid)> {
     found
 }
 
-/// Reads new complete lines of the metrics file and forwards intermediate reports.
-struct MetricsTail {
-    path: std::path::PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
-}
-
-impl MetricsTail {
-    async fn poll(&mut self, launch: &Launch, events: &mpsc::UnboundedSender<ExecEvent>) {
-        let Ok(mut f) = tokio::fs::File::open(&self.path).await else {
-            return;
-        };
-        if f.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
-            return;
-        }
-        let mut buf = Vec::new();
-        if f.read_to_end(&mut buf).await.is_err() {
-            return;
-        }
-        self.offset += buf.len() as u64;
-        self.partial.extend_from_slice(&buf);
-        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=nl).collect();
-            if let Ok(MetricsLine::Report { step, values }) =
-                protocol::parse_line(String::from_utf8_lossy(&line).trim())
-            {
-                let _ = events.send(ExecEvent::Report {
-                    study: launch.study.clone(),
-                    trial: launch.trial,
-                    attempt: launch.attempt,
-                    step,
-                    values,
-                });
-            }
-        }
-    }
-}
-
 async fn run_attempt(
     launch: Launch,
     mut cancel: watch::Receiver<Option<CancelReason>>,
@@ -322,11 +285,7 @@ async fn run_attempt(
         })
     });
 
-    let mut tail = MetricsTail {
-        path: metrics_path.clone(),
-        offset: 0,
-        partial: Vec::new(),
-    };
+    let mut tail = MetricsTail::new(metrics_path.clone());
     // A timeout too large for a Duration (e.g. "1000000000y") means none.
     let timeout = Duration::try_from_secs_f64(launch.spec.timeout_secs).unwrap_or(Duration::MAX);
     let deadline = tokio::time::sleep(timeout);
@@ -389,7 +348,16 @@ async fn run_attempt(
             reason: format!("lost the trial process: {e}"),
             stderr_tail,
         },
-        End::Exited(status) => finish(status, &metrics_path, stderr_tail),
+        End::Exited(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            let exit = match (status.code(), status.signal()) {
+                (Some(code), _) => Exit::Code(code),
+                (None, Some(sig)) => Exit::Signal(sig),
+                _ => Exit::Code(-1),
+            };
+            let text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
+            protocol::outcome(exit, &text, stderr_tail)
+        }
     }
 }
 
@@ -400,45 +368,5 @@ async fn terminate_group(pgid: Option<Pid>, child: &mut tokio::process::Child, g
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         let _ = killpg(pg, Signal::SIGKILL);
         let _ = child.wait().await;
-    }
-}
-
-/// Turns an exit status and the metrics file into an outcome.
-fn finish(
-    status: std::process::ExitStatus,
-    metrics_path: &std::path::Path,
-    stderr_tail: Option<String>,
-) -> AttemptOutcome {
-    use std::os::unix::process::ExitStatusExt;
-    let text = std::fs::read_to_string(metrics_path).unwrap_or_default();
-    let parsed = protocol::parse_file(&text);
-    if let Ok(m) = &parsed {
-        if let Some(reason) = &m.infeasible {
-            return AttemptOutcome::Infeasible(reason.clone());
-        }
-    }
-    if !status.success() {
-        let reason = match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(sig)) => format!(
-                "killed by signal {sig} ({})",
-                Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("?")
-            ),
-            _ => "abnormal exit".into(),
-        };
-        return AttemptOutcome::Failed {
-            reason,
-            stderr_tail,
-        };
-    }
-    match parsed {
-        Err(e) => AttemptOutcome::Failed { reason: e, stderr_tail },
-        Ok(m) => match m.last_final {
-            Some((metrics, info)) => AttemptOutcome::Complete { metrics, info },
-            None => AttemptOutcome::Failed {
-                reason: "exited 0 without a final metrics line (a JSON object without \"step\" in $QUANTUNE_METRICS_FILE)".into(),
-                stderr_tail,
-            },
-        },
     }
 }

@@ -2,7 +2,9 @@
 //! sees this interface: start an attempt, cancel it, and a stream of [`ExecEvent`]s back.
 
 pub mod local;
+pub mod metrics_tail;
 pub mod protocol;
+pub mod slurm;
 
 use crate::slots::Slot;
 use crate::study::TrialSpec;
@@ -85,6 +87,28 @@ pub enum ExecEvent {
         /// Values.
         values: BTreeMap<String, f64>,
     },
+    /// The executor's handle for a started attempt (a Slurm job id); recorded durably.
+    Started {
+        /// Study.
+        study: String,
+        /// Trial.
+        trial: u64,
+        /// Attempt.
+        attempt: u32,
+        /// The job id.
+        job_id: String,
+    },
+    /// The executor's own state of an attempt changed (e.g. Slurm PENDING → RUNNING).
+    JobState {
+        /// Study.
+        study: String,
+        /// Trial.
+        trial: u64,
+        /// Attempt.
+        attempt: u32,
+        /// The state, in the executor's words.
+        state: String,
+    },
     /// The attempt is over.
     Finished {
         /// Study.
@@ -112,4 +136,12 @@ pub trait Executor: Send + Sync {
     /// (the daemon was killed); `run_dir` is the directory its [`Launch`] had. The default
     /// does nothing.
     fn reap(&self, _study: &str, _trial: u64, _attempt: u32, _run_dir: &std::path::Path) {}
+    /// Whether attempts go on while the daemon is down (then a restart re-attaches to them
+    /// instead of failing them as interrupted).
+    fn survives_restart(&self) -> bool {
+        false
+    }
+    /// Follows an attempt a previous daemon process started (`job_id` as recorded, if it
+    /// was). Only called when [`Executor::survives_restart`].
+    fn attach(&self, _launch: Launch, _job_id: Option<String>) {}
 }

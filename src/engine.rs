@@ -10,7 +10,9 @@
 
 use crate::api::{BudgetUsage, StudySummary, TrialView};
 use crate::executor::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
+use crate::gpu_monitor::GpuMonitor;
 use crate::leaderboard;
+use crate::metrics::Metrics;
 use crate::slots::{Slot, SlotPool, SlotUsage};
 use crate::study::{OnExhausted, StudyDefinition, TrialSpec, Workload};
 use quantune_state::{
@@ -285,6 +287,10 @@ pub struct Engine {
     finished_tx: broadcast::Sender<TrialRecord>,
     /// Schedule only this study, when set.
     only_study: Option<String>,
+    /// Prometheus metrics.
+    metrics: Arc<Metrics>,
+    /// GPU sampling (NVML) of local GPU trials.
+    gpu_monitor: Arc<GpuMonitor>,
 }
 
 /// Seconds since the Unix epoch.
@@ -318,6 +324,8 @@ impl Engine {
             run_root: cfg.run_root,
             finished_tx,
             only_study: cfg.only_study,
+            metrics: Arc::new(Metrics::new()),
+            gpu_monitor: GpuMonitor::new(cfg.gpus.clone()),
         };
         let records = engine.store.studies()?;
         let mut inner = engine.lock();
@@ -340,6 +348,7 @@ impl Engine {
             inner.studies.insert(name, rt);
         }
         engine.flush_dirty(&mut inner);
+        engine.count_finished(&inner);
         if !inner.dirty.is_empty() {
             return Err(EngineError::Internal(
                 "cannot record interrupted trials in the store".into(),
@@ -490,6 +499,71 @@ impl Engine {
             .map(|r| format!("pruned at step {step}: {r}")))
     }
 
+    /// Sets the finished-trials counters to what the studies hold (after loading them).
+    fn count_finished(&self, inner: &Inner) {
+        self.metrics.trials_finished.reset();
+        for rt in inner.studies.values() {
+            for (state, n) in rt.counts() {
+                if !matches!(state, "queued" | "running") {
+                    self.metrics
+                        .trials_finished
+                        .with_label_values(&[rt.record.name.as_str(), state])
+                        .inc_by(n);
+                }
+            }
+        }
+    }
+
+    /// The Prometheus exposition, with the gauges set from the current state.
+    pub fn render_metrics(&self) -> String {
+        {
+            let inner = self.lock();
+            let m = &self.metrics;
+            m.trials_running.reset();
+            m.trials_queued.reset();
+            let mut slurm_busy = 0;
+            for rt in inner.studies.values() {
+                let counts = rt.counts();
+                let name = rt.record.name.as_str();
+                m.trials_running
+                    .with_label_values(&[name])
+                    .set(counts.get("running").copied().unwrap_or(0) as i64);
+                m.trials_queued
+                    .with_label_values(&[name])
+                    .set(counts.get("queued").copied().unwrap_or(0) as i64);
+                slurm_busy += rt
+                    .trials
+                    .iter()
+                    .filter(|t| {
+                        t.state == TrialState::Running && t.executor.as_deref() == Some("slurm")
+                    })
+                    .count();
+            }
+            let u = inner.slots.usage();
+            for (kind, total, busy) in [
+                ("cpu", u.cpu_total, u.cpu_busy),
+                ("gpu", u.gpu_total, u.gpu_busy),
+            ] {
+                m.slots.with_label_values(&[kind, "busy"]).set(busy as i64);
+                m.slots
+                    .with_label_values(&[kind, "free"])
+                    .set(total.saturating_sub(busy) as i64);
+            }
+            if self.executor_named(Some("slurm")).is_some() {
+                m.slots
+                    .with_label_values(&["slurm", "busy"])
+                    .set(slurm_busy as i64);
+            }
+            m.studies.set(inner.studies.len() as i64);
+        }
+        self.metrics.render()
+    }
+
+    /// Every local GPU with its last sample and the trial holding it.
+    pub fn gpu_states(&self) -> Vec<crate::gpu_monitor::GpuState> {
+        self.gpu_monitor.snapshot()
+    }
+
     /// The executor a trial record or study names (`None` for external trials).
     fn executor_named(&self, name: Option<&str>) -> Option<&Arc<dyn Executor>> {
         self.executors.iter().find(|e| Some(e.name()) == name)
@@ -534,6 +608,7 @@ impl Engine {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(1000));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.gpu_monitor.spawn(self.metrics.clone());
         self.dispatch();
         loop {
             tokio::select! {
@@ -696,6 +771,10 @@ impl Engine {
                         continue;
                     }
                     if let Some(slot) = rt.held.remove(&trial) {
+                        if !slot.gpus.is_empty() {
+                            let tr = &mut rt.trials[trial as usize];
+                            self.gpu_monitor.finished(&study, trial, 0.0, &mut tr.gpu);
+                        }
                         inner.to_release.push(slot);
                     }
                     let rec = self.apply_outcome(rt, trial, outcome, t);
@@ -730,7 +809,13 @@ impl Engine {
                 .cloned()
                 .collect();
             inner.dirty = keys;
-            if let Err(e) = self.store.put_trials(&records) {
+            let t0 = std::time::Instant::now();
+            let written = self.store.put_trials(&records);
+            self.metrics
+                .flush_seconds
+                .with_label_values(&["put_trials"])
+                .observe(t0.elapsed().as_secs_f64());
+            if let Err(e) = written {
                 tracing::error!(
                     "cannot record {} trial change(s), will retry: {e}",
                     inner.dirty.len()
@@ -874,7 +959,27 @@ impl Engine {
         rt.last_seen.remove(&n);
         rt.stop_reasons.remove(&n);
         rt.job_states.remove(&n);
+        let gpus = f64::from(rt.def.trial.gpus);
         let tr = &mut rt.trials[n as usize];
+        if gpus > 0.0 {
+            let secs: f64 = tr
+                .attempts
+                .iter()
+                .map(|a| (a.finished_at - a.started_at.unwrap_or(a.finished_at)).max(0.0))
+                .sum::<f64>()
+                + tr.duration().unwrap_or(0.0).max(0.0);
+            tr.gpu.get_or_insert_with(Default::default).gpu_seconds = gpus * secs;
+        }
+        self.metrics
+            .trials_finished
+            .with_label_values(&[rt.record.name.as_str(), tr.state.as_str()])
+            .inc();
+        if let Some(d) = tr.duration() {
+            self.metrics
+                .trial_seconds
+                .with_label_values(&[tr.state.as_str()])
+                .observe(d.max(0.0));
+        }
         tr.slot = None;
         let tr = tr.clone();
         rt.observations.push(observation(&tr, rt.curves.get(&n)));
@@ -1052,6 +1157,14 @@ impl Engine {
                         continue;
                     };
                     let tr = &mut rt.trials[n as usize];
+                    let queued_since = tr.attempts.last().map_or(tr.created_at, |a| a.finished_at);
+                    self.metrics
+                        .queue_seconds
+                        .with_label_values(&[ex.name()])
+                        .observe((t - queued_since).max(0.0));
+                    if !slot.gpus.is_empty() {
+                        self.gpu_monitor.started(name, n, &slot.gpus);
+                    }
                     tr.state = TrialState::Running;
                     tr.executor = Some(ex.name().to_string());
                     tr.slot = Some(slot.name.clone());
@@ -1074,7 +1187,13 @@ impl Engine {
                 return;
             }
             // Durable before the processes start.
-            if let Err(e) = self.store.put_trials(&new_records) {
+            let t0 = std::time::Instant::now();
+            let written = self.store.put_trials(&new_records);
+            self.metrics
+                .flush_seconds
+                .with_label_values(&["put_trials"])
+                .observe(t0.elapsed().as_secs_f64());
+            if let Err(e) = written {
                 tracing::error!(
                     "cannot record {} new trial(s); not starting them: {e}",
                     new_records.len()
@@ -1114,7 +1233,13 @@ impl Engine {
             return None;
         }
         let n = rt.trials.len() as u64;
-        match suggest(rt, n) {
+        let t0 = std::time::Instant::now();
+        let suggested = suggest(rt, n);
+        self.metrics
+            .suggestion_seconds
+            .with_label_values(&[rt.def.strategy.kind.as_str()])
+            .observe(t0.elapsed().as_secs_f64());
+        match suggested {
             Ok(params) => {
                 rt.trials
                     .push(TrialRecord::new(&rt.record.name, n, params, t));
@@ -1517,6 +1642,7 @@ impl Engine {
             inner.studies.insert(name.clone(), rt);
         }
         self.flush_dirty(&mut inner);
+        self.count_finished(&inner);
         drop(inner);
         self.poke();
         Ok(summary)

@@ -81,10 +81,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     let mut cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
     // Trials run in their own working directory: every path they are given must be absolute.
     cfg.state_dir = std::path::absolute(&cfg.state_dir)?;
-    for (key, set) in [
-        ("metrics_listen", cfg.metrics_listen.is_some()),
-        ("tcp", cfg.tcp.is_some()),
-    ] {
+    for (key, set) in [("tcp", cfg.tcp.is_some())] {
         if set {
             tracing::warn!("config key `{key}` is not supported by this version and is ignored");
         }
@@ -109,11 +106,16 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
-    let app = router(AppState {
+    let state = AppState {
         engine: engine.clone(),
         gpus: Arc::new(gpus),
         state_dir: cfg.state_dir.clone(),
-    });
+    };
+    let app = router(state.clone());
+    let scrape = match &cfg.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
+        None => None,
+    };
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "quantune daemon ready");
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,
@@ -145,9 +147,34 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     if let Some(w) = watchdog {
         w.abort();
     }
+    if let Some(m) = scrape {
+        m.abort();
+    }
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `GET /metrics` (only) on a plain TCP listener for Prometheus scrapers; everything
+/// else there is a 404. Meant for loopback (`metrics_listen = "127.0.0.1:9464"`): it has no
+/// authentication, and a non-loopback address is logged as a warning.
+async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics_listen = \"{addr}\": cannot listen there"))?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!("metrics_listen {local} is not a loopback address: anyone who reaches it can read the metrics");
+    }
+    tracing::info!("serving /metrics on http://{local}/metrics");
+    let only_metrics = axum::Router::new()
+        .route("/metrics", axum::routing::get(crate::api::server::metrics))
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, only_metrics).await {
+            tracing::error!("metrics listener failed: {e}");
+        }
+    }))
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not when the

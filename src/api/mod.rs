@@ -45,6 +45,9 @@ pub struct TrialView {
     pub job_state: Option<String>,
     /// Seconds from start to finish of the last attempt.
     pub duration_s: Option<f64>,
+    /// GPU-seconds and utilization samples (trials with `gpus > 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<quantune_state::GpuUsage>,
     /// Unix time created.
     pub created_at: f64,
     /// Unix time the last attempt started.
@@ -70,6 +73,7 @@ impl From<&TrialRecord> for TrialView {
             job_id: t.job_id.clone(),
             job_state: None,
             duration_s: t.duration(),
+            gpu: t.gpu.clone(),
             created_at: t.created_at,
             started_at: t.started_at,
             finished_at: t.finished_at,
@@ -185,6 +189,9 @@ pub struct DaemonStatus {
     pub slots: crate::slots::SlotUsage,
     /// GPUs found.
     pub gpus: crate::gpu::GpuDiscovery,
+    /// Each local GPU's last utilization sample and the trial holding it.
+    #[serde(default)]
+    pub gpu_usage: Vec<crate::gpu_monitor::GpuState>,
     /// Every study.
     pub studies: Vec<StudySummary>,
 }

@@ -145,6 +145,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/studies", get(studies).post(submit))
         .route("/v1/studies/{name}", get(study))
@@ -180,6 +181,15 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
 }
 
+/// Prometheus exposition (also served on `metrics_listen`).
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        s.engine.render_metrics(),
+    )
+        .into_response()
+}
+
 async fn status(State(s): State<AppState>) -> Json<DaemonStatus> {
     Json(DaemonStatus {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -187,6 +197,7 @@ async fn status(State(s): State<AppState>) -> Json<DaemonStatus> {
         state_dir: s.state_dir.display().to_string(),
         slots: s.engine.slots(),
         gpus: (*s.gpus).clone(),
+        gpu_usage: s.engine.gpu_states(),
         studies: s.engine.studies(),
     })
 }

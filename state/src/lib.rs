@@ -20,6 +20,8 @@ pub mod records;
 pub mod store;
 pub mod transfer;
 
-pub use records::{AttemptRecord, Event, Report, StudyRecord, StudyState, TrialRecord, TrialState};
+pub use records::{
+    AttemptRecord, Event, GpuUsage, Report, StudyRecord, StudyState, TrialRecord, TrialState,
+};
 pub use store::{Store, StoreError, SCHEMA_VERSION};
 pub use transfer::{ExportLine, ImportSummary};

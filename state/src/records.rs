@@ -173,6 +173,24 @@ pub struct TrialRecord {
     /// Whether the trial was imported rather than run.
     #[serde(default)]
     pub imported: bool,
+    /// GPU time and samples of the trial (every attempt), when it ran on GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuUsage>,
+}
+
+/// What a trial cost in GPU time, and how busy its GPUs were while it ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuUsage {
+    /// GPUs × seconds over every attempt.
+    pub gpu_seconds: f64,
+    /// Mean utilization (0–1) over the samples, when NVML was available.
+    pub mean_utilization: Option<f64>,
+    /// Highest sampled utilization (0–1).
+    pub max_utilization: Option<f64>,
+    /// Highest sampled memory in use on one of its GPUs, bytes.
+    pub peak_memory_bytes: Option<u64>,
+    /// Number of samples taken.
+    pub samples: u64,
 }
 
 impl TrialRecord {
@@ -197,6 +215,7 @@ impl TrialRecord {
             finished_at: None,
             last_seen_at: None,
             imported: false,
+            gpu: None,
         }
     }
 

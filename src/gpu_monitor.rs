@@ -1,0 +1,211 @@
+//! GPU sampling through NVML (loaded at run time by nvml-wrapper): while a trial runs on local
+//! GPUs, their utilization and memory are sampled every second; when it ends, the mean and
+//! maximum utilization and the peak memory are stored with it. Without NVML (no NVIDIA driver)
+//! nothing is sampled and only GPU-seconds are recorded — never a panic.
+
+use crate::metrics::Metrics;
+use nvml_wrapper::Nvml;
+use quantune_state::GpuUsage;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What one GPU looks like now, for `quantune status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GpuState {
+    /// CUDA index.
+    pub index: u32,
+    /// Last sampled utilization (0–1), if sampled.
+    pub utilization: Option<f64>,
+    /// Last sampled memory in use, bytes.
+    pub memory_used: Option<u64>,
+    /// The trial holding it (`study/number`), if any.
+    pub trial: Option<String>,
+}
+
+#[derive(Default)]
+struct Acc {
+    sum: f64,
+    max: f64,
+    peak: u64,
+    samples: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// GPU index → the trial holding it.
+    held: HashMap<u32, (String, u64)>,
+    /// Samples per running trial.
+    acc: HashMap<(String, u64), Acc>,
+    /// Last sample per GPU.
+    last: HashMap<u32, (f64, u64)>,
+}
+
+/// Samples GPUs held by trials.
+pub struct GpuMonitor {
+    /// NVML, when the library loaded.
+    nvml: Option<Nvml>,
+    /// Who holds what, and the samples so far.
+    state: Mutex<State>,
+    /// Every GPU index the daemon has.
+    gpus: Vec<u32>,
+}
+
+impl GpuMonitor {
+    /// A monitor for these GPUs; NVML is loaded only when there are GPUs.
+    pub fn new(gpus: Vec<u32>) -> Arc<GpuMonitor> {
+        let nvml = if gpus.is_empty() {
+            None
+        } else {
+            match Nvml::init() {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::info!("NVML not available ({e}); GPU utilization is not sampled");
+                    None
+                }
+            }
+        };
+        Arc::new(GpuMonitor {
+            nvml,
+            state: Mutex::default(),
+            gpus,
+        })
+    }
+
+    /// Whether samples are taken.
+    pub fn sampling(&self) -> bool {
+        self.nvml.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the once-a-second sampler (only when NVML loaded).
+    pub fn spawn(self: &Arc<Self>, metrics: Arc<Metrics>) {
+        if self.nvml.is_none() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                me.sample(&metrics);
+            }
+        });
+    }
+
+    fn sample(&self, metrics: &Metrics) {
+        let Some(nvml) = &self.nvml else { return };
+        for &g in &self.gpus {
+            let Ok(dev) = nvml.device_by_index(g) else {
+                continue;
+            };
+            let util = dev
+                .utilization_rates()
+                .ok()
+                .map(|u| f64::from(u.gpu) / 100.0);
+            let mem = dev.memory_info().ok().map(|m| m.used);
+            let label = g.to_string();
+            if let Some(u) = util {
+                metrics
+                    .gpu_utilization
+                    .with_label_values(&[label.as_str()])
+                    .set(u);
+            }
+            if let Some(m) = mem {
+                metrics
+                    .gpu_memory_used
+                    .with_label_values(&[label.as_str()])
+                    .set(m as i64);
+            }
+            let mut st = self.lock();
+            st.last.insert(g, (util.unwrap_or(0.0), mem.unwrap_or(0)));
+            if let Some(holder) = st.held.get(&g).cloned() {
+                let acc = st.acc.entry(holder).or_default();
+                if let Some(u) = util {
+                    acc.sum += u;
+                    acc.max = acc.max.max(u);
+                    acc.samples += 1;
+                }
+                acc.peak = acc.peak.max(mem.unwrap_or(0));
+            }
+        }
+    }
+
+    /// A trial started on `gpus`.
+    pub fn started(&self, study: &str, trial: u64, gpus: &[u32]) {
+        let mut st = self.lock();
+        for g in gpus {
+            st.held.insert(*g, (study.to_string(), trial));
+        }
+    }
+
+    /// A trial's attempt ended: its GPUs are free; adds its samples to `usage` along with
+    /// `gpu_seconds` of this attempt.
+    pub fn finished(
+        &self,
+        study: &str,
+        trial: u64,
+        gpu_seconds: f64,
+        usage: &mut Option<GpuUsage>,
+    ) {
+        let key = (study.to_string(), trial);
+        let mut st = self.lock();
+        st.held.retain(|_, h| *h != key);
+        let acc = st.acc.remove(&key).unwrap_or_default();
+        let u = usage.get_or_insert_with(GpuUsage::default);
+        u.gpu_seconds += gpu_seconds.max(0.0);
+        if acc.samples > 0 {
+            let total = u.mean_utilization.unwrap_or(0.0) * u.samples as f64 + acc.sum;
+            u.samples += acc.samples;
+            u.mean_utilization = Some(total / u.samples as f64);
+            u.max_utilization = Some(u.max_utilization.unwrap_or(0.0).max(acc.max));
+            u.peak_memory_bytes = Some(u.peak_memory_bytes.unwrap_or(0).max(acc.peak));
+        }
+    }
+
+    /// Every GPU with its last sample and holder.
+    pub fn snapshot(&self) -> Vec<GpuState> {
+        let st = self.lock();
+        self.gpus
+            .iter()
+            .map(|g| GpuState {
+                index: *g,
+                utilization: st.last.get(g).map(|l| l.0),
+                memory_used: st.last.get(g).map(|l| l.1),
+                trial: st.held.get(g).map(|(s, n)| format!("{s}/{n}")),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_nvml_only_gpu_seconds_are_recorded() {
+        // No GPUs: NVML is not even loaded.
+        let m = GpuMonitor::new(Vec::new());
+        assert!(!m.sampling());
+        m.started("s", 1, &[]);
+        let mut usage = None;
+        m.finished("s", 1, 12.5, &mut usage);
+        m.finished("s", 1, 2.5, &mut usage);
+        let u = usage.unwrap();
+        assert_eq!(u.gpu_seconds, 15.0);
+        assert_eq!(u.mean_utilization, None);
+        assert!(m.snapshot().is_empty());
+    }
+
+    #[test]
+    fn nvml_missing_is_not_a_panic() {
+        // On a machine without the NVIDIA driver this takes the "not available" path.
+        let m = GpuMonitor::new(vec![0]);
+        let snap = m.snapshot();
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap[0].trial, None);
+    }
+}

@@ -29,6 +29,9 @@ pub struct DaemonConfig {
     pub trials_per_gpu: u32,
     /// Plain listener for Prometheus scrapes (not served by this version).
     pub metrics_listen: Option<String>,
+    /// Serve the read-only web page (leaderboards and plots) at `/ui/` on the API socket.
+    #[serde(default)]
+    pub web: bool,
     /// Token-protected TCP listener (not served by this version).
     pub tcp: Option<toml::Table>,
     /// Executor settings (`[executor.slurm]`).

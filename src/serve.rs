@@ -110,12 +110,16 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         engine: engine.clone(),
         gpus: Arc::new(gpus),
         state_dir: cfg.state_dir.clone(),
+        web: cfg.web,
     };
     let app = router(state.clone());
     let scrape = match &cfg.metrics_listen {
         Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
         None => None,
     };
+    if cfg.web {
+        tracing::info!("web page on the API socket at /ui/ (reach it with `quantune web` or ssh -L; see docs/WEB.md)");
+    }
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "quantune daemon ready");
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,

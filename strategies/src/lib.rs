@@ -29,6 +29,7 @@ pub mod encoding;
 pub mod gp;
 pub mod grid;
 pub mod history;
+pub mod importance;
 pub mod objective;
 pub mod pareto;
 pub mod pruner;

@@ -277,14 +277,18 @@ fn read_json(file: &str, text: &str) -> (Vec<Row>, Vec<BadRow>) {
             }),
         }
     };
-    let stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
-    for item in stream {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
+    while let Some(item) = stream.next() {
         let raw = match item {
             Ok(raw) => raw,
             Err(e) => {
+                // Name the line where the broken value starts, not where parsing gave up.
+                let from = stream.byte_offset();
+                let rest = &text[from.min(text.len())..];
+                let start = from + (rest.len() - rest.trim_start().len());
                 bad.push(BadRow {
                     file: file.to_string(),
-                    line: Some(e.line()),
+                    line: Some(line_of(text, start)),
                     error: format!("not valid JSON ({e}); the rest of the file is not read"),
                 });
                 break;
@@ -639,7 +643,12 @@ pub fn convert(
             || def.constraints.iter().any(|c| c.metric == n)
     };
     let target = |col: &str, field: &Field| -> Target<'_> {
-        let name = match mapping.columns.get(col) {
+        // A mapping names the column, or (for nested JSON) its last part: `config.lr` → `lr`.
+        let mapped = mapping.columns.get(col).or_else(|| {
+            col.rsplit_once('.')
+                .and_then(|(_, last)| mapping.columns.get(last))
+        });
+        let name = match mapped {
             Some(n) if n.is_empty() => return Target::Drop,
             Some(n) => n.as_str(),
             None => col,
@@ -878,7 +887,7 @@ pub async fn run(
     if report.valid == 0 {
         bail!("no valid rows to import");
     }
-    if opts.dry_run {
+    if opts.dry_run && format != Format::Json {
         println!("dry run: nothing imported");
     }
     Ok(())

@@ -201,21 +201,29 @@ fn web_page_shows_the_leaderboard_and_plots_in_chromium() {
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("/ui/studies/web-demo"), "{body}");
     let (status, _) = http(&url, "GET /v1/studies HTTP/1.0\r\nHost: x\r\n\r\n");
-    assert!(status.contains("404"), "the API is not reachable through it: {status}");
+    assert!(
+        status.contains("404"),
+        "the API is not reachable through it: {status}"
+    );
     let (status, _) = http(
         &url,
         "POST /ui/studies/web-demo HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     );
     assert!(status.contains("405"), "{status}");
     let (status, body) = http(&url, "GET /ui/studies/nope HTTP/1.0\r\nHost: x\r\n\r\n");
-    assert!(status.contains("404") && body.contains("no study named"), "{status} {body}");
+    assert!(
+        status.contains("404") && body.contains("no study named"),
+        "{status} {body}"
+    );
 
     let Some(browser) = chromium() else {
         assert!(
             std::env::var("QUANTUNE_REQUIRE_CHROMIUM").is_err(),
             "QUANTUNE_REQUIRE_CHROMIUM is set but no chromium was found (apt-get install chromium)"
         );
-        eprintln!("skipping the browser part: chromium is not installed (apt-get install chromium)");
+        eprintln!(
+            "skipping the browser part: chromium is not installed (apt-get install chromium)"
+        );
         return;
     };
     let profile = tempfile::tempdir().unwrap();
@@ -237,7 +245,10 @@ fn web_page_shows_the_leaderboard_and_plots_in_chromium() {
     let want: Vec<u64> = board.iter().map(|r| r["trial"].as_u64().unwrap()).collect();
     assert_eq!(rows, want, "table rows in leaderboard order");
     assert!(table.contains("class=\"best\""), "the best row is marked");
-    assert!(table.contains("class=\"infeasible\""), "infeasible rows are marked");
+    assert!(
+        table.contains("class=\"infeasible\""),
+        "infeasible rows are marked"
+    );
     for h in ["rank", "trial", "latency_ms", "throughput", "q", "x"] {
         assert!(table.contains(&format!("<th>{h}</th>")), "header {h}");
     }
@@ -275,7 +286,11 @@ fn web_page_shows_the_leaderboard_and_plots_in_chromium() {
         ],
     );
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
 }
 
 #[test]

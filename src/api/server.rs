@@ -158,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/studies/{name}/trials/{n}/report", post(report))
         .route("/v1/studies/{name}/trials/{n}/tell", post(tell))
         .route("/v1/studies/{name}/export", get(export))
+        .route("/v1/backup", get(backup))
         .route(
             "/v1/import",
             post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
@@ -174,6 +175,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(api)
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(super::access::audit))
+}
+
+/// The router for the TCP listener: the same API behind the bearer-token check.
+pub fn tcp_router(state: AppState, token: Arc<super::access::Token>) -> Router {
+    router(state).layer(middleware::from_fn_with_state(
+        token,
+        super::access::require_token,
+    ))
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -309,6 +319,12 @@ async fn tell(
 
 async fn export(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
     let data = s.engine.export(&name)?;
+    Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
+}
+
+/// Every study as JSON lines, from one consistent moment (`quantune backup`).
+async fn backup(State(s): State<AppState>) -> ApiResult<Response> {
+    let data = s.engine.backup()?;
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
 }
 

@@ -60,8 +60,9 @@ pub const BODY_LIMIT: usize = 2 << 20;
 /// Largest body `/v1/import` accepts (an export of a long study with stderr tails is big).
 pub const IMPORT_BODY_LIMIT: usize = 256 << 20;
 
-/// Parses a JSON body with a message that names the field at fault.
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+/// Parses a JSON body with a message that names the field at fault. Public for the fuzz
+/// target (`fuzz/fuzz_targets/api_request.rs`).
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(bad("the request body is empty; it must be a JSON object")),
         Some(b'{') => {}
@@ -278,7 +279,8 @@ async fn ask(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<R
     Ok(Json(AskReply { trial, params }).into_response())
 }
 
-fn trial_number(n: &str) -> ApiResult<u64> {
+/// Parses a trial number from a path segment (public for the fuzz target).
+pub fn trial_number(n: &str) -> ApiResult<u64> {
     n.parse().map_err(|_| {
         bad(format!(
             "trial number must be a non-negative integer (got \"{n}\")"

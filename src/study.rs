@@ -345,7 +345,8 @@ fn validate(
     {
         return Err(e(
             "study.name",
-            format!("\"{name}\" is not a valid study name: use 1 to 64 characters from a-z, 0-9, '_' and '-'"),
+            // Debug form: control characters in a hostile name are shown escaped, not printed.
+            format!("{name:?} is not a valid study name: use 1 to 64 characters from a-z, 0-9, '_' and '-'"),
         ));
     }
     let (seed, seed_given) = match raw.study.seed {

@@ -64,9 +64,16 @@ fn main() -> ExitCode {
             } => quantune::run::run(&file, &state, cpu_slots, quiet).await,
             Command::Validate { file } => validate(&file, cli.format),
             Command::Gpus => gpus(cli.format),
-            other => quantune::commands::run_client(other, &cli.socket, cli.format)
-                .await
-                .map(|_| 0),
+            other => {
+                let endpoint = quantune::commands::endpoint(
+                    &cli.socket,
+                    cli.url.as_deref(),
+                    cli.token_file.as_deref(),
+                )?;
+                quantune::commands::run_client(other, endpoint, cli.format)
+                    .await
+                    .map(|_| 0)
+            }
         }
     });
     match result {

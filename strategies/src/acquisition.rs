@@ -15,6 +15,7 @@ use crate::encoding::Encoding;
 use crate::gp::{minimize, Gp};
 use argmin::core::{CostFunction, Error as ArgminError, Gradient};
 use statrs::function::erf::erfc;
+use std::cell::RefCell;
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
@@ -177,12 +178,18 @@ impl Acquisition {
     }
 }
 
+/// A cached evaluation: `z`, the cost there and its gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
+
 /// The negative acquisition over unconstrained `z` for the movable features, the others held:
 /// feature `f = (1 - cos πz)/2` stays in [0, 1] whatever L-BFGS does.
 struct Refine<'a> {
     acq: &'a Acquisition,
     base: Vec<f64>,
     movable: &'a [usize],
+    /// The last `z` evaluated, with the cost and gradient there: argmin asks for both at the
+    /// same point in separate calls, and one posterior evaluation gives both.
+    cache: RefCell<Option<Evaluation>>,
 }
 
 impl Refine<'_> {
@@ -197,6 +204,24 @@ impl Refine<'_> {
     fn z_of(f: f64) -> f64 {
         (1.0 - 2.0 * f.clamp(0.0, 1.0)).acos() / PI
     }
+
+    /// Cost (the negative acquisition) and its gradient in `z`.
+    fn evaluate(&self, z: &[f64]) -> (f64, Vec<f64>) {
+        if let Some((at, c, g)) = self.cache.borrow().as_ref() {
+            if at.as_slice() == z {
+                return (*c, g.clone());
+            }
+        }
+        let (v, g) = self.acq.evaluate(&self.features(z), true);
+        let gz: Vec<f64> = self
+            .movable
+            .iter()
+            .zip(z)
+            .map(|(f, zi)| -g[*f] * 0.5 * PI * (PI * zi).sin())
+            .collect();
+        *self.cache.borrow_mut() = Some((z.to_vec(), -v, gz.clone()));
+        (-v, gz)
+    }
 }
 
 impl CostFunction for Refine<'_> {
@@ -204,7 +229,7 @@ impl CostFunction for Refine<'_> {
     type Output = f64;
 
     fn cost(&self, z: &Vec<f64>) -> Result<f64, ArgminError> {
-        Ok(-self.acq.evaluate(&self.features(z), false).0)
+        Ok(self.evaluate(z).0)
     }
 }
 
@@ -213,13 +238,7 @@ impl Gradient for Refine<'_> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, z: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
-        let (_, g) = self.acq.evaluate(&self.features(z), true);
-        Ok(self
-            .movable
-            .iter()
-            .zip(z)
-            .map(|(f, zi)| -g[*f] * 0.5 * PI * (PI * zi).sin())
-            .collect())
+        Ok(self.evaluate(z).1)
     }
 }
 
@@ -263,6 +282,7 @@ pub fn maximize(
                 acq,
                 base,
                 movable: &movable,
+                cache: RefCell::new(None),
             };
             if let Some((z, _)) = minimize(&problem, z0, search.max_iters) {
                 let unit = encoding.decode(&problem.features(&z));

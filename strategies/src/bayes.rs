@@ -198,7 +198,8 @@ fn fit_hyper(x: &[f64], dim: usize, y: &[f64], prior: &Prior) -> Option<Hyper> {
         *t = 0.2f64.ln();
     }
     sharp.theta[dim + 1] = -9.0;
-    fit(x, dim, y, prior, &[mode, sharp], 40).map(|(h, _)| h)
+    let iters = if y.len() > 30 { 25 } else { 40 };
+    fit(x, dim, y, prior, &[mode, sharp], iters).map(|(h, _)| h)
 }
 
 /// A GP on the data plus the pending points observed, without noise, at the data-only

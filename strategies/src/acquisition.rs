@@ -247,10 +247,60 @@ impl Gradient for Refine<'_> {
 pub struct Search {
     /// Candidates to start from (unit-cube points): Sobol sweep and local perturbations.
     pub candidates: Vec<Vec<f64>>,
-    /// How many of the best candidates L-BFGS refines.
+    /// How many candidates L-BFGS refines: the best one, the ones listed in `always`, and the
+    /// rest drawn by roulette (probability ∝ acquisition ratio to the best, as Optuna's
+    /// GPSampler does), so the starts are spread over several promising basins rather than
+    /// clustered around one.
     pub refine: usize,
+    /// Indices of candidates always refined (e.g. the best observed point).
+    pub always: Vec<usize>,
+    /// Uniform draws in [0, 1) for the roulette (at least `refine` of them); passed in so this
+    /// module stays free of random state.
+    pub roulette: Vec<f64>,
     /// L-BFGS iterations per refinement.
     pub max_iters: u64,
+}
+
+/// The candidates to refine: the best, then `always`, then roulette draws without replacement.
+fn refine_starts(values: &[f64], order: &[usize], search: &Search) -> Vec<usize> {
+    let mut starts: Vec<usize> = Vec::new();
+    if let Some(&best) = order.first() {
+        starts.push(best);
+    }
+    for &i in &search.always {
+        if i < values.len() && !starts.contains(&i) {
+            starts.push(i);
+        }
+    }
+    let top = order.first().map_or(0.0, |&b| values[b]);
+    let mut weights: Vec<f64> = values.iter().map(|v| (v - top).exp()).collect();
+    for &i in &starts {
+        weights[i] = 0.0;
+    }
+    let mut draws = search.roulette.iter();
+    while starts.len() < search.refine.max(1) {
+        let total: f64 = weights.iter().sum();
+        let Some(r) = draws.next() else { break };
+        if total.is_nan() || total <= 0.0 {
+            break;
+        }
+        let mut acc = 0.0;
+        let target = r * total;
+        let mut pick = None;
+        for (i, w) in weights.iter().enumerate() {
+            acc += w;
+            if *w > 0.0 && acc >= target {
+                pick = Some(i);
+                break;
+            }
+        }
+        let Some(i) = pick.or_else(|| weights.iter().rposition(|w| *w > 0.0)) else {
+            break;
+        };
+        weights[i] = 0.0;
+        starts.push(i);
+    }
+    starts
 }
 
 /// Maximizes the acquisition; returns the best unit-cube point (on the space's values: integers
@@ -273,7 +323,8 @@ pub fn maximize(
 
     let mut pool: Vec<(Vec<f64>, f64)> = Vec::new();
     let movable = encoding.movable();
-    for &i in order.iter().take(search.refine.max(1)) {
+    let starts = refine_starts(&values, &order, search);
+    for &i in &starts {
         let mut best = (encoding.decode(&flat[i * dim..(i + 1) * dim]), values[i]);
         if !movable.is_empty() && search.max_iters > 0 {
             let base = flat[i * dim..(i + 1) * dim].to_vec();
@@ -309,7 +360,7 @@ pub fn maximize(
         pool.push(best);
     }
     // Then the rest of the sweep, as fallbacks when refined points are all taken.
-    for &i in order.iter().skip(search.refine.max(1)) {
+    for &i in order.iter().filter(|i| !starts.contains(i)) {
         pool.push((encoding.decode(&flat[i * dim..(i + 1) * dim]), values[i]));
     }
     pool.sort_by(|a, b| b.1.total_cmp(&a.1));

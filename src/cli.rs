@@ -56,6 +56,15 @@ pub struct Cli {
     )]
     pub socket: PathBuf,
 
+    /// Reach the daemon's TCP listener instead of the socket, e.g. http://127.0.0.1:7707; the
+    /// bearer token comes from $QUANTUNE_TOKEN or --token-file.
+    #[arg(long, global = true, env = "QUANTUNE_URL")]
+    pub url: Option<String>,
+
+    /// File holding the bearer token for --url (when $QUANTUNE_TOKEN is not set).
+    #[arg(long, global = true, env = "QUANTUNE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// Output format (client commands that print data).
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -333,6 +342,21 @@ pub enum Command {
         /// Write the pages into this directory instead.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+    },
+    /// Copy every study (every trial, every report) from the running daemon into DIR, taken at
+    /// one consistent moment; restore it with `restore DIR`.
+    Backup {
+        /// Directory to write `quantune-backup.jsonl` and `manifest.json` into (created; must
+        /// not already hold a backup).
+        dir: PathBuf,
+    },
+    /// Load a backup made by `backup` into the running daemon.
+    Restore {
+        /// The backup directory (or its `quantune-backup.jsonl`).
+        dir: PathBuf,
+        /// Leave out studies the daemon already has instead of refusing the whole restore.
+        #[arg(long)]
+        skip_existing: bool,
     },
     /// List CUDA devices this machine offers.
     Gpus,

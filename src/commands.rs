@@ -1,7 +1,7 @@
 //! The client subcommands: each turns its flags into one API call and prints the reply in the
 //! chosen format. Errors come back worded for the user; `main` prints them and exits 1.
 
-use crate::api::client::{segment, Client};
+use crate::api::client::{segment, Client, Endpoint};
 use crate::api::{AskReply, DaemonStatus, StudySummary, SubmitRequest, TrialView};
 use crate::cli::{Command, Format};
 use crate::duration::format_secs;
@@ -48,9 +48,28 @@ fn print_study(s: &StudySummary, format: Format) -> Result<()> {
     }
 }
 
-/// Runs one client command against the daemon at `socket`.
-pub async fn run_client(command: Command, socket: &Path, format: Format) -> Result<()> {
-    let client = Client::new(socket);
+/// Where client commands go: the TCP listener when `url` is given (token from
+/// `$QUANTUNE_TOKEN`, else `token_file`), else the Unix socket.
+pub fn endpoint(socket: &Path, url: Option<&str>, token_file: Option<&Path>) -> Result<Endpoint> {
+    let Some(url) = url else {
+        return Ok(Endpoint::Unix(socket.to_path_buf()));
+    };
+    let token = match (std::env::var("QUANTUNE_TOKEN"), token_file) {
+        (Ok(t), _) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        (_, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the token file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        _ => None,
+    };
+    Ok(Endpoint::from_url(url, token)?)
+}
+
+/// Runs one client command against the daemon at `endpoint`.
+pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) -> Result<()> {
+    let client = Client::to(endpoint);
     match command {
         Command::Submit { file } => {
             let source = std::fs::read_to_string(&file)
@@ -415,7 +434,11 @@ pub async fn run_client(command: Command, socket: &Path, format: Format) -> Resu
             interval,
             top,
         } => crate::viz::watch(&client, &study, interval, top, format).await,
-        Command::Web { listen } => crate::web::proxy(socket, &listen).await,
+        Command::Web { listen } => crate::web::proxy(client.endpoint().clone(), &listen).await,
+        Command::Backup { dir } => backup(&client, &dir, format).await,
+        Command::Restore { dir, skip_existing } => {
+            restore(&client, &dir, skip_existing, format).await
+        }
         other => bail!("{other:?} is not a client command"),
     }
 }
@@ -432,6 +455,143 @@ async fn lifecycle(client: &Client, study: &str, verb: &str, format: Format) -> 
         Format::Json => print_json(&s),
         _ => {
             println!("study '{}' is {}", s.name, s.state);
+            Ok(())
+        }
+    }
+}
+
+/// The data file of a backup directory.
+pub const BACKUP_FILE: &str = "quantune-backup.jsonl";
+/// The manifest of a backup directory.
+pub const BACKUP_MANIFEST: &str = "manifest.json";
+
+/// Studies and trials in export JSON lines, by the `"kind"` of each line.
+fn count_lines(data: &[u8]) -> Result<(Vec<String>, u64)> {
+    let mut studies = Vec::new();
+    let mut trials = 0;
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .with_context(|| format!("backup line {} is not JSON", i + 1))?;
+        match v["kind"].as_str() {
+            Some("study") => studies.push(v["name"].as_str().unwrap_or_default().to_string()),
+            Some("trial") => trials += 1,
+            _ => bail!("backup line {}: unknown kind {}", i + 1, v["kind"]),
+        }
+    }
+    Ok((studies, trials))
+}
+
+/// `quantune backup DIR`: the daemon's consistent export of every study, written to a
+/// temporary file, synced, then renamed into place, so a crash leaves no half backup.
+async fn backup(client: &Client, dir: &Path, format: Format) -> Result<()> {
+    let data = client.call(Method::GET, "/v1/backup", None).await?;
+    let (studies, trials) = count_lines(&data)?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
+    let file = dir.join(BACKUP_FILE);
+    if file.exists() {
+        bail!(
+            "{} already holds a backup ({}); choose a new directory",
+            dir.display(),
+            file.display()
+        );
+    }
+    let manifest = serde_json::json!({
+        "format": 1,
+        "quantune": env!("CARGO_PKG_VERSION"),
+        "created_at": crate::engine::now(),
+        "studies": studies,
+        "trials": trials,
+        "bytes": data.len(),
+    });
+    for (name, bytes) in [
+        (BACKUP_FILE, data.clone()),
+        (BACKUP_MANIFEST, serde_json::to_vec_pretty(&manifest)?),
+    ] {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(name))
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+    }
+    match format {
+        Format::Json => print_json(&manifest),
+        _ => {
+            println!(
+                "backed up {} stud{} ({trials} trials) to {}",
+                studies.len(),
+                if studies.len() == 1 { "y" } else { "ies" },
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `quantune restore DIR`: checks the backup against its manifest and imports it.
+async fn restore(client: &Client, dir: &Path, skip_existing: bool, format: Format) -> Result<()> {
+    let (file, manifest) = if dir.is_dir() {
+        (dir.join(BACKUP_FILE), Some(dir.join(BACKUP_MANIFEST)))
+    } else {
+        (dir.to_path_buf(), None)
+    };
+    let data = std::fs::read(&file)
+        .with_context(|| format!("cannot read the backup {}", file.display()))?;
+    let (studies, trials) = count_lines(&data)?;
+    if let Some(m) = manifest.filter(|m| m.exists()) {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&m)?)
+            .with_context(|| format!("{} is not JSON", m.display()))?;
+        if m["trials"].as_u64() != Some(trials) || m["bytes"].as_u64() != Some(data.len() as u64) {
+            bail!(
+                "{} does not match its manifest ({} trials and {} bytes expected, {trials} and {} found): the backup is damaged",
+                file.display(),
+                m["trials"],
+                m["bytes"],
+                data.len()
+            );
+        }
+    }
+    let mut data = data;
+    if skip_existing {
+        let have: Vec<StudySummary> = client.json(Method::GET, "/v1/studies", None).await?;
+        let have: std::collections::BTreeSet<String> = have.into_iter().map(|s| s.name).collect();
+        let mut kept = Vec::new();
+        let mut keep = true;
+        for line in data.split(|b| *b == b'\n') {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+                if v["kind"] == "study" {
+                    keep = !have.contains(v["name"].as_str().unwrap_or_default());
+                    if !keep {
+                        eprintln!(
+                            "skipping study '{}': the daemon has it",
+                            v["name"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            if keep && !line.is_empty() {
+                kept.extend_from_slice(line);
+                kept.push(b'\n');
+            }
+        }
+        data = kept;
+    }
+    if studies.is_empty() || data.is_empty() {
+        println!("nothing to restore");
+        return Ok(());
+    }
+    let reply = client.call(Method::POST, "/v1/import", Some(data)).await?;
+    let v: serde_json::Value = serde_json::from_slice(&reply)?;
+    match format {
+        Format::Json => print_json(&v),
+        _ => {
+            println!("restored {} trial(s) in {}", v["trials"], v["studies"]);
             Ok(())
         }
     }

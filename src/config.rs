@@ -27,13 +27,13 @@ pub struct DaemonConfig {
     /// Trials that may share one GPU.
     #[serde(default = "one")]
     pub trials_per_gpu: u32,
-    /// Plain listener for Prometheus scrapes (not served by this version).
+    /// Plain loopback listener serving only `/metrics` for Prometheus scrapes.
     pub metrics_listen: Option<String>,
     /// Serve the read-only web page (leaderboards and plots) at `/ui/` on the API socket.
     #[serde(default)]
     pub web: bool,
-    /// Token-protected TCP listener (not served by this version).
-    pub tcp: Option<toml::Table>,
+    /// Token-protected TCP listener (`[tcp]`).
+    pub tcp: Option<TcpConfig>,
     /// Executor settings (`[executor.slurm]`).
     #[serde(default)]
     pub executor: ExecutorsConfig,
@@ -45,6 +45,17 @@ pub struct DaemonConfig {
 pub struct ExecutorsConfig {
     /// `[executor.slurm]`: run `trial.executor = "slurm"` studies as Slurm jobs.
     pub slurm: Option<crate::executor::slurm::SlurmConfig>,
+}
+
+/// `[tcp]`: an HTTP listener beside the Unix socket; every request on it needs
+/// `Authorization: Bearer <token>`, the token read from `token_file` (mode 0600 or stricter).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Address to listen on, e.g. "127.0.0.1:7707".
+    pub listen: String,
+    /// File holding the bearer token.
+    pub token_file: PathBuf,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -93,6 +104,15 @@ impl DaemonConfig {
                 "{}: trials_per_gpu must be at least 1",
                 path.display()
             ));
+        }
+        if let Some(tcp) = &cfg.tcp {
+            if tcp.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "{}: tcp.listen must be an IP address and port, e.g. \"127.0.0.1:7707\" (got \"{}\")",
+                    path.display(),
+                    tcp.listen
+                ));
+            }
         }
         if cfg.cpu_slots == Some(0) {
             return Err(format!(

@@ -26,6 +26,7 @@ use quantune_strategies::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
@@ -297,6 +298,9 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// GPU sampling (NVML) of local GPU trials.
     gpu_monitor: Arc<GpuMonitor>,
+    /// Bumped by every pass of the scheduler loop's periodic work: the systemd watchdog pings
+    /// only while it moves, so a hung loop gets the daemon restarted.
+    heartbeat: AtomicU64,
 }
 
 /// Seconds since the Unix epoch.
@@ -332,6 +336,7 @@ impl Engine {
             only_study: cfg.only_study,
             metrics: Arc::new(Metrics::new()),
             gpu_monitor: GpuMonitor::new(cfg.gpus.clone()),
+            heartbeat: AtomicU64::new(0),
         };
         let records = engine.store.studies()?;
         let mut inner = engine.lock();
@@ -823,8 +828,9 @@ impl Engine {
                 .observe(t0.elapsed().as_secs_f64());
             if let Err(e) = written {
                 tracing::error!(
-                    "cannot record {} trial change(s), will retry: {e}",
-                    inner.dirty.len()
+                    "cannot record {} trial change(s), will retry every second: {e}{}",
+                    inner.dirty.len(),
+                    disk_hint(&e)
                 );
                 return;
             }
@@ -1273,6 +1279,8 @@ impl Engine {
         let t = now();
         {
             let mut guard = self.lock();
+            // Counted with the lock held: a loop stuck on it (or anywhere) stops the count.
+            self.heartbeat.fetch_add(1, Ordering::Relaxed);
             let inner = &mut *guard;
             for rt in inner.studies.values_mut() {
                 let timeout = rt.def.trial.timeout_secs;
@@ -1772,6 +1780,50 @@ impl Engine {
     /// Slot usage.
     pub fn slots(&self) -> SlotUsage {
         self.lock().slots.usage()
+    }
+
+    /// How many times the scheduler loop has done its periodic work (about once a second).
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// Trials running and queued over every study (for systemd's `STATUS=`).
+    pub fn trial_counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let mut running = 0;
+        let mut queued = 0;
+        for t in inner.studies.values().flat_map(|rt| &rt.trials) {
+            match t.state {
+                TrialState::Running => running += 1,
+                TrialState::Queued => queued += 1,
+                _ => {}
+            }
+        }
+        (running, queued)
+    }
+
+    /// Every study as export JSON lines (`quantune backup`), taken under the scheduler lock:
+    /// every store write the engine makes happens under it, so the export is one consistent
+    /// moment: no trial finishes, starts or is told between two studies' lines. It holds what
+    /// is durable; a change whose write is still being retried is not in it (and was not
+    /// acknowledged either).
+    pub fn backup(&self) -> Result<Vec<u8>> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for name in inner.studies.keys() {
+            self.store.export_study(name, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// An operator's hint for a store error: a full disk is common and fixable.
+fn disk_hint(e: &quantune_state::StoreError) -> &'static str {
+    let text = e.to_string();
+    if text.contains("No space left on device") || text.contains("os error 28") {
+        " (the disk holding the state directory is full: free space there; nothing is lost, the changes are kept in memory and written as soon as the store accepts them)"
+    } else {
+        ""
     }
 }
 

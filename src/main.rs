@@ -76,9 +76,16 @@ fn main() -> ExitCode {
                 Ok(0)
             }
             Command::Man { out_dir } => man(out_dir.as_deref()),
-            other => quantune::commands::run_client(other, &cli.socket, cli.format)
-                .await
-                .map(|_| 0),
+            other => {
+                let endpoint = quantune::commands::endpoint(
+                    &cli.socket,
+                    cli.url.as_deref(),
+                    cli.token_file.as_deref(),
+                )?;
+                quantune::commands::run_client(other, endpoint, cli.format)
+                    .await
+                    .map(|_| 0)
+            }
         }
     });
     match result {

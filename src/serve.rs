@@ -1,8 +1,11 @@
-//! `quantune serve`: the daemon. Opens the store, reconciles interrupted trials, starts the
-//! scheduler loop and the API on the Unix socket, tells systemd it is ready, and on SIGTERM or
-//! SIGINT stops accepting requests, interrupts local trials, records them and exits.
+//! `quantune serve`: the daemon. Locks and opens the store, reconciles interrupted trials,
+//! starts the scheduler loop and the API on the Unix socket (and on TCP behind a token when
+//! configured), tells systemd it is ready, pings the watchdog while the scheduler loop turns,
+//! and on SIGTERM or SIGINT stops accepting requests, interrupts local trials, records them and
+//! exits.
 
-use crate::api::server::{router, AppState};
+use crate::api::access::{Peer, Token};
+use crate::api::server::{router, tcp_router, AppState};
 use crate::config::DaemonConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::executor::local::LocalExecutor;
@@ -20,10 +23,50 @@ use tokio::sync::{mpsc, watch};
 /// Time between SIGTERM and SIGKILL when a trial is stopped (SPEC §3).
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
 
+/// The lock file in the state directory; `flock`ed by the process that uses the directory.
+pub const LOCK_FILE: &str = "quantune.lock";
+
+/// Takes the state directory's lock for the rest of the process's life, or says who holds it.
+/// The lock (an `flock` on [`LOCK_FILE`], which holds the owner's pid) goes with the process,
+/// however it ends: a `kill -9` leaves no stale lock behind.
+pub fn lock_state_dir(state_dir: &Path) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let path = state_dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            bail!("cannot lock {}: {err}", path.display());
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        bail!(
+            "the state directory {} is in use by another quantune process{}; stop it first, or give this one another state directory",
+            state_dir.display(),
+            if holder.is_empty() { String::new() } else { format!(" (pid {holder})") }
+        );
+    }
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+    // The descriptor stays open, and the lock held, until the process exits.
+    std::mem::forget(file);
+    Ok(())
+}
+
 /// Opens the store under `state_dir` with a message that says what to do when it fails.
 pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    lock_state_dir(state_dir)?;
     let store = Store::open(&state_dir.join("store")).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Arc::new(store))
 }
@@ -81,11 +124,15 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     let mut cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
     // Trials run in their own working directory: every path they are given must be absolute.
     cfg.state_dir = std::path::absolute(&cfg.state_dir)?;
-    for (key, set) in [("tcp", cfg.tcp.is_some())] {
-        if set {
-            tracing::warn!("config key `{key}` is not supported by this version and is ignored");
-        }
-    }
+    // Checked before anything is opened: a bad token file is a config error.
+    let tcp = match &cfg.tcp {
+        Some(t) => Some((
+            t.listen.clone(),
+            Arc::new(Token::load(&t.token_file).map_err(anyhow::Error::msg)?),
+        )),
+        None => None,
+    };
+    raise_fd_limit();
     let gpus = discover_gpus(cfg.gpu_discovery);
     match &gpus.note {
         Some(n) => tracing::info!("{n}"),
@@ -104,14 +151,35 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         cfg.executor.slurm.clone(),
     )?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
     let state = AppState {
         engine: engine.clone(),
         gpus: Arc::new(gpus),
         state_dir: cfg.state_dir.clone(),
         web: cfg.web,
     };
+    // One stop signal fans out to both listeners.
+    let (quit_tx, quit_rx) = watch::channel(false);
+    let quit = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|q| *q).await;
+    };
+    let tcp_server = match tcp {
+        Some((addr, token)) => {
+            let l = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on tcp {addr}"))?;
+            tracing::info!(
+                "tcp listener on {} (bearer token required)",
+                l.local_addr()?
+            );
+            let app = tcp_router(state.clone(), token);
+            let server = axum::serve(l, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(quit(quit_rx.clone()));
+            Some(tokio::spawn(async move { server.await }))
+        }
+        None => None,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
     let app = router(state.clone());
     let scrape = match &cfg.metrics_listen {
         Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
@@ -123,38 +191,40 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "quantune daemon ready");
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
+        sd_notify::NotifyState::Status(&status_line(&engine)),
     ]);
-    let watchdog = sd_notify::watchdog_enabled().map(|interval| {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval / 2).await;
-                // A scheduler that can take its own lock is alive.
-                let s = engine.slots();
-                let status = format!("running {} trial(s)", s.cpu_busy + s.gpu_busy);
-                let _ = sd_notify::notify(&[
-                    sd_notify::NotifyState::Watchdog,
-                    sd_notify::NotifyState::Status(&status),
-                ]);
+    let watchdog = tokio::spawn(watchdog(
+        engine.clone(),
+        sd_notify::watchdog_enabled(),
+        |status, ping| {
+            let mut states = vec![sd_notify::NotifyState::Status(status)];
+            if ping {
+                states.push(sd_notify::NotifyState::Watchdog);
             }
-        })
+            let _ = sd_notify::notify(&states);
+        },
+    ));
+    tokio::spawn(async move {
+        stop_signal.await;
+        let _ = quit_tx.send(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop_signal)
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(quit(quit_rx))
         .await
-        .context("API server failed")?;
+        .context("API server failed");
+    if let Some(t) = tcp_server {
+        let _ = t.await;
+    }
     tracing::info!("stopping: interrupting running trials");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
-    if let Some(w) = watchdog {
-        w.abort();
-    }
+    watchdog.abort();
     if let Some(m) = scrape {
         m.abort();
     }
     let _ = std::fs::remove_file(&cfg.socket);
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -179,6 +249,67 @@ async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinH
             tracing::error!("metrics listener failed: {e}");
         }
     }))
+}
+
+/// The `STATUS=` line systemd shows in `systemctl status`.
+fn status_line(engine: &Engine) -> String {
+    let (running, queued) = engine.trial_counts();
+    format!("{running} trial(s) running, {queued} queued")
+}
+
+/// Keeps systemd informed: `STATUS=` every few seconds and, when the unit has `WatchdogSec=`,
+/// `WATCHDOG=1` — but only while the scheduler loop's heartbeat moves. A loop that hangs (a
+/// deadlock, a blocking call) stops the pings, and systemd kills and restarts the daemon.
+/// `notify(status, ping)` sends `STATUS=status` and, when `ping`, `WATCHDOG=1`.
+async fn watchdog(
+    engine: Arc<Engine>,
+    interval: Option<Duration>,
+    notify: impl Fn(&str, bool) + Send + 'static,
+) {
+    // The loop beats about once a second; check several times per watchdog period.
+    let period = interval
+        .map(|i| (i / 4).clamp(Duration::from_millis(250), Duration::from_secs(5)))
+        .unwrap_or(Duration::from_secs(5));
+    let mut last = engine.heartbeat();
+    let mut stalled_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(period).await;
+        let beat = engine.heartbeat();
+        let alive = beat != last;
+        last = beat;
+        if alive {
+            if stalled_since.take().is_some() {
+                tracing::info!("the scheduler loop is turning again");
+            }
+            notify(&status_line(&engine), interval.is_some());
+        } else if stalled_since.is_none() {
+            stalled_since = Some(std::time::Instant::now());
+        } else if let Some(since) = stalled_since {
+            if since.elapsed() >= period * 4 {
+                tracing::error!(
+                    "the scheduler loop has not turned for {:.0?}; not pinging the watchdog",
+                    since.elapsed()
+                );
+                stalled_since = Some(std::time::Instant::now());
+            }
+        }
+    }
+}
+
+/// Lifts the soft limit on open files to the hard one: every client connection and every
+/// running trial's pipes hold descriptors, and 1024 (the usual soft limit) is soon reached.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to / read from a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not when the
@@ -217,16 +348,106 @@ fn bind_socket(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListe
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    // Created without any "other" bits (umask), so there is no moment when the socket is open to
+    // everyone; then exactly 0660. Nothing else runs yet that could mind the umask.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
+    let bound = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     if let Some(g) = group {
         match nix::unistd::Group::from_name(g) {
-            Ok(Some(grp)) => {
+            // Under the shipped unit the socket is born with the right group (Group=), and
+            // chown is outside its system call filter: only change what needs changing.
+            Ok(Some(grp)) if std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(path)?) != grp.gid.as_raw() => {
                 nix::unistd::chown(path, None, Some(grp.gid)).with_context(|| format!("cannot give {} to group {g}", path.display()))?
             }
+            Ok(Some(_)) => {}
             _ => bail!("socket_group \"{g}\" does not exist; create it or remove socket_group from the config"),
         }
     }
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::{CancelReason, Executor, Launch};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An executor whose `start` takes far longer than the test looks: the scheduler loop that
+    /// calls it hangs (for 6 s, so that the test's runtime can still shut down after).
+    struct Hang;
+
+    impl Executor for Hang {
+        fn name(&self) -> &'static str {
+            "local"
+        }
+        fn start(&self, _launch: Launch) {
+            std::thread::sleep(Duration::from_secs(6));
+        }
+        fn cancel(&self, _study: &str, _trial: u64, _why: CancelReason) {}
+        fn in_flight(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn the_state_directory_lock_refuses_a_second_user() {
+        let dir = tempfile::tempdir().unwrap();
+        lock_state_dir(dir.path()).unwrap();
+        let e = lock_state_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("in use by another quantune process")
+                && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+    }
+
+    /// The watchdog pings while the scheduler loop turns and stops once the loop hangs (here:
+    /// inside an executor call), although the process and its other tasks go on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn watchdog_pings_stop_when_the_scheduler_loop_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+        let (_tx, ev_rx) = mpsc::unbounded_channel();
+        let cfg = EngineConfig {
+            run_root: dir.path().join("trials"),
+            cpu_slots: 1,
+            gpus: Vec::new(),
+            trials_per_gpu: 1,
+            only_study: None,
+        };
+        let engine = Arc::new(Engine::open(store, vec![Arc::new(Hang)], cfg).unwrap());
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(engine.clone().run(ev_rx, stop_rx));
+        let pings = Arc::new(AtomicUsize::new(0));
+        let counter = pings.clone();
+        tokio::spawn(watchdog(
+            engine.clone(),
+            Some(Duration::from_secs(1)),
+            move |_, ping| {
+                if ping {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let alive = pings.load(Ordering::SeqCst);
+        assert!(alive >= 2, "only {alive} ping(s) from a healthy loop");
+        // A study to run: the loop calls the executor, which never returns.
+        let src = "[study]\nname = \"h\"\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
+                   [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[strategy]\nkind = \"random\"\n\
+                   [budget]\nmax_trials = 1\n[trial]\ncommand = [\"true\"]\n";
+        let def = crate::study::parse(src, "h.toml", dir.path(), None).unwrap();
+        engine.submit(def, src.into()).unwrap();
+        // Let the loop reach the executor, and the watchdog notice.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let at_hang = pings.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let after = pings.load(Ordering::SeqCst);
+        assert_eq!(after, at_hang, "the watchdog was pinged for a hung loop");
+        // The API side still answers: only the loop is stuck.
+        assert_eq!(engine.studies().len(), 1);
+    }
 }

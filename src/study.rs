@@ -390,7 +390,8 @@ fn validate(
     {
         return Err(e(
             "study.name",
-            format!("\"{name}\" is not a valid study name: use 1 to 64 characters from a-z, 0-9, '_' and '-'"),
+            // Debug form: control characters in a hostile name are shown escaped, not printed.
+            format!("{name:?} is not a valid study name: use 1 to 64 characters from a-z, 0-9, '_' and '-'"),
         ));
     }
     let (seed, seed_given) = match raw.study.seed {
@@ -625,6 +626,22 @@ fn validate(
         Some(d) => base_dir.join(d),
         None => base_dir.to_path_buf(),
     };
+    // Checked where the trial will start (the daemon's view of the file system, which under
+    // systemd has its own /tmp): a missing directory would otherwise fail every trial.
+    if workload == Workload::Command && !working_dir.is_dir() {
+        let what = if working_dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err(e(
+            "trial.working_dir",
+            format!(
+                "{} {what}; trials start there (a daemon under systemd has a private /tmp and a read-only /home: use a directory such as /srv/…)",
+                working_dir.display()
+            ),
+        ));
+    }
     for k in t.env.keys() {
         let ok = !k.is_empty()
             && !k.as_bytes()[0].is_ascii_digit()

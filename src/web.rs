@@ -4,7 +4,7 @@
 //! forwards GET requests for `/ui/…`, and nothing else, to the socket) or an SSH forward of the
 //! socket. Nothing on the page changes a study; see `docs/WEB.md`.
 
-use crate::api::client::Client;
+use crate::api::client::{Client, Endpoint};
 use crate::api::server::AppState;
 use crate::api::StudySummary;
 use crate::plot::{PlotError, PlotKind, PlotOptions, StudyData};
@@ -242,8 +242,9 @@ fn leaderboard_html(rows: &[crate::leaderboard::Row]) -> String {
 }
 
 /// `quantune web`: serves the daemon's page on a loopback address for a browser, forwarding
-/// GET requests under `/ui/` to the API socket. Prints the URL, runs until Ctrl-C.
-pub async fn proxy(socket: &std::path::Path, listen: &str) -> anyhow::Result<()> {
+/// GET requests under `/ui/` to the daemon (its socket, or its TCP listener with the token
+/// when `--url` is given). Prints the URL, runs until Ctrl-C.
+pub async fn proxy(endpoint: Endpoint, listen: &str) -> anyhow::Result<()> {
     use anyhow::Context;
     let stop = crate::serve::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(listen)
@@ -254,22 +255,20 @@ pub async fn proxy(socket: &std::path::Path, listen: &str) -> anyhow::Result<()>
         eprintln!("warning: {local} is not a loopback address: anyone who reaches it can read your studies");
     }
     // Check the daemon serves the page before saying where it is.
-    let client = Client::new(socket);
+    let client = Client::to(endpoint.clone());
     let (status, _, _) = client
         .send(hyper::Method::GET, "/ui/", None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if status == StatusCode::NOT_FOUND {
         anyhow::bail!(
-            "the daemon at {} does not serve the web page: set `web = true` in its config and restart it",
-            socket.display()
+            "the daemon does not serve the web page: set `web = true` in its config and restart it"
         );
     }
     println!("serving the quantune web page at http://{local}/ui/ (Ctrl-C stops)");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let socket = socket.to_path_buf();
-    let app = Router::new().fallback(move |req: Request| forward(socket.clone(), req));
+    let app = Router::new().fallback(move |req: Request| forward(endpoint.clone(), req));
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
@@ -277,7 +276,7 @@ pub async fn proxy(socket: &std::path::Path, listen: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn forward(socket: std::path::PathBuf, req: Request) -> Response {
+async fn forward(endpoint: Endpoint, req: Request) -> Response {
     let path = req
         .uri()
         .path_and_query()
@@ -301,7 +300,7 @@ async fn forward(socket: std::path::PathBuf, req: Request) -> Response {
         )
             .into_response();
     }
-    match Client::new(&socket)
+    match Client::to(endpoint)
         .send(hyper::Method::GET, &path, None)
         .await
     {

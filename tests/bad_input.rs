@@ -378,6 +378,99 @@ fn daemon_refuses_bad_input_and_keeps_serving() {
     if !ok.status.success() {
         problems.push(format!("tell after the bad ones failed: {}", text(&ok)));
     }
+    // Requests that only make sense once a trial has finished or its study was cancelled, and
+    // values at the edges of what JSON and the path syntax allow.
+    let ask = d.cli(&["ask", "ext"]);
+    assert!(ask.status.success(), "{}", text(&ask));
+    let m = serde_json::from_slice::<Value>(&ask.stdout).unwrap()["trial"]
+        .as_u64()
+        .unwrap();
+    let ext2 = d.write("ext2.toml", &external_study("ext2"));
+    let out = d.cli(&["submit", ext2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ask2 = d.cli(&["ask", "ext2"]);
+    assert!(ask2.status.success(), "{}", text(&ask2));
+    let k = serde_json::from_slice::<Value>(&ask2.stdout).unwrap()["trial"]
+        .as_u64()
+        .unwrap();
+    let out = d.cli(&["cancel", "ext2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let good_cmd_study = study_toml("wd-check", "[\"true\"]", 1, 1, "");
+    let deep = format!(
+        "{{\"source\": {}{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let deep_import = format!(
+        "{{\"kind\": \"study\", \"name\": \"deep\", \"definition\": {}{}}}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let tell_m = format!("/v1/studies/ext/trials/{m}/tell");
+    let report_m = format!("/v1/studies/ext/trials/{m}/report");
+    #[rustfmt::skip]
+    let more: Vec<ApiCase> = vec![
+        ("tell twice", "POST", tell.clone(), br#"{"metrics": {"loss": 0.5}}"#.to_vec(), 409, vec!["is complete"]),
+        ("report after tell", "POST", report.clone(), br#"{"step": 2, "metrics": {"loss": 1}}"#.to_vec(), 409, vec!["not running"]),
+        ("tell after cancel", "POST", format!("/v1/studies/ext2/trials/{k}/tell"), br#"{"metrics": {"loss": 0.5}}"#.to_vec(), 409, vec!["cancelled"]),
+        ("report after cancel", "POST", format!("/v1/studies/ext2/trials/{k}/report"), br#"{"step": 1, "metrics": {"loss": 1}}"#.to_vec(), 409, vec!["cancelled"]),
+        ("ask after cancel", "POST", "/v1/studies/ext2/ask".into(), Vec::new(), 409, vec!["cancelled"]),
+        ("cancel twice", "POST", "/v1/studies/ext2/cancel".into(), Vec::new(), 409, vec!["already cancelled"]),
+        ("resume a cancelled study", "POST", "/v1/studies/ext2/resume".into(), Vec::new(), 409, vec!["cancelled"]),
+        ("tell NaN", "POST", tell_m.clone(), br#"{"metrics": {"loss": NaN}}"#.to_vec(), 400, vec!["not valid JSON"]),
+        ("tell Infinity", "POST", tell_m.clone(), br#"{"metrics": {"loss": Infinity}}"#.to_vec(), 400, vec!["not valid JSON"]),
+        ("tell 1e999 (overflows to inf)", "POST", tell_m.clone(), br#"{"metrics": {"loss": 1e999}}"#.to_vec(), 400, vec!["out of range"]),
+        ("tell -1e999", "POST", tell_m.clone(), br#"{"metrics": {"loss": -1e999}}"#.to_vec(), 400, vec!["out of range"]),
+        ("tell without the objective metric", "POST", tell_m.clone(), br#"{"metrics": {"other": 1}}"#.to_vec(), 400, vec!["lacks loss"]),
+        ("tell metrics not an object", "POST", tell_m.clone(), br#"{"metrics": [1, 2]}"#.to_vec(), 400, vec!["metrics"]),
+        ("tell failed reason not a string", "POST", tell_m.clone(), br#"{"failed": 7}"#.to_vec(), 400, vec!["failed"]),
+        ("report step 2^64", "POST", report_m.clone(), br#"{"step": 18446744073709551616, "metrics": {"loss": 1}}"#.to_vec(), 400, vec!["step"]),
+        ("report step 1e30", "POST", report_m.clone(), br#"{"step": 1e30, "metrics": {"loss": 1}}"#.to_vec(), 400, vec!["step"]),
+        ("report NaN value", "POST", report_m.clone(), br#"{"step": 1, "metrics": {"loss": NaN}}"#.to_vec(), 400, vec!["not valid JSON"]),
+        ("unicode study name", "GET", "/v1/studies/%C3%BCn%C3%AFc%C3%B6de".into(), Vec::new(), 404, vec!["ünïcöde"]),
+        ("unicode study name: tell", "POST", "/v1/studies/%E2%9C%93/trials/0/tell".into(), br#"{"failed": "x"}"#.to_vec(), 404, vec!["✓"]),
+        ("encoded path traversal as a study name", "GET", "/v1/studies/..%2F..%2Fetc%2Fpasswd".into(), Vec::new(), 404, vec!["../../etc/passwd"]),
+        ("dot-dot path segments", "GET", "/v1/studies/../../etc/passwd".into(), Vec::new(), 404, vec!["no such API endpoint"]),
+        ("NUL in a study name", "GET", "/v1/studies/a%00b/trials".into(), Vec::new(), 404, vec!["no study named"]),
+        ("trial number beyond u64", "GET", "/v1/studies/ext/trials/99999999999999999999999".into(), Vec::new(), 400, vec!["trial number"]),
+        ("unknown trial: tell", "POST", "/v1/studies/ext/trials/999999/tell".into(), br#"{"failed": "x"}"#.to_vec(), 404, vec!["999999"]),
+        ("unknown trial: report", "POST", "/v1/studies/ext/trials/999999/report".into(), br#"{"step": 1, "metrics": {"loss": 1}}"#.to_vec(), 404, vec!["999999"]),
+        ("unknown study: tell", "POST", "/v1/studies/nope/trials/0/tell".into(), br#"{"failed": "x"}"#.to_vec(), 404, vec!["nope"]),
+        ("unknown study: export", "GET", "/v1/studies/nope/export".into(), Vec::new(), 404, vec!["nope"]),
+        ("unknown study: leaderboard", "GET", "/v1/studies/nope/leaderboard".into(), Vec::new(), 404, vec!["nope"]),
+        ("unknown study: cancel", "POST", "/v1/studies/nope/cancel".into(), Vec::new(), 404, vec!["nope"]),
+        ("leaderboard?top beyond usize", "GET", "/v1/studies/ext/leaderboard?top=99999999999999999999999".into(), Vec::new(), 400, vec!["top"]),
+        ("submit: source not a string", "POST", "/v1/studies".into(), br#"{"source": 42}"#.to_vec(), 400, vec!["source"]),
+        ("submit: working_dir missing on the daemon's side", "POST", "/v1/studies".into(), serde_json::to_vec(&json!({"source": good_cmd_study, "base_dir": "/nonexistent-quantune-dir"})).unwrap(), 400, vec!["trial.working_dir", "does not exist"]),
+        ("submit: JSON nested 10,000 deep", "POST", "/v1/studies".into(), deep.into_bytes(), 400, vec!["source", "expected a string"]),
+        ("import: a definition nested 10,000 deep", "POST", "/v1/import".into(), deep_import.into_bytes(), 400, vec!["line 1", "recursion limit"]),
+    ];
+    let n_more = more.len();
+    for (what, method, path, body, want, needles) in more {
+        let r = http(&sock, method, &path, &body);
+        let error = serde_json::from_str::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string));
+        match error {
+            Some(e) if r.status == want && needles.iter().all(|n| e.contains(n)) => {}
+            _ => problems.push(format!("{what} ({method} {path}): want {want} with {{\"error\"}} containing {needles:?}, got {} {}", r.status, r.body.chars().take(300).collect::<String>())),
+        }
+    }
+    // The refused tells left trial m running: it can still be told.
+    let ok = d.cli(&[
+        "tell",
+        "ext",
+        &m.to_string(),
+        "--metrics",
+        r#"{"loss": 0.25}"#,
+    ]);
+    if !ok.status.success() {
+        problems.push(format!(
+            "tell of {m} after the bad ones failed: {}",
+            text(&ok)
+        ));
+    }
+
     // The refused imports left nothing behind.
     let r = http(&sock, "GET", "/v1/studies/imported", b"");
     if r.status != 404 {
@@ -430,7 +523,7 @@ fn daemon_refuses_bad_input_and_keeps_serving() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert_eq!(names, ["ext"], "studies after the bad input");
+    assert_eq!(names, ["ext", "ext2"], "studies after the bad input");
     let command = format!(
         "[\"sh\", {:?}, \"{{x}}\", \"{{q}}\"]",
         fixture("objective.sh").display().to_string()
@@ -460,9 +553,10 @@ fn daemon_refuses_bad_input_and_keeps_serving() {
 
     assert!(
         problems.is_empty(),
-        "{} problem(s) over {} bad files, {n_cases} API cases, {n_usage} CLI cases:\n{}",
+        "{} problem(s) over {} bad files, {} API cases, {n_usage} CLI cases:\n{}",
         problems.len(),
         files.len(),
+        n_cases + n_more,
         problems.join("\n")
     );
 }

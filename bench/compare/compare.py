@@ -221,6 +221,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_PROBLEMS)}")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default="", help="write the raw results as JSON here")
+    ap.add_argument("--merge", default="",
+                    help="start from the raw results of an earlier run (its --out file); the "
+                         "methods run now replace theirs, e.g. to rerun quantune after a change "
+                         "without rerunning Optuna")
     args = ap.parse_args()
 
     names = [p["name"] for p in P.all_problems()]
@@ -236,11 +240,16 @@ def main():
     for name in names:
         mo = len(problems[name]["objectives"]) > 1
         for method in methods_all + (MO_EXTRA if mo else []):
-            if chosen and method not in chosen and method != "optuna-random":
+            if chosen and method not in chosen and (method != "optuna-random" or args.merge):
                 continue
             for seed in range(args.seeds):
                 jobs.append((name, method, seed, args.mo_budget if mo else args.budget, binary))
     results = {}
+    if args.merge:
+        with open(args.merge) as f:
+            results = json.load(f)
+        for name, method, *_ in jobs:
+            results.get(name, {}).pop(method, None)
     t0 = time.time()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for i, (name, method, seed, best, secs) in enumerate(pool.map(job, jobs)):

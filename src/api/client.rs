@@ -1,4 +1,5 @@
-//! The CLI's client for the daemon API: one HTTP/1 request per call over the Unix socket.
+//! The CLI's client for the daemon API: one HTTP/1 request per call over the Unix socket, or
+//! over TCP with a bearer token when the daemon's `[tcp]` listener is used.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -7,10 +8,45 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
-/// A client bound to one socket path.
+/// A client bound to one daemon.
 pub struct Client {
-    /// The daemon's socket.
-    socket: PathBuf,
+    /// Where the daemon listens.
+    endpoint: Endpoint,
+}
+
+/// How to reach the daemon.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// Its Unix socket.
+    Unix(PathBuf),
+    /// Its TCP listener (`host:port`) and the bearer token to present.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+        /// The token, if any (the daemon refuses requests without one).
+        token: Option<String>,
+    },
+}
+
+impl Endpoint {
+    /// A TCP endpoint from a `http://HOST:PORT` URL.
+    pub fn from_url(url: &str, token: Option<String>) -> Result<Endpoint, ClientError> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            ClientError(format!(
+                "--url must look like http://HOST:PORT (got \"{url}\"); https is not served, put a TLS proxy in front for remote use"
+            ))
+        })?;
+        let addr = rest.trim_end_matches('/');
+        if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
+            return Err(ClientError(format!(
+                "--url must look like http://HOST:PORT (got \"{url}\")"
+            )));
+        }
+        Ok(Endpoint::Tcp {
+            addr: addr.to_string(),
+            token,
+        })
+    }
 }
 
 /// A failed call, already worded for the user.
@@ -28,9 +64,17 @@ impl std::error::Error for ClientError {}
 impl Client {
     /// A client for the daemon listening on `socket`.
     pub fn new(socket: &Path) -> Client {
-        Client {
-            socket: socket.to_path_buf(),
-        }
+        Client::to(Endpoint::Unix(socket.to_path_buf()))
+    }
+
+    /// A client for the daemon at `endpoint`.
+    pub fn to(endpoint: Endpoint) -> Client {
+        Client { endpoint }
+    }
+
+    /// Where this client sends its requests.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Sends a request; returns the reply's status, content type and body, whatever the status.
@@ -40,23 +84,42 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Option<String>, Vec<u8>), ClientError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
-            ClientError(format!(
-                "cannot reach the quantune daemon at {}: {e}; is `quantune serve` running? (set --socket or QUANTUNE_SOCKET)",
-                self.socket.display()
-            ))
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ClientError(format!("cannot talk to the daemon: {e}")))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = match &self.endpoint {
+            Endpoint::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+                    let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        "; the socket is for the daemon's socket_group: ask an admin to add you to it (then log in again)"
+                    } else {
+                        "; is `quantune serve` running? (set --socket or QUANTUNE_SOCKET)"
+                    };
+                    ClientError(format!(
+                        "cannot reach the quantune daemon at {}: {e}{hint}",
+                        socket.display()
+                    ))
+                })?;
+                handshake(stream).await?
+            }
+            Endpoint::Tcp { addr, .. } => {
+                let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                    ClientError(format!(
+                        "cannot reach the quantune daemon at http://{addr}: {e}; is its [tcp] listener on? (set --url or QUANTUNE_URL)"
+                    ))
+                })?;
+                let _ = stream.set_nodelay(true);
+                handshake(stream).await?
+            }
+        };
         let has_body = body.is_some();
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://quantune{path}"))
             .header("host", "quantune");
+        if let Endpoint::Tcp {
+            token: Some(token), ..
+        } = &self.endpoint
+        {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
         if has_body {
             req = req.header("content-type", "application/json");
         }
@@ -119,6 +182,22 @@ impl Client {
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError(format!("unexpected reply from the daemon: {e}")))
     }
+}
+
+/// The HTTP/1 handshake over any stream; the connection is driven by a task of its own.
+async fn handshake<S>(
+    stream: S,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError(format!("cannot talk to the daemon: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// Percent-encodes a path segment (study names are plain, but user input may not be).

@@ -1,6 +1,7 @@
 //! The daemon's HTTP/JSON API (documented in `docs/API.md`): the JSON views it returns, the
 //! axum server on the Unix socket, and the small client the CLI uses.
 
+pub mod access;
 pub mod client;
 pub mod server;
 

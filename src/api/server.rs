@@ -62,8 +62,9 @@ pub const BODY_LIMIT: usize = 2 << 20;
 /// Largest body `/v1/import` accepts (an export of a long study with stderr tails is big).
 pub const IMPORT_BODY_LIMIT: usize = 256 << 20;
 
-/// Parses a JSON body with a message that names the field at fault.
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+/// Parses a JSON body with a message that names the field at fault. Public for the fuzz
+/// target (`fuzz/fuzz_targets/api_request.rs`).
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(bad("the request body is empty; it must be a JSON object")),
         Some(b'{') => {}
@@ -161,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/studies/{name}/trials/{n}/report", post(report))
         .route("/v1/studies/{name}/trials/{n}/tell", post(tell))
         .route("/v1/studies/{name}/export", get(export))
+        .route("/v1/backup", get(backup))
         .route(
             "/v1/import",
             post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
@@ -188,6 +190,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(api)
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(super::access::audit))
+}
+
+/// The router for the TCP listener: the same API behind the bearer-token check.
+pub fn tcp_router(state: AppState, token: Arc<super::access::Token>) -> Router {
+    router(state).layer(middleware::from_fn_with_state(
+        token,
+        super::access::require_token,
+    ))
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -292,7 +303,8 @@ async fn ask(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<R
     Ok(Json(AskReply { trial, params }).into_response())
 }
 
-fn trial_number(n: &str) -> ApiResult<u64> {
+/// Parses a trial number from a path segment (public for the fuzz target).
+pub fn trial_number(n: &str) -> ApiResult<u64> {
     n.parse().map_err(|_| {
         bad(format!(
             "trial number must be a non-negative integer (got \"{n}\")"
@@ -333,6 +345,12 @@ async fn tell(
 
 async fn export(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
     let data = s.engine.export(&name)?;
+    Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
+}
+
+/// Every study as JSON lines, from one consistent moment (`quantune backup`).
+async fn backup(State(s): State<AppState>) -> ApiResult<Response> {
+    let data = s.engine.backup()?;
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
 }
 

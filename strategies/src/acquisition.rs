@@ -15,6 +15,7 @@ use crate::encoding::Encoding;
 use crate::gp::{minimize, Gp};
 use argmin::core::{CostFunction, Error as ArgminError, Gradient};
 use statrs::function::erf::erfc;
+use std::cell::RefCell;
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
@@ -177,12 +178,18 @@ impl Acquisition {
     }
 }
 
+/// A cached evaluation: `z`, the cost there and its gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
+
 /// The negative acquisition over unconstrained `z` for the movable features, the others held:
 /// feature `f = (1 - cos πz)/2` stays in [0, 1] whatever L-BFGS does.
 struct Refine<'a> {
     acq: &'a Acquisition,
     base: Vec<f64>,
     movable: &'a [usize],
+    /// The last `z` evaluated, with the cost and gradient there: argmin asks for both at the
+    /// same point in separate calls, and one posterior evaluation gives both.
+    cache: RefCell<Option<Evaluation>>,
 }
 
 impl Refine<'_> {
@@ -197,6 +204,24 @@ impl Refine<'_> {
     fn z_of(f: f64) -> f64 {
         (1.0 - 2.0 * f.clamp(0.0, 1.0)).acos() / PI
     }
+
+    /// Cost (the negative acquisition) and its gradient in `z`.
+    fn evaluate(&self, z: &[f64]) -> (f64, Vec<f64>) {
+        if let Some((at, c, g)) = self.cache.borrow().as_ref() {
+            if at.as_slice() == z {
+                return (*c, g.clone());
+            }
+        }
+        let (v, g) = self.acq.evaluate(&self.features(z), true);
+        let gz: Vec<f64> = self
+            .movable
+            .iter()
+            .zip(z)
+            .map(|(f, zi)| -g[*f] * 0.5 * PI * (PI * zi).sin())
+            .collect();
+        *self.cache.borrow_mut() = Some((z.to_vec(), -v, gz.clone()));
+        (-v, gz)
+    }
 }
 
 impl CostFunction for Refine<'_> {
@@ -204,7 +229,7 @@ impl CostFunction for Refine<'_> {
     type Output = f64;
 
     fn cost(&self, z: &Vec<f64>) -> Result<f64, ArgminError> {
-        Ok(-self.acq.evaluate(&self.features(z), false).0)
+        Ok(self.evaluate(z).0)
     }
 }
 
@@ -213,13 +238,7 @@ impl Gradient for Refine<'_> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, z: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
-        let (_, g) = self.acq.evaluate(&self.features(z), true);
-        Ok(self
-            .movable
-            .iter()
-            .zip(z)
-            .map(|(f, zi)| -g[*f] * 0.5 * PI * (PI * zi).sin())
-            .collect())
+        Ok(self.evaluate(z).1)
     }
 }
 
@@ -228,10 +247,60 @@ impl Gradient for Refine<'_> {
 pub struct Search {
     /// Candidates to start from (unit-cube points): Sobol sweep and local perturbations.
     pub candidates: Vec<Vec<f64>>,
-    /// How many of the best candidates L-BFGS refines.
+    /// How many candidates L-BFGS refines: the best one, the ones listed in `always`, and the
+    /// rest drawn by roulette (probability ∝ acquisition ratio to the best, as Optuna's
+    /// GPSampler does), so the starts are spread over several promising basins rather than
+    /// clustered around one.
     pub refine: usize,
+    /// Indices of candidates always refined (e.g. the best observed point).
+    pub always: Vec<usize>,
+    /// Uniform draws in [0, 1) for the roulette (at least `refine` of them); passed in so this
+    /// module stays free of random state.
+    pub roulette: Vec<f64>,
     /// L-BFGS iterations per refinement.
     pub max_iters: u64,
+}
+
+/// The candidates to refine: the best, then `always`, then roulette draws without replacement.
+fn refine_starts(values: &[f64], order: &[usize], search: &Search) -> Vec<usize> {
+    let mut starts: Vec<usize> = Vec::new();
+    if let Some(&best) = order.first() {
+        starts.push(best);
+    }
+    for &i in &search.always {
+        if i < values.len() && !starts.contains(&i) {
+            starts.push(i);
+        }
+    }
+    let top = order.first().map_or(0.0, |&b| values[b]);
+    let mut weights: Vec<f64> = values.iter().map(|v| (v - top).exp()).collect();
+    for &i in &starts {
+        weights[i] = 0.0;
+    }
+    let mut draws = search.roulette.iter();
+    while starts.len() < search.refine.max(1) {
+        let total: f64 = weights.iter().sum();
+        let Some(r) = draws.next() else { break };
+        if total.is_nan() || total <= 0.0 {
+            break;
+        }
+        let mut acc = 0.0;
+        let target = r * total;
+        let mut pick = None;
+        for (i, w) in weights.iter().enumerate() {
+            acc += w;
+            if *w > 0.0 && acc >= target {
+                pick = Some(i);
+                break;
+            }
+        }
+        let Some(i) = pick.or_else(|| weights.iter().rposition(|w| *w > 0.0)) else {
+            break;
+        };
+        weights[i] = 0.0;
+        starts.push(i);
+    }
+    starts
 }
 
 /// Maximizes the acquisition; returns the best unit-cube point (on the space's values: integers
@@ -254,7 +323,8 @@ pub fn maximize(
 
     let mut pool: Vec<(Vec<f64>, f64)> = Vec::new();
     let movable = encoding.movable();
-    for &i in order.iter().take(search.refine.max(1)) {
+    let starts = refine_starts(&values, &order, search);
+    for &i in &starts {
         let mut best = (encoding.decode(&flat[i * dim..(i + 1) * dim]), values[i]);
         if !movable.is_empty() && search.max_iters > 0 {
             let base = flat[i * dim..(i + 1) * dim].to_vec();
@@ -263,6 +333,7 @@ pub fn maximize(
                 acq,
                 base,
                 movable: &movable,
+                cache: RefCell::new(None),
             };
             if let Some((z, _)) = minimize(&problem, z0, search.max_iters) {
                 let unit = encoding.decode(&problem.features(&z));
@@ -289,7 +360,7 @@ pub fn maximize(
         pool.push(best);
     }
     // Then the rest of the sweep, as fallbacks when refined points are all taken.
-    for &i in order.iter().skip(search.refine.max(1)) {
+    for &i in order.iter().filter(|i| !starts.contains(i)) {
         pool.push((encoding.decode(&flat[i * dim..(i + 1) * dim]), values[i]));
     }
     pool.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -77,11 +77,11 @@ impl Prior {
         Prior { dim }
     }
 
-    /// A natural first start for the fit: every length scale 1, signal variance 1, noise at
-    /// the prior's mode.
-    pub fn mode(&self) -> Hyper {
+    /// Where the fit starts (Optuna's default): every length scale, the signal variance and
+    /// the noise variance 1.
+    pub fn start(&self) -> Hyper {
         let mut theta = vec![0.0; self.dim];
-        theta.extend([0.0, (0.1f64 / 30.0).ln()]);
+        theta.extend([0.0, (1.0 - NOISE_FLOOR).ln()]);
         Hyper { theta }
     }
 
@@ -841,7 +841,7 @@ mod tests {
         let sd = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
         let ys: Vec<f64> = y.iter().map(|v| (v - mean) / sd).collect();
         let prior = Prior::default_for(2);
-        let start = prior.mode();
+        let start = prior.start();
         let obj = Objective::new(&x, 2, &ys, &prior);
         let c0 = obj.evaluate(&start.theta).unwrap().0;
         let (h, c) = fit(&x, 2, &ys, &prior, &[start], 100).unwrap();

@@ -6,7 +6,7 @@
 //! the order in which trials happened to finish.
 
 use crate::objective::{Constraint, Objective};
-use crate::space::{ParamValue, Params, SearchSpace};
+use crate::space::{Domain, ParamValue, Params, SearchSpace};
 use crate::strategy::{Observation, Outcome, SuggestContext};
 
 /// What a finished trial tells a model.
@@ -75,7 +75,22 @@ pub fn unit_of(space: &SearchSpace, params: &Params) -> Option<Vec<f64>> {
             if p.name != *name {
                 return space.to_unit(params);
             }
-            out.push(p.domain.to_unit(value)?);
+            // Linear floats are most parameters of most spaces: the same formula as
+            // `Domain::to_unit`, without its general checks.
+            let u = match (&p.domain, value) {
+                (
+                    Domain::Float {
+                        low,
+                        high,
+                        log: false,
+                    },
+                    ParamValue::Float(x),
+                ) if *low <= *x && *x <= *high && (high - low).is_finite() => {
+                    ((x - low) / (high - low)).clamp(0.0, 1.0)
+                }
+                (domain, value) => domain.to_unit(value)?,
+            };
+            out.push(u);
         }
         return Some(out);
     }
@@ -132,7 +147,7 @@ pub fn same_params(a: &Params, b: &Params) -> bool {
 mod tests {
     use super::*;
     use crate::objective::Direction;
-    use crate::space::{Domain, Param};
+    use crate::space::Param;
     use std::collections::BTreeMap;
 
     #[test]
@@ -200,5 +215,14 @@ mod tests {
         );
         assert_eq!(pts[3].evidence, Evidence::Bad);
         assert_eq!(pts[4].evidence, Evidence::Bad);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_matches_to_unit(space in crate::test_support::arb_space(), seed in proptest::prelude::any::<u64>()) {
+            let p = crate::sobol::SobolStrategy::unit_point(seed, 3, space.dim());
+            let params = space.from_unit(&p);
+            proptest::prop_assert_eq!(unit_of(&space, &params), space.to_unit(&params));
+        }
     }
 }

@@ -85,7 +85,9 @@ fn main() {
     };
     let trials = arg("--trials", 2000);
     let big = arg("--big", 10_000);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let d = Daemon::start(cores, "");
     let dir = d.dir.path();
     let pid = d.pid().expect("the daemon runs");

@@ -68,19 +68,36 @@ fn run(d: &Daemon, name: &str, pruner: &str) -> Outcome {
     let (best_trial, best) = trials
         .iter()
         .filter(|t| t["state"] == "complete")
-        .map(|t| (t["trial"].as_u64().unwrap(), t["metrics"]["eval_loss"].as_f64().unwrap()))
+        .map(|t| {
+            (
+                t["trial"].as_u64().unwrap(),
+                t["metrics"]["eval_loss"].as_f64().unwrap(),
+            )
+        })
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .expect("a complete trial");
     let pruned = common::count_state(&trials, "pruned");
-    Outcome { trial_seconds, wall, best, best_trial, pruned }
+    Outcome {
+        trial_seconds,
+        wall,
+        best,
+        best_trial,
+        pruned,
+    }
 }
 
 fn main() {
     let d = Daemon::start(2, "");
     let rows = [
         ("none", "kind = \"none\""),
-        ("median", "kind = \"median\"\nmin_trials = 5\nwarmup_steps = 3"),
-        ("asha", "kind = \"asha\"\nmin_resource = 1\nreduction_factor = 3\nmax_resource = 27"),
+        (
+            "median",
+            "kind = \"median\"\nmin_trials = 5\nwarmup_steps = 3",
+        ),
+        (
+            "asha",
+            "kind = \"asha\"\nmin_resource = 1\nreduction_factor = 3\nmax_resource = 27",
+        ),
     ];
     println!("| pruner | trial-seconds | wall (s) | pruned | best eval_loss (trial) | trial-seconds saved |");
     println!("| --- | --- | --- | --- | --- | --- |");

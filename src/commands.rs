@@ -19,8 +19,14 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 fn print_table(t: &output::Table, format: Format) {
+    print_painted(t, format, &[]);
+}
+
+/// Prints a table, its rows in `paints` when colours are on (a terminal, `--format table`).
+fn print_painted(t: &output::Table, format: Format, paints: &[Option<crate::color::Paint>]) {
     match format {
         Format::Csv => print!("{}", t.to_csv()),
+        _ if crate::color::stdout(format) => print!("{}", t.to_text_painted(Some(paints))),
         _ => print!("{}", t.to_text()),
     }
 }
@@ -213,7 +219,11 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             match format {
                 Format::Json => print_json(&t),
                 _ => {
-                    print_table(&output::trials_table(&t, format == Format::Csv), format);
+                    print_painted(
+                        &output::trials_table(&t, format == Format::Csv),
+                        format,
+                        &output::trial_paints(&t),
+                    );
                     Ok(())
                 }
             }
@@ -230,9 +240,10 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             match format {
                 Format::Json => print_json(&rows),
                 _ => {
-                    print_table(
+                    print_painted(
                         &output::leaderboard_table(&rows, format == Format::Csv),
                         format,
+                        &output::leaderboard_paints(&rows),
                     );
                     Ok(())
                 }
@@ -340,13 +351,34 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             }
             Ok(())
         }
-        Command::Import { file } => {
+        Command::Import {
+            first,
+            files,
+            map,
+            mapping,
+            skip_invalid,
+            dry_run,
+        } if !files.is_empty() => {
+            let opts = crate::results::ImportOptions {
+                map,
+                mapping,
+                skip_invalid,
+                dry_run,
+            };
+            crate::results::run(&client, &first, &files, &opts, format).await
+        }
+        Command::Import { first, .. } => {
+            let file = std::path::PathBuf::from(first);
             let mut data = Vec::new();
             if file.as_os_str() == "-" {
                 std::io::stdin().read_to_end(&mut data)?;
             } else {
-                data = std::fs::read(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
+                data = std::fs::read(&file).with_context(|| {
+                    format!(
+                        "cannot read {} (to import result files into a study: quantune import STUDY FILES…)",
+                        file.display()
+                    )
+                })?;
             }
             let reply = client.call(Method::POST, "/v1/import", Some(data)).await?;
             let v: serde_json::Value = serde_json::from_slice(&reply)?;
@@ -358,6 +390,51 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                 }
             }
         }
+        Command::Enqueue { study, params } => {
+            let params: serde_json::Value = serde_json::from_str(&params).map_err(|e| {
+                anyhow!("--params must be a JSON object, e.g. '{{\"learning_rate\": 3e-4}}' ({e})")
+            })?;
+            let t: TrialView = client
+                .json(
+                    Method::POST,
+                    &format!("/v1/studies/{}/enqueue", segment(&study)),
+                    Some(serde_json::json!({ "params": params })),
+                )
+                .await?;
+            match format {
+                Format::Json => print_json(&t),
+                _ => {
+                    let p: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!("queued trial {} of '{study}': {}", t.trial, p.join(" "));
+                    Ok(())
+                }
+            }
+        }
+        Command::Plot {
+            study,
+            kind,
+            out,
+            size,
+            metric,
+            quantile,
+        } => {
+            let opts = crate::plot::PlotOptions {
+                width: size.0,
+                height: size.1,
+                metric,
+                quantile,
+            };
+            crate::viz::plot(&client, &study, kind, &out, opts, format).await
+        }
+        Command::Importance { study, quantile } => {
+            crate::viz::importance(&client, &study, quantile, format).await
+        }
+        Command::Watch {
+            study,
+            interval,
+            top,
+        } => crate::viz::watch(&client, &study, interval, top, format).await,
+        Command::Web { listen } => crate::web::proxy(client.endpoint().clone(), &listen).await,
         Command::Backup { dir } => backup(&client, &dir, format).await,
         Command::Restore { dir, skip_existing } => {
             restore(&client, &dir, skip_existing, format).await

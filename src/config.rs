@@ -29,6 +29,9 @@ pub struct DaemonConfig {
     pub trials_per_gpu: u32,
     /// Plain loopback listener serving only `/metrics` for Prometheus scrapes.
     pub metrics_listen: Option<String>,
+    /// Serve the read-only web page (leaderboards and plots) at `/ui/` on the API socket.
+    #[serde(default)]
+    pub web: bool,
     /// Token-protected TCP listener (`[tcp]`).
     pub tcp: Option<TcpConfig>,
     /// Executor settings (`[executor.slurm]`).

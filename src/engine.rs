@@ -148,6 +148,11 @@ struct StudyRuntime {
 }
 
 impl StudyRuntime {
+    /// Trials that count against `budget.max_trials`: all but imported results.
+    fn budgeted(&self) -> u64 {
+        self.trials.iter().filter(|t| !t.imported).count() as u64
+    }
+
     fn in_flight(&self) -> u64 {
         self.trials
             .iter()
@@ -226,7 +231,8 @@ impl StudyRuntime {
             },
             max_trials: self.def.budget.max_trials,
             parallel: self.def.budget.parallel,
-            trials: self.trials.len() as u64,
+            trials: self.budgeted(),
+            imported: self.trials.iter().filter(|t| t.imported).count() as u64,
             counts: self
                 .counts()
                 .into_iter()
@@ -1025,13 +1031,12 @@ impl Engine {
             }
         }
         let all_done = rt.trials.iter().all(|t| t.state.is_finished());
-        let budget_done = rt.trials.len() as u64 >= rt.def.budget.max_trials
-            || rt.exhausted
-            || exhausted_by.is_some();
+        let budget_done =
+            rt.budgeted() >= rt.def.budget.max_trials || rt.exhausted || exhausted_by.is_some();
         if all_done && budget_done {
             let msg = if rt.exhausted {
                 Some("every point of the design was tried".into())
-            } else if (rt.trials.len() as u64) < rt.def.budget.max_trials {
+            } else if rt.budgeted() < rt.def.budget.max_trials {
                 exhausted_by.map(String::from)
             } else {
                 None
@@ -1233,7 +1238,7 @@ impl Engine {
             return Some(tr.number);
         }
         if rt.exhausted
-            || rt.trials.len() as u64 >= rt.def.budget.max_trials
+            || rt.budgeted() >= rt.def.budget.max_trials
             || rt.budget_exhausted(t).is_some()
         {
             return None;
@@ -1654,6 +1659,122 @@ impl Engine {
         drop(inner);
         self.poke();
         Ok(summary)
+    }
+
+    /// Stores results measured elsewhere (`quantune import STUDY FILES…`) as finished trials
+    /// marked `imported`: complete, or infeasible when they break a constraint. They are
+    /// history for the strategy and cost no budget. All or nothing, durable before the reply.
+    pub fn import_results(
+        &self,
+        name: &str,
+        results: Vec<crate::results::ImportedResult>,
+    ) -> Result<Vec<TrialView>> {
+        let mut inner = self.lock();
+        let rt = inner.studies.get_mut(name).ok_or_else(|| not_found(name))?;
+        if results.is_empty() {
+            return Err(EngineError::BadRequest("no results to import".into()));
+        }
+        let t = now();
+        let first = rt.trials.len() as u64;
+        let mut recs = Vec::with_capacity(results.len());
+        for (i, r) in results.into_iter().enumerate() {
+            let at = r
+                .source
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            crate::results::check(&rt.def, &r.params, &r.metrics)
+                .map_err(|e| EngineError::BadRequest(format!("results[{i}]{at}: {e}")))?;
+            let mut tr = TrialRecord::new(name, first + i as u64, r.params, t);
+            let violated = crate::results::violations(&rt.def, &r.metrics);
+            tr.state = if violated.is_empty() {
+                TrialState::Complete
+            } else {
+                tr.reason = Some(format!("constraint violated: {}", violated.join("; ")));
+                TrialState::Infeasible
+            };
+            tr.metrics = r.metrics;
+            tr.info = r.info;
+            if let Some(s) = r.source {
+                tr.info.insert("imported_from".into(), s);
+            }
+            tr.finished_at = Some(t);
+            tr.imported = true;
+            recs.push(tr);
+        }
+        self.store.put_trials(&recs)?;
+        for rec in &recs {
+            rt.observations.push(observation(rec, None));
+            self.metrics
+                .trials_finished
+                .with_label_values(&[name, rec.state.as_str()])
+                .inc();
+        }
+        tracing::info!(study = %name, "imported {} result(s) as trials {first}..{}", recs.len(), first + recs.len() as u64 - 1);
+        let views = recs.iter().map(TrialView::from).collect();
+        rt.trials.extend(recs);
+        drop(inner);
+        self.poke();
+        Ok(views)
+    }
+
+    /// Queues a configuration to run before any new suggestion (`quantune enqueue`). Missing
+    /// parameters are filled from the strategy's suggestion for that trial; numbers are
+    /// converted to the parameter's type (an integer for a float parameter, and back). Durable
+    /// before the reply; counts against `budget.max_trials` like any trial.
+    pub fn enqueue(&self, name: &str, mut params: Params) -> Result<TrialView> {
+        let mut inner = self.lock();
+        let rt = inner.studies.get_mut(name).ok_or_else(|| not_found(name))?;
+        if rt.record.state.is_finished() {
+            return Err(EngineError::Conflict(format!(
+                "study '{name}' is {}; only a running or paused study takes queued trials",
+                rt.record.state.as_str()
+            )));
+        }
+        if rt.budgeted() >= rt.def.budget.max_trials {
+            return Err(EngineError::Conflict(format!(
+                "study '{name}' has created all its trials (budget.max_trials = {})",
+                rt.def.budget.max_trials
+            )));
+        }
+        for (k, v) in params.iter_mut() {
+            let p = rt
+                .def
+                .space
+                .params()
+                .iter()
+                .find(|p| &p.name == k)
+                .ok_or_else(|| {
+                    EngineError::BadRequest(format!("'{k}' is not a parameter of study '{name}'"))
+                })?;
+            let field = match v {
+                quantune_strategies::ParamValue::Float(x) => crate::results::Field::Num(*x),
+                quantune_strategies::ParamValue::Int(i) => crate::results::Field::Num(*i as f64),
+                quantune_strategies::ParamValue::Bool(b) => crate::results::Field::Bool(*b),
+                quantune_strategies::ParamValue::Str(s) => crate::results::Field::Text(s.clone()),
+            };
+            *v = crate::results::param_value(&p.domain, &field)
+                .map_err(|e| EngineError::BadRequest(format!("{k}: {e}")))?;
+        }
+        let n = rt.trials.len() as u64;
+        if params.len() < rt.def.space.dim() {
+            let suggested = suggest(rt, n).map_err(|e| {
+                EngineError::Conflict(format!(
+                    "cannot fill the missing parameters from the strategy: {e}; give every parameter"
+                ))
+            })?;
+            for (k, v) in suggested {
+                params.entry(k).or_insert(v);
+            }
+        }
+        let tr = TrialRecord::new(name, n, params, now());
+        self.store.put_trial(&tr)?;
+        tracing::info!(study = %name, trial = n, "trial enqueued");
+        let view = TrialView::from(&tr);
+        rt.trials.push(tr);
+        drop(inner);
+        self.poke();
+        Ok(view)
     }
 
     /// Slot usage.

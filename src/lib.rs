@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod color;
 pub mod commands;
 pub mod config;
 pub mod duration;
@@ -15,10 +16,16 @@ pub mod engine;
 pub mod executor;
 pub mod gpu;
 pub mod gpu_monitor;
+pub mod importance;
 pub mod leaderboard;
 pub mod metrics;
 pub mod output;
+pub mod plot;
+pub mod progress;
+pub mod results;
 pub mod run;
 pub mod serve;
 pub mod slots;
 pub mod study;
+pub mod viz;
+pub mod web;

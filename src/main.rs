@@ -34,6 +34,7 @@ fn init_tracing(daemon: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quantune::color::init(cli.color);
     let daemon = matches!(cli.command, Command::Serve { .. });
     init_tracing(daemon);
     let multi = matches!(cli.command, Command::Serve { .. } | Command::Run { .. });
@@ -64,6 +65,17 @@ fn main() -> ExitCode {
             } => quantune::run::run(&file, &state, cpu_slots, quiet).await,
             Command::Validate { file } => validate(&file, cli.format),
             Command::Gpus => gpus(cli.format),
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "quantune",
+                    &mut std::io::stdout(),
+                );
+                Ok(0)
+            }
+            Command::Man { out_dir } => man(out_dir.as_deref()),
             other => {
                 let endpoint = quantune::commands::endpoint(
                     &cli.socket,
@@ -109,6 +121,21 @@ fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
             def.budget.max_trials,
             def.budget.parallel
         );
+    }
+    Ok(0)
+}
+
+/// The man page from the clap definitions: to stdout, or one file per (sub)command in `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            clap_mangen::generate_to(cmd, d)?;
+            eprintln!("wrote man pages to {}", d.display());
+        }
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
     }
     Ok(0)
 }

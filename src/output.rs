@@ -18,6 +18,12 @@ pub struct Table {
 impl Table {
     /// Aligned columns separated by two spaces.
     pub fn to_text(&self) -> String {
+        self.to_text_painted(None)
+    }
+
+    /// [`Table::to_text`] with the header in bold and each row in its paint (`paints[i]` for
+    /// row `i`), when `paints` is given (colours on).
+    pub fn to_text_painted(&self, paints: Option<&[Option<crate::color::Paint>]>) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {
             for (w, c) in widths.iter_mut().zip(r) {
@@ -25,13 +31,23 @@ impl Table {
             }
         }
         let mut out = String::new();
-        for line in std::iter::once(&self.headers).chain(&self.rows) {
+        for (i, line) in std::iter::once(&self.headers).chain(&self.rows).enumerate() {
             let cells: Vec<String> = line
                 .iter()
                 .zip(&widths)
                 .map(|(c, w)| format!("{c:<w$}"))
                 .collect();
-            out.push_str(cells.join("  ").trim_end());
+            let text = cells.join("  ");
+            let text = text.trim_end();
+            let paint = match (paints, i) {
+                (None, _) => None,
+                (Some(_), 0) => Some(crate::color::Paint::Bold),
+                (Some(p), i) => p.get(i - 1).copied().flatten(),
+            };
+            match paint {
+                Some(p) => out.push_str(&p.apply(text)),
+                None => out.push_str(text),
+            }
             out.push('\n');
         }
         out
@@ -139,6 +155,30 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
         })
         .collect();
     Table { headers, rows }
+}
+
+/// How each leaderboard row is painted: the best in bold green, infeasible ones grey.
+pub fn leaderboard_paints(rows: &[Row]) -> Vec<Option<crate::color::Paint>> {
+    use crate::color::Paint;
+    rows.iter()
+        .map(|r| {
+            if r.best {
+                Some(Paint::Best)
+            } else if !r.feasible {
+                Some(Paint::Dim)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// How each trial row is painted: by state.
+pub fn trial_paints(trials: &[TrialView]) -> Vec<Option<crate::color::Paint>> {
+    trials
+        .iter()
+        .map(|t| crate::color::Paint::for_state(&t.state))
+        .collect()
 }
 
 /// Trials as a table.

@@ -6,7 +6,6 @@ use crate::engine::EngineError;
 use crate::output;
 use crate::serve::{discover_gpus, shutdown_signal, start_engine};
 use anyhow::{anyhow, bail, Result};
-use quantune_state::TrialRecord;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -51,6 +50,7 @@ pub async fn run(
     let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
+    let mut counted = std::time::Instant::now();
     let max = engine.study(&name).map(|s| s.max_trials).unwrap_or(0);
     let mut done = engine
         .study(&name)
@@ -60,34 +60,49 @@ pub async fn run(
                 - s.counts.get("queued").copied().unwrap_or(0)
         })
         .unwrap_or(0);
+    let progress = crate::progress::Progress::new(max, done, quiet);
+    if let Ok(s) = engine.study(&name) {
+        progress.counts(&s);
+    }
     loop {
         tokio::select! {
             rec = finished.recv() => {
                 if let Ok(rec) = rec {
                     if rec.study == name {
                         done += 1;
-                        if !quiet { print_progress(&rec, done, max); }
+                        progress.finished(&rec, done);
                     }
                 }
             }
             _ = &mut ctrl_c => {
+                progress.finish();
                 eprintln!("interrupted: stopping running trials (run the same command again to resume)");
                 interrupted = true;
                 break;
             }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
                 if !engine.study_active(&name) { break; }
+                if counted.elapsed() >= Duration::from_secs(1) {
+                    counted = std::time::Instant::now();
+                    if let Ok(s) = engine.study(&name) { progress.counts(&s); }
+                }
             }
         }
     }
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
+    progress.finish();
     let summary = engine.study(&name).map_err(|e| anyhow!("{e}"))?;
     let rows = engine
         .leaderboard(&name, None)
         .map_err(|e| anyhow!("{e}"))?;
     println!();
-    print!("{}", output::leaderboard_table(&rows, false).to_text());
+    let paints = output::leaderboard_paints(&rows);
+    let color = crate::color::stdout(crate::cli::Format::Table);
+    print!(
+        "{}",
+        output::leaderboard_table(&rows, false).to_text_painted(color.then_some(paints.as_slice()))
+    );
     println!(
         "\nstudy '{name}': {}{}",
         summary.state,
@@ -104,31 +119,4 @@ pub async fn run(
     } else {
         0
     })
-}
-
-fn print_progress(t: &TrialRecord, done: u64, max: u64) {
-    let params: Vec<String> = t
-        .params
-        .iter()
-        .map(|(k, v)| match v {
-            quantune_strategies::ParamValue::Float(f) => format!("{k}={}", output::num(*f, false)),
-            v => format!("{k}={v}"),
-        })
-        .collect();
-    let metrics: Vec<String> = t
-        .metrics
-        .iter()
-        .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
-        .collect();
-    let extra = match &t.reason {
-        Some(r) if t.state != quantune_state::TrialState::Complete => format!("  ({r})"),
-        _ => String::new(),
-    };
-    eprintln!(
-        "[{done}/{max}] trial {} {}  {}  {}{extra}",
-        t.number,
-        t.state.as_str(),
-        params.join(" "),
-        metrics.join(" ")
-    );
 }

@@ -155,6 +155,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         engine: engine.clone(),
         gpus: Arc::new(gpus),
         state_dir: cfg.state_dir.clone(),
+        web: cfg.web,
     };
     // One stop signal fans out to both listeners.
     let (quit_tx, quit_rx) = watch::channel(false);
@@ -184,6 +185,9 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
         None => None,
     };
+    if cfg.web {
+        tracing::info!("web page on the API socket at /ui/ (reach it with `quantune web` or ssh -L; see docs/WEB.md)");
+    }
     tracing::info!(socket = %cfg.socket.display(), state_dir = %cfg.state_dir.display(), "quantune daemon ready");
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Ready,

@@ -72,13 +72,18 @@ impl Client {
         Client { endpoint }
     }
 
-    /// Sends a request; returns the body of a 2xx reply, else the daemon's error message.
-    pub async fn call(
+    /// Where this client sends its requests.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends a request; returns the reply's status, content type and body, whatever the status.
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<(StatusCode, Option<String>, Vec<u8>), ClientError> {
         let mut sender = match &self.endpoint {
             Endpoint::Unix(socket) => {
                 let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
@@ -126,6 +131,11 @@ impl Client {
             .await
             .map_err(|e| ClientError(format!("the daemon did not answer: {e}")))?;
         let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let bytes = resp
             .into_body()
             .collect()
@@ -133,6 +143,17 @@ impl Client {
             .map_err(|e| ClientError(format!("the daemon's reply broke off: {e}")))?
             .to_bytes()
             .to_vec();
+        Ok((status, content_type, bytes))
+    }
+
+    /// Sends a request; returns the body of a 2xx reply, else the daemon's error message.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let (status, _, bytes) = self.send(method, path, body).await?;
         if status.is_success() {
             return Ok(bytes);
         }

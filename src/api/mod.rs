@@ -55,6 +55,9 @@ pub struct TrialView {
     pub started_at: Option<f64>,
     /// Unix time it finished.
     pub finished_at: Option<f64>,
+    /// A result imported from a file (`quantune import STUDY FILES…`), not run here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
 }
 
 impl From<&TrialRecord> for TrialView {
@@ -78,6 +81,7 @@ impl From<&TrialRecord> for TrialView {
             created_at: t.created_at,
             started_at: t.started_at,
             finished_at: t.finished_at,
+            imported: t.imported,
         }
     }
 }
@@ -101,8 +105,11 @@ pub struct StudySummary {
     pub max_trials: u64,
     /// `budget.parallel`.
     pub parallel: u64,
-    /// Trials created so far.
+    /// Trials created so far (imported results not counted: they cost no budget).
     pub trials: u64,
+    /// Results imported from files (finished trials outside the budget).
+    #[serde(default)]
+    pub imported: u64,
     /// Trials per state.
     pub counts: BTreeMap<String, u64>,
     /// The best feasible trial so far.

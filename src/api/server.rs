@@ -25,6 +25,8 @@ pub struct AppState {
     pub gpus: Arc<GpuDiscovery>,
     /// The state directory (for `status`).
     pub state_dir: PathBuf,
+    /// Serve the read-only web page under `/ui` (daemon config `web = true`).
+    pub web: bool,
 }
 
 /// An API error: status plus message.
@@ -119,7 +121,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
             format!("method {method} is not allowed on {path}; allowed: {allowed}")
         }
         StatusCode::PAYLOAD_TOO_LARGE => {
-            let limit = if path == "/v1/import" {
+            let limit = if path.ends_with("/import") {
                 IMPORT_BODY_LIMIT
             } else {
                 BODY_LIMIT
@@ -144,7 +146,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let routes = Router::new()
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
@@ -165,6 +167,17 @@ pub fn router(state: AppState) -> Router {
             "/v1/import",
             post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
+        .route(
+            "/v1/studies/{name}/import",
+            post(import_results).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
+        .route("/v1/studies/{name}/enqueue", post(enqueue));
+    let routes = if state.web {
+        routes.merge(crate::web::routes())
+    } else {
+        routes
+    };
+    let api = routes
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -347,4 +360,32 @@ async fn import(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> 
         Json(serde_json::json!({ "studies": summary.studies, "trials": summary.trials }))
             .into_response(),
     )
+}
+
+async fn import_results(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: crate::results::ImportRequest = body(&bytes)?;
+    let trials = s.engine.import_results(&name, req.results)?;
+    Ok((StatusCode::CREATED, Json(trials)).into_response())
+}
+
+/// Body of `POST …/enqueue`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnqueueRequest {
+    /// The configuration (missing parameters are filled by the strategy).
+    params: quantune_strategies::Params,
+}
+
+async fn enqueue(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: EnqueueRequest = body(&bytes)?;
+    let trial = s.engine.enqueue(&name, req.params)?;
+    Ok((StatusCode::CREATED, Json(trial)).into_response())
 }

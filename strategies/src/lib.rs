@@ -1,8 +1,9 @@
 //! # quantune-strategies
 //!
 //! The search side of quantune: what a study may try (`SearchSpace`), how the next trial is
-//! chosen (`Strategy` implementations: random, scrambled Sobol, grid), and the Pareto maths the
-//! leaderboard uses (non-dominated sorting, hypervolume).
+//! chosen (`Strategy` implementations: random, scrambled Sobol, grid), the Pareto maths the
+//! leaderboard uses (non-dominated sorting, hypervolume), and parameter importance
+//! (PED-ANOVA, [`importance`]).
 //!
 //! The crate is pure: no I/O, no clocks, no threads. A strategy gets the whole trial history in a
 //! [`SuggestContext`] and derives its randomness from the study seed and the trial number, so a
@@ -29,6 +30,7 @@ pub mod encoding;
 pub mod gp;
 pub mod grid;
 pub mod history;
+pub mod importance;
 pub mod objective;
 pub mod pareto;
 pub mod pruner;

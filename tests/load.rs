@@ -35,6 +35,9 @@ fn raise_fd_limit() {
     }
 }
 
+/// One client's request latencies (by request kind) and errors.
+type ClientResult = (Vec<(&'static str, Duration)>, Vec<String>);
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -70,7 +73,7 @@ fn thousand_concurrent_clients() {
     let socket = d.socket.clone();
     let start = Arc::new(tokio::sync::Barrier::new(clients));
     let t0 = Instant::now();
-    let results: Vec<(Vec<(&'static str, Duration)>, Vec<String>)> = rt.block_on(async {
+    let results: Vec<ClientResult> = rt.block_on(async {
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
                 let client = Client::new(&socket);

@@ -26,7 +26,7 @@ use quantune_strategies::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
@@ -57,8 +57,28 @@ impl std::fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+/// Set once a store write has failed with an I/O error (a full disk, a failing device). sled
+/// refuses every later write after one, even once space is freed, so the daemon watches this
+/// and restarts itself (`quantune serve` exits 1; systemd starts it again): the fresh process
+/// reopens the store, and what the failed writes were about is retried, not lost (acknowledged
+/// changes are durable; the rest is reconciled: trials that were running run again).
+static STORE_IO_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a store write has failed with an I/O error in this process (see [`STORE_IO_FAILED`]).
+pub fn store_io_failed() -> bool {
+    STORE_IO_FAILED.load(Ordering::SeqCst)
+}
+
+/// Records a failed store write (see [`STORE_IO_FAILED`]).
+fn note_store_error(e: &quantune_state::StoreError) {
+    if matches!(e, quantune_state::StoreError::Io(_)) {
+        STORE_IO_FAILED.store(true, Ordering::SeqCst);
+    }
+}
+
 impl From<quantune_state::StoreError> for EngineError {
     fn from(e: quantune_state::StoreError) -> Self {
+        note_store_error(&e);
         match e {
             quantune_state::StoreError::StudyExists(n) => EngineError::Conflict(format!(
                 "a study named '{n}' already exists; choose another [study] name"
@@ -66,7 +86,7 @@ impl From<quantune_state::StoreError> for EngineError {
             quantune_state::StoreError::NoStudy(n) => {
                 EngineError::NotFound(format!("no study named '{n}'"))
             }
-            other => EngineError::Internal(other.to_string()),
+            other => EngineError::Internal(format!("{other}{}", disk_hint(&other))),
         }
     }
 }
@@ -827,6 +847,7 @@ impl Engine {
                 .with_label_values(&["put_trials"])
                 .observe(t0.elapsed().as_secs_f64());
             if let Err(e) = written {
+                note_store_error(&e);
                 tracing::error!(
                     "cannot record {} trial change(s), will retry every second: {e}{}",
                     inner.dirty.len(),
@@ -1078,6 +1099,7 @@ impl Engine {
             .map(|n| self.finish_trial(rt, n))
             .collect();
         if let Err(e) = self.store.put_trials(&recs) {
+            note_store_error(&e);
             tracing::error!(study = %rt.record.name, "cannot record cancelled trials: {e}");
         }
     }
@@ -1099,6 +1121,7 @@ impl Engine {
                 rt.record = rec;
             }
             Err(e) => {
+                note_store_error(&e);
                 tracing::error!(study = %rec.name, "cannot record study state {}: {e}", state.as_str())
             }
         }
@@ -1205,6 +1228,7 @@ impl Engine {
                 .with_label_values(&["put_trials"])
                 .observe(t0.elapsed().as_secs_f64());
             if let Err(e) = written {
+                note_store_error(&e);
                 tracing::error!(
                     "cannot record {} new trial(s); not starting them: {e}",
                     new_records.len()
@@ -1409,9 +1433,14 @@ impl Engine {
 
     /// The leaderboard rows.
     pub fn leaderboard(&self, name: &str, top: Option<usize>) -> Result<Vec<leaderboard::Row>> {
-        let inner = self.lock();
-        let rt = inner.studies.get(name).ok_or_else(|| not_found(name))?;
-        Ok(leaderboard::build(&rt.def, &rt.trials, top))
+        // Ranked outside the lock: a dashboard polling a large study must not hold up the
+        // scheduler and every ask/tell (a copy of the records is cheaper than the ranking).
+        let (def, trials) = {
+            let inner = self.lock();
+            let rt = inner.studies.get(name).ok_or_else(|| not_found(name))?;
+            (rt.def.clone(), rt.trials.clone())
+        };
+        Ok(leaderboard::build(&def, &trials, top))
     }
 
     /// Stops starting new trials of a study; running ones go on.
@@ -1821,7 +1850,7 @@ impl Engine {
 fn disk_hint(e: &quantune_state::StoreError) -> &'static str {
     let text = e.to_string();
     if text.contains("No space left on device") || text.contains("os error 28") {
-        " (the disk holding the state directory is full: free space there; nothing is lost, the changes are kept in memory and written as soon as the store accepts them)"
+        " (the disk holding the state directory is full: free space there; what was not recorded was not acknowledged, and is retried)"
     } else {
         ""
     }

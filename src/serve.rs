@@ -67,7 +67,17 @@ pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     lock_state_dir(state_dir)?;
-    let store = Store::open(&state_dir.join("store")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&state_dir.join("store")).map_err(|e| {
+        let full = e.to_string().contains("No space left on device");
+        anyhow::anyhow!(
+            "{e}{}",
+            if full {
+                "; free space on the disk that holds the state directory, then start again"
+            } else {
+                ""
+            }
+        )
+    })?;
     Ok(Arc::new(store))
 }
 
@@ -204,8 +214,20 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
             let _ = sd_notify::notify(&states);
         },
     ));
+    // Stop on SIGTERM/SIGINT, or when the store can no longer be written (see
+    // `engine::store_io_failed`): only a fresh process can write to it again.
     tokio::spawn(async move {
-        stop_signal.await;
+        let store_failed = async {
+            while !crate::engine::store_io_failed() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        tokio::select! {
+            _ = stop_signal => {}
+            _ = store_failed => tracing::error!(
+                "a write to the state store failed (see above); stopping so that a fresh start can write again"
+            ),
+        }
         let _ = quit_tx.send(true);
     });
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
@@ -225,6 +247,12 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     }
     let _ = std::fs::remove_file(&cfg.socket);
     served?;
+    if crate::engine::store_io_failed() {
+        bail!(
+            "stopped: the state store in {} could not be written (is its disk full?); nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",
+            cfg.state_dir.display()
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

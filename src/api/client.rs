@@ -212,3 +212,29 @@ pub fn segment(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_for_the_tcp_listener() {
+        match Endpoint::from_url("http://127.0.0.1:7707/", Some("t".into())).unwrap() {
+            Endpoint::Tcp { addr, token } => {
+                assert_eq!(addr, "127.0.0.1:7707");
+                assert_eq!(token.as_deref(), Some("t"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "https://127.0.0.1:7707",
+            "127.0.0.1:7707",
+            "http://",
+            "http://host",
+            "http://h:1/v1",
+        ] {
+            let e = Endpoint::from_url(bad, None).unwrap_err().0;
+            assert!(e.contains("http://HOST:PORT"), "{bad}: {e}");
+        }
+    }
+}

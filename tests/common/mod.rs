@@ -104,6 +104,21 @@ impl Daemon {
         }
     }
 
+    /// Waits up to `timeout` for the daemon to exit on its own; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let t = Instant::now();
+        while t.elapsed() < timeout {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(s)) = c.try_wait() {
+                    self.child = None;
+                    return s.code();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGTERMs the daemon and waits for it to exit; returns its exit status success.
     pub fn stop(&mut self) -> bool {
         if let Some(mut c) = self.child.take() {

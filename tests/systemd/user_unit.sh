@@ -112,7 +112,7 @@ if [ "$pid" -gt 0 ] 2>/dev/null; then
   kill -STOP "$pid"
   frozen_at=$(date +%s.%N)
   new=$pid
-  for _ in $(seq 150); do
+  for _ in $(seq 250); do
     new=$(prop MainPID)
     if [ "$new" != "$pid" ] && [ "$new" != 0 ] && [ "$(prop ActiveState)" = active ]; then break; fi
     sleep 0.1

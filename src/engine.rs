@@ -162,10 +162,7 @@ impl StudyRuntime {
             message: self.record.message.clone(),
             description: self.def.description.clone(),
             strategy: self.def.strategy.kind.clone(),
-            workload: match self.def.trial.workload {
-                Workload::Command => "command".into(),
-                Workload::External => "external".into(),
-            },
+            workload: self.def.trial.workload.name().into(),
             max_trials: self.def.budget.max_trials,
             parallel: self.def.budget.parallel,
             trials: self.trials.len() as u64,
@@ -736,7 +733,7 @@ impl Engine {
                 .iter()
                 .filter(|(_, rt)| {
                     rt.record.state == StudyState::Running
-                        && rt.def.trial.workload == Workload::Command
+                        && rt.def.trial.workload.daemon_runs_trials()
                 })
                 .filter(|(n, _)| self.only_study.as_ref().is_none_or(|o| o == *n))
                 .map(|(n, _)| n.clone())
@@ -899,7 +896,7 @@ impl Engine {
     /// Registers a new study and wakes the scheduler.
     pub fn submit(&self, def: StudyDefinition, source: String) -> Result<StudySummary> {
         let mut inner = self.lock();
-        if def.trial.workload == Workload::Command
+        if def.trial.workload.daemon_runs_trials()
             && def.trial.gpus > 0
             && inner.slots.gpu_devices() < def.trial.gpus as usize
         {

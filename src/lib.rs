@@ -20,3 +20,4 @@ pub mod run;
 pub mod serve;
 pub mod slots;
 pub mod study;
+pub mod workload;

@@ -40,7 +40,8 @@ pub fn start_engine(
 )> {
     let store = open_store(state_dir)?;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let executor = Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE));
+    let executor =
+        Arc::new(LocalExecutor::new(ev_tx, KILL_GRACE).with_cache_dir(state_dir.join("cache")));
     let cfg = EngineConfig {
         run_root: state_dir.join("trials"),
         cpu_slots,
@@ -60,6 +61,7 @@ pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
         GpuDiscovery {
             devices: Vec::new(),
             note: Some("GPU discovery is off (gpu_discovery = false)".into()),
+            driver_version: None,
         }
     }
 }

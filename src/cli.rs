@@ -360,4 +360,7 @@ pub enum Command {
     },
     /// List CUDA devices this machine offers.
     Gpus,
+    /// One trial of the built-in workload `builtin:qat-bench` (the daemon starts it).
+    #[command(hide = true, name = "qat-bench")]
+    QatBench(crate::workload::qat::BenchArgs),
 }

@@ -245,10 +245,7 @@ impl StudyRuntime {
             message: self.record.message.clone(),
             description: self.def.description.clone(),
             strategy: self.def.strategy.kind.clone(),
-            workload: match self.def.trial.workload {
-                Workload::Command => "command".into(),
-                Workload::External => "external".into(),
-            },
+            workload: self.def.trial.workload.name().into(),
             max_trials: self.def.budget.max_trials,
             parallel: self.def.budget.parallel,
             trials: self.budgeted(),
@@ -1143,7 +1140,7 @@ impl Engine {
                 .iter()
                 .filter(|(_, rt)| {
                     rt.record.state == StudyState::Running
-                        && rt.def.trial.workload == Workload::Command
+                        && rt.def.trial.workload.daemon_runs_trials()
                 })
                 .filter(|(n, _)| self.only_study.as_ref().is_none_or(|o| o == *n))
                 .map(|(n, _)| n.clone())
@@ -1338,7 +1335,7 @@ impl Engine {
     /// Registers a new study and wakes the scheduler.
     pub fn submit(&self, def: StudyDefinition, source: String) -> Result<StudySummary> {
         let mut inner = self.lock();
-        if def.trial.workload == Workload::Command
+        if def.trial.workload.daemon_runs_trials()
             && self
                 .executor_named(Some(def.trial.executor.as_str()))
                 .is_none()
@@ -1348,7 +1345,7 @@ impl Engine {
                 def.trial.executor, def.trial.executor
             )));
         }
-        if def.trial.workload == Workload::Command
+        if def.trial.workload.daemon_runs_trials()
             && def.trial.executor == "local"
             && def.trial.gpus > 0
             && inner.slots.gpu_devices() < def.trial.gpus as usize

@@ -29,3 +29,4 @@ pub mod slots;
 pub mod study;
 pub mod viz;
 pub mod web;
+pub mod workload;

@@ -34,6 +34,10 @@ fn init_tracing(daemon: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::QatBench(args) = &cli.command {
+        // A trial process: CPU-bound and synchronous, no runtime, no tracing.
+        return ExitCode::from(quantune::workload::qat::main(args) as u8);
+    }
     quantune::color::init(cli.color);
     let daemon = matches!(cli.command, Command::Serve { .. });
     init_tracing(daemon);
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
             } => quantune::run::run(&file, &state, cpu_slots, quiet).await,
             Command::Validate { file } => validate(&file, cli.format),
             Command::Gpus => gpus(cli.format),
+            Command::QatBench(_) => unreachable!("handled before the runtime starts"),
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(
@@ -147,12 +152,19 @@ fn gpus(format: Format) -> anyhow::Result<i32> {
     } else if let Some(note) = &d.note {
         println!("no GPUs: {note}");
     } else {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        if let Some(v) = &d.driver_version {
+            println!("CUDA driver {v}");
+        }
         for g in &d.devices {
             println!(
-                "gpu{}: {} ({:.1} GiB)",
+                "gpu{}: {}, compute capability {}, {:.1} GiB total, {} free",
                 g.index,
                 g.name,
-                g.memory_total as f64 / (1u64 << 30) as f64
+                g.compute_capability.as_deref().unwrap_or("?"),
+                gib(g.memory_total),
+                g.memory_free
+                    .map_or_else(|| "?".to_string(), |f| format!("{:.1} GiB", gib(f)))
             );
         }
     }

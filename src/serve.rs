@@ -97,8 +97,9 @@ pub fn start_engine(
 )> {
     let store = open_store(state_dir)?;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let mut executors: Vec<Arc<dyn Executor>> =
-        vec![Arc::new(LocalExecutor::new(ev_tx.clone(), KILL_GRACE))];
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
+        LocalExecutor::new(ev_tx.clone(), KILL_GRACE).with_cache_dir(state_dir.join("cache")),
+    )];
     if let Some(cfg) = slurm {
         executors.push(Arc::new(
             SlurmExecutor::new(cfg, ev_tx).map_err(anyhow::Error::msg)?,
@@ -123,6 +124,7 @@ pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
         GpuDiscovery {
             devices: Vec::new(),
             note: Some("GPU discovery is off (gpu_discovery = false)".into()),
+            driver_version: None,
         }
     }
 }

@@ -115,6 +115,26 @@ pub enum Workload {
     Command,
     /// A client runs trials itself through ask/report/tell.
     External,
+    /// `builtin:qat-bench`: the daemon runs this binary's QAT fine-tune-and-benchmark
+    /// (src/workload/qat), configured by `[trial.qat]`.
+    #[serde(rename = "builtin:qat-bench")]
+    QatBench,
+}
+
+impl Workload {
+    /// The name a study file uses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::Command => "command",
+            Workload::External => "external",
+            Workload::QatBench => "builtin:qat-bench",
+        }
+    }
+
+    /// Whether the daemon starts a process for each trial (else a client runs them).
+    pub fn daemon_runs_trials(&self) -> bool {
+        !matches!(self, Workload::External)
+    }
 }
 
 /// `[trial]`.
@@ -136,6 +156,9 @@ pub struct TrialSpec {
     pub retries: u32,
     /// `local` (the only executor so far).
     pub executor: String,
+    /// `[trial.qat]`, for `workload = "builtin:qat-bench"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qat: Option<crate::workload::qat::QatSettings>,
 }
 
 /// A study file problem, with where it is.
@@ -275,6 +298,7 @@ struct RawTrial {
     timeout: Option<String>,
     retries: Option<i64>,
     executor: Option<String>,
+    qat: Option<crate::workload::qat::settings::RawQatSettings>,
 }
 
 #[derive(Deserialize, Default)]
@@ -577,12 +601,7 @@ fn validate(
     let workload = match t.workload.as_deref().unwrap_or("command") {
         "command" => Workload::Command,
         "external" => Workload::External,
-        w if w.starts_with("builtin:") => {
-            return Err(e(
-                "trial.workload",
-                format!("\"{w}\" is not available in this version yet; use \"command\" (a program that speaks the trial protocol) or \"external\" (ask/tell)"),
-            ))
-        }
+        "builtin:qat-bench" => Workload::QatBench,
         w => {
             return Err(e(
                 "trial.workload",
@@ -618,7 +637,43 @@ fn validate(
                 ));
             }
         }
+        Workload::QatBench => {
+            if !command.is_empty() {
+                return Err(e(
+                    "trial.command",
+                    "workload = \"builtin:qat-bench\" runs quantune's own QAT benchmark; remove `command` (its knobs go in [trial.qat])".into(),
+                ));
+            }
+        }
     }
+    let qat = match workload {
+        Workload::QatBench => {
+            use crate::workload::qat::settings;
+            settings::check_space(&space)?;
+            for (i, o) in objectives.iter().enumerate() {
+                settings::check_metric(&o.metric)
+                    .map_err(|m| e(&format!("objective[{i}].metric"), m))?;
+            }
+            for (i, c) in constraints.iter().enumerate() {
+                settings::check_metric(&c.metric)
+                    .map_err(|m| e(&format!("constraint[{i}].metric"), m))?;
+            }
+            if t.gpus.is_some_and(|g| g > 0) {
+                return Err(e(
+                    "trial.gpus",
+                    "workload = \"builtin:qat-bench\" runs on CPU slots; set gpus = 0 or remove it".into(),
+                ));
+            }
+            Some(settings::validate(t.qat, seed)?)
+        }
+        _ if t.qat.is_some() => {
+            return Err(e(
+                "trial.qat",
+                "[trial.qat] configures workload = \"builtin:qat-bench\"; remove it or set that workload".into(),
+            ))
+        }
+        _ => None,
+    };
     let working_dir = match t.working_dir {
         Some(d) if d.trim().is_empty() => {
             return Err(e("trial.working_dir", "must not be empty".into()))
@@ -708,6 +763,7 @@ fn validate(
             timeout_secs,
             retries: retries as u32,
             executor,
+            qat,
         },
         base_dir: base_dir.to_path_buf(),
         pruner,

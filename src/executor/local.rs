@@ -35,6 +35,8 @@ pub struct LocalExecutor {
     running: Arc<Mutex<CancelSwitches>>,
     /// Time between SIGTERM and SIGKILL.
     kill_grace: Duration,
+    /// Where built-in workloads keep what they build once (the state directory's `cache/`).
+    cache_dir: PathBuf,
 }
 
 impl LocalExecutor {
@@ -44,7 +46,15 @@ impl LocalExecutor {
             events,
             running: Arc::default(),
             kill_grace,
+            cache_dir: std::env::temp_dir().join("quantune-cache"),
         }
+    }
+
+    /// Sets where built-in workloads cache what they build once (default: a folder in the
+    /// system's temp directory).
+    pub fn with_cache_dir(mut self, dir: PathBuf) -> LocalExecutor {
+        self.cache_dir = dir;
+        self
     }
 }
 
@@ -63,25 +73,27 @@ impl Executor for LocalExecutor {
         let events = self.events.clone();
         let running = self.running.clone();
         let grace = self.kill_grace;
+        let cache_dir = self.cache_dir.clone();
         tokio::spawn(async move {
             let (study, trial, attempt) = (launch.study.clone(), launch.trial, launch.attempt);
             // Supervised in a task of its own: should it panic, the scheduler still hears that
             // the attempt is over (and frees its slot) instead of waiting forever.
             let tx = events.clone();
-            let outcome = match tokio::spawn(
-                async move { run_attempt(launch, rx, grace, &tx).await },
-            )
-            .await
-            {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    tracing::error!(%study, trial, attempt, "trial supervisor failed: {e}");
-                    AttemptOutcome::Failed {
-                        reason: format!("internal error while supervising the trial: {e}"),
-                        stderr_tail: None,
+            let outcome =
+                match tokio::spawn(
+                    async move { run_attempt(launch, rx, grace, &cache_dir, &tx).await },
+                )
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        tracing::error!(%study, trial, attempt, "trial supervisor failed: {e}");
+                        AttemptOutcome::Failed {
+                            reason: format!("internal error while supervising the trial: {e}"),
+                            stderr_tail: None,
+                        }
                     }
-                }
-            };
+                };
             running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -197,6 +209,7 @@ async fn run_attempt(
     launch: Launch,
     mut cancel: watch::Receiver<Option<CancelReason>>,
     grace: Duration,
+    cache_dir: &Path,
     events: &mpsc::UnboundedSender<ExecEvent>,
 ) -> AttemptOutcome {
     let fail = |reason: String| AttemptOutcome::Failed {
@@ -225,13 +238,23 @@ async fn run_attempt(
         Ok(f) => f,
         Err(e) => return fail(format!("cannot create {}: {e}", stdout_path.display())),
     };
-    let mut argv = Vec::with_capacity(launch.spec.command.len());
-    for arg in &launch.spec.command {
-        match protocol::substitute(arg, &launch.params, &launch.study, launch.trial) {
-            Ok(a) => argv.push(a),
-            Err(e) => return fail(format!("bad command template: {e}")),
+    let argv = match &launch.spec.qat {
+        // The built-in workload is this binary run as a trial (src/workload).
+        Some(qat) => match crate::workload::qat::argv(qat, &launch.params, cache_dir) {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        },
+        None => {
+            let mut argv = Vec::with_capacity(launch.spec.command.len());
+            for arg in &launch.spec.command {
+                match protocol::substitute(arg, &launch.params, &launch.study, launch.trial) {
+                    Ok(a) => argv.push(a),
+                    Err(e) => return fail(format!("bad command template: {e}")),
+                }
+            }
+            argv
         }
-    }
+    };
     let cuda: Vec<String> = launch.slot.gpus.iter().map(u32::to_string).collect();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])

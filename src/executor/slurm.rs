@@ -664,6 +664,7 @@ mod tests {
             timeout_secs: 60.0,
             retries: 0,
             executor: "slurm".into(),
+            qat: None,
         };
         let l = Launch {
             study: "s".into(),

@@ -1989,7 +1989,11 @@ fn suggest(rt: &StudyRuntime, n: u64) -> std::result::Result<Params, StrategyErr
         trial_number: n,
         seed: rt.def.seed,
     };
-    let params = rt.strategy.suggest(&ctx)?;
+    let suggestion = rt.strategy.suggest_with_note(&ctx)?;
+    if let Some(note) = &suggestion.note {
+        tracing::warn!(study = %rt.record.name, trial = n, strategy = rt.strategy.name(), "{note}");
+    }
+    let params = suggestion.params;
     if !rt.def.space.contains(&params) {
         return Err(StrategyError::Invalid(format!(
             "strategy {} suggested a point outside the space",

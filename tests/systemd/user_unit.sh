@@ -18,6 +18,9 @@ bin=$(realpath "$1")
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 # Not under /tmp (PrivateTmp=) nor /home or /root (ProtectHome=read-only).
 base=$(mktemp -d /var/lib/quantune-unit-test.XXXXXX)
+# The binary may have been built under /tmp (e.g. CARGO_TARGET_DIR=/tmp/…), which PrivateTmp=
+# hides from the unit: run a copy from the test's own directory.
+cp "$bin" "$base/quantune" && bin=$base/quantune
 export XDG_RUNTIME_DIR=$base/xdg HOME=$base/home
 mkdir -p "$XDG_RUNTIME_DIR" "$HOME/.config/systemd/user/quantune.service.d" "$base/study"
 chmod 700 "$XDG_RUNTIME_DIR"

@@ -64,14 +64,7 @@ impl Strategy for BayesStrategy {
     }
 
     fn suggest_with_note(&self, ctx: &SuggestContext<'_>) -> Result<Suggestion, StrategyError> {
-        let space_filling = |note: Option<String>| Suggestion {
-            params: ctx.space.from_unit(&SobolStrategy::unit_point(
-                ctx.seed,
-                ctx.trial_number,
-                ctx.space.dim(),
-            )),
-            note,
-        };
+        let space_filling = |note: Option<String>| history::space_filling(ctx, note);
         if ctx.trial_number < self.initial_trials {
             return Ok(space_filling(None));
         }

@@ -143,6 +143,24 @@ pub fn same_params(a: &Params, b: &Params) -> bool {
         })
 }
 
+/// The space-filling suggestion model-based strategies make before (and instead of) a model:
+/// trial n's point of the study's scrambled Sobol sequence, with `note` saying why, if a fallback.
+pub fn space_filling(
+    ctx: &SuggestContext<'_>,
+    note: Option<String>,
+) -> crate::strategy::Suggestion {
+    crate::strategy::Suggestion {
+        params: ctx
+            .space
+            .from_unit(&crate::sobol::SobolStrategy::unit_point(
+                ctx.seed,
+                ctx.trial_number,
+                ctx.space.dim(),
+            )),
+        note,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,6 @@
 
 use crate::history::{self, Evidence, Point};
 use crate::pareto::{hypervolume_contributions, non_dominated_ranks};
-use crate::sobol::SobolStrategy;
 use crate::space::{Domain, Params, SearchSpace};
 use crate::strategy::{Strategy, StrategyError, SuggestContext, Suggestion};
 use rand::Rng;
@@ -49,14 +48,7 @@ impl Strategy for TpeStrategy {
     }
 
     fn suggest_with_note(&self, ctx: &SuggestContext<'_>) -> Result<Suggestion, StrategyError> {
-        let space_filling = |note: Option<String>| Suggestion {
-            params: ctx.space.from_unit(&SobolStrategy::unit_point(
-                ctx.seed,
-                ctx.trial_number,
-                ctx.space.dim(),
-            )),
-            note,
-        };
+        let space_filling = |note: Option<String>| history::space_filling(ctx, note);
         if ctx.trial_number < self.initial_trials {
             return Ok(space_filling(None));
         }
@@ -571,6 +563,7 @@ fn log_sum_exp(v: &[f64]) -> f64 {
 mod tests {
     use super::*;
     use crate::objective::{Direction, Objective};
+    use crate::sobol::SobolStrategy;
     use crate::space::{Param, ParamValue};
     use crate::strategy::{Observation, Outcome};
     use crate::test_support::arb_space;

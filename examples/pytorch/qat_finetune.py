@@ -24,6 +24,7 @@ so a leaderboard never mistakes dequantized timing for real int4 speed.
 """
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
@@ -147,6 +148,25 @@ def materialize(torch, model, fmt):
 
 # ---- models ----
 
+def autocast(torch, device, dtype):
+    """Mixed precision in ``dtype``, or nothing for f32 (older PyTorch rejects an f32 autocast
+    even when it is disabled)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def attention(torch, q, k, v):
+    """Causal attention: PyTorch's fused kernel where it has one (2.0+), else written out."""
+    sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+    if sdpa is not None:
+        return sdpa(q, k, v, is_causal=True)
+    t = q.shape[-2]
+    mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    w = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    return torch.softmax(w.masked_fill(mask, float("-inf")), dim=-1) @ v
+
+
 def tiny_model(torch, seq_len, d=128, layers=2, heads=4):
     nn = torch.nn
 
@@ -160,7 +180,7 @@ def tiny_model(torch, seq_len, d=128, layers=2, heads=4):
         def forward(self, x):
             b, t, _ = x.shape
             q, k, v = self.qkv(self.n1(x)).view(b, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = attention(torch, q, k, v)
             x = x + self.out(y.transpose(1, 2).reshape(b, t, d))
             return x + self.down(torch.nn.functional.gelu(self.up(self.n2(x))))
 
@@ -211,7 +231,7 @@ def evaluate(torch, model, logits_of, data, seq_len, tokens, device, dtype):
     model.eval()
     n = max(1, min(tokens, len(data) - 1) // seq_len)
     total = 0.0
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+    with torch.no_grad(), autocast(torch, device, dtype):
         for i in range(0, n, 16):
             idx = range(i, min(n, i + 16))
             x = torch.stack([data[j * seq_len:(j + 1) * seq_len] for j in idx]).to(device)
@@ -294,7 +314,7 @@ def main(argv=None):
     try:
         for step in range(1, args.steps + 1):
             x, y = batches(torch, train, seq, args.batch_size, gen, device)
-            with torch.autocast(device.type, dtype=compute, enabled=compute != torch.float32):
+            with autocast(torch, device, compute):
                 logits = logits_of(model, x).float()
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             if not torch.isfinite(loss):

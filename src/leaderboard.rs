@@ -21,6 +21,44 @@ pub struct Row {
     /// Whether this is the best trial (single objective) or the front point with the largest
     /// hypervolume contribution (several).
     pub best: bool,
+    /// Objectives on which this trial cannot be told apart from the row above it: the two
+    /// values differ by less than the larger of their measured spreads (`<metric>_spread`,
+    /// reported by the trials). Empty when the trials report no spread.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ties: Vec<Tie>,
+}
+
+/// A difference within measurement noise between a row and the row above it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Tie {
+    /// The trial of the row above.
+    pub with: u64,
+    /// The objective metric, e.g. `latency_ms`.
+    pub metric: String,
+}
+
+/// The suffix a trial's metric carries for its measured run-to-run spread (max − min over the
+/// timed repeats), e.g. `latency_ms_spread`.
+pub const SPREAD_SUFFIX: &str = "_spread";
+
+/// Objectives on which trials `a` and `b` differ by less than the larger of their measured
+/// spreads. A metric without a spread on either trial is never a tie.
+pub fn ties(def: &StudyDefinition, a: &TrialRecord, b: &TrialRecord) -> Vec<String> {
+    def.objectives
+        .iter()
+        .filter(|o| {
+            let spread_key = format!("{}{SPREAD_SUFFIX}", o.metric);
+            let (Some(va), Some(vb)) = (a.metrics.get(&o.metric), b.metrics.get(&o.metric)) else {
+                return false;
+            };
+            let (Some(sa), Some(sb)) = (a.metrics.get(&spread_key), b.metrics.get(&spread_key))
+            else {
+                return false;
+            };
+            (va - vb).abs() <= sa.max(*sb)
+        })
+        .map(|o| o.metric.clone())
+        .collect()
 }
 
 /// Whether a complete trial meets every constraint.
@@ -64,11 +102,23 @@ pub fn build(def: &StudyDefinition, trials: &[TrialRecord], top: Option<usize>) 
         } else {
             pos + 1
         };
+        let above = pos.checked_sub(1).map(|p| good[order[p]].0);
         rows.push(Row {
             rank: Some(rank),
             trial: crate::api::TrialView::from(good[i].0),
             feasible: true,
             best: Some(i) == best,
+            ties: above
+                .map(|t| {
+                    ties(def, good[i].0, t)
+                        .into_iter()
+                        .map(|metric| Tie {
+                            with: t.number,
+                            metric,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     good.clear();
@@ -100,6 +150,7 @@ pub fn build(def: &StudyDefinition, trials: &[TrialRecord], top: Option<usize>) 
         trial: crate::api::TrialView::from(t),
         feasible: false,
         best: false,
+        ties: Vec::new(),
     }));
     if let Some(n) = top {
         rows.truncate(n);
@@ -137,4 +188,70 @@ fn best_index(def: &StudyDefinition, points: &[Vec<f64>], ranks: &[usize]) -> Op
     let best =
         (0..front.len()).max_by(|&a, &b| contrib[a].total_cmp(&contrib[b]).then(b.cmp(&a)))?;
     Some(front[best])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantune_strategies::ParamValue;
+    use std::path::Path;
+
+    fn def() -> StudyDefinition {
+        let text = r#"
+[study]
+name = "t"
+seed = 1
+[[objective]]
+metric = "latency_ms"
+direction = "minimize"
+[space.q]
+type = "categorical"
+choices = ["a", "b", "c", "d"]
+[budget]
+max_trials = 4
+[trial]
+command = ["true"]
+"#;
+        crate::study::parse(text, "t.toml", Path::new("/tmp"), None).unwrap()
+    }
+
+    fn trial(n: u64, latency: f64, spread: Option<f64>) -> TrialRecord {
+        let mut t = TrialRecord::new("t", n, Default::default(), 0.0);
+        t.params
+            .insert("q".into(), ParamValue::Str(["a", "b", "c", "d"][n as usize].into()));
+        t.state = TrialState::Complete;
+        t.metrics.insert("latency_ms".into(), latency);
+        if let Some(s) = spread {
+            t.metrics.insert("latency_ms_spread".into(), s);
+        }
+        t
+    }
+
+    #[test]
+    fn rows_within_the_measured_spread_are_marked() {
+        let d = def();
+        // 1.00 ± 0.05 and 1.04 ± 0.02: within spread. 1.20: clearly slower. 1.21 has no spread.
+        let trials = vec![
+            trial(0, 1.20, Some(0.01)),
+            trial(1, 1.00, Some(0.05)),
+            trial(2, 1.04, Some(0.02)),
+            trial(3, 1.21, None),
+        ];
+        let rows = build(&d, &trials, None);
+        let order: Vec<u64> = rows.iter().map(|r| r.trial.trial).collect();
+        assert_eq!(order, vec![1, 2, 0, 3]);
+        assert!(rows[0].ties.is_empty());
+        assert_eq!(
+            rows[1].ties,
+            vec![Tie {
+                with: 1,
+                metric: "latency_ms".into()
+            }]
+        );
+        assert!(rows[2].ties.is_empty(), "0.16 apart, spreads 0.02/0.01");
+        assert!(rows[3].ties.is_empty(), "no spread reported");
+        let table = crate::output::leaderboard_table(&rows, false);
+        let note = table.rows[1].last().unwrap();
+        assert_eq!(note, "≈ trial 1 on latency_ms (within spread)");
+    }
 }

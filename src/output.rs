@@ -144,13 +144,19 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
                     .map(|d| if exact { d.to_string() } else { format_secs(d) })
                     .unwrap_or_default(),
             );
-            c.push(if r.best {
-                "best".into()
+            let mut note: Vec<String> = Vec::new();
+            if r.best {
+                note.push("best".into());
             } else if !r.feasible {
-                format!("infeasible: {}", r.trial.reason.clone().unwrap_or_default())
-            } else {
-                String::new()
-            });
+                note.push(format!(
+                    "infeasible: {}",
+                    r.trial.reason.clone().unwrap_or_default()
+                ));
+            }
+            for t in &r.ties {
+                note.push(format!("≈ trial {} on {} (within spread)", t.with, t.metric));
+            }
+            c.push(note.join("; "));
             c
         })
         .collect();

@@ -36,6 +36,7 @@ pub mod pareto;
 pub mod pruner;
 pub mod random;
 pub mod registry;
+pub mod restrict;
 pub mod sobol;
 pub mod space;
 pub mod strategy;

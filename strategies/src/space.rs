@@ -492,7 +492,7 @@ fn float_from_unit(low: f64, high: f64, log: bool, u: f64) -> f64 {
 }
 
 /// Categorical equality: exact, except that an integer and a float with the same value match.
-fn same_choice(a: &ParamValue, b: &ParamValue) -> bool {
+pub fn same_choice(a: &ParamValue, b: &ParamValue) -> bool {
     match (a, b) {
         (ParamValue::Int(i), ParamValue::Float(x)) | (ParamValue::Float(x), ParamValue::Int(i)) => {
             *x == *i as f64 && *x as i128 == i128::from(*i)

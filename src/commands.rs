@@ -138,6 +138,9 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                         b.max_gpu_hours.map(|h| format!("{h:.2}"))
                     )
                 );
+                if let Some(w) = &s.waiting {
+                    println!("{w}");
+                }
                 let trials: Vec<TrialView> = client
                     .json(
                         Method::GET,

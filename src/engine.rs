@@ -11,6 +11,7 @@
 use crate::api::{BudgetUsage, StudySummary, TrialView};
 use crate::executor::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
 use crate::gpu_monitor::GpuMonitor;
+use crate::hardware;
 use crate::leaderboard;
 use crate::metrics::Metrics;
 use crate::slots::{Slot, SlotPool, SlotUsage};
@@ -21,6 +22,7 @@ use quantune_state::{
 use quantune_strategies::pruner::{
     self, Curve, PruneContext, Pruner, QualityGate, Report as CurveReport,
 };
+use quantune_strategies::restrict::{suggest_excluding, Exclusions};
 use quantune_strategies::{
     registry, Observation, Outcome, Params, Strategy, StrategyError, SuggestContext,
 };
@@ -111,6 +113,15 @@ fn costs_retry(reason: &str) -> bool {
         && !reason.starts_with(crate::executor::slurm::REQUEUE_PREFIX)
 }
 
+/// How long GPU memory promised to a starting trial (`trial.gpu_memory`) is held back from
+/// what NVML reports free: about the time a trial takes to allocate it.
+pub const GPU_RESERVE_SECS: f64 = 60.0;
+
+/// Bytes as GiB with one decimal, for messages.
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
 /// Settings the engine is built with.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -118,8 +129,10 @@ pub struct EngineConfig {
     pub run_root: PathBuf,
     /// CPU slots.
     pub cpu_slots: usize,
-    /// CUDA device indices that get GPU slots.
-    pub gpus: Vec<u32>,
+    /// The CUDA devices that get GPU slots (from discovery).
+    pub gpus: Vec<crate::gpu::GpuInfo>,
+    /// The CUDA version the driver supports (`"12.4"`), when a driver answered.
+    pub cuda_version: Option<String>,
     /// Trials that may share one GPU.
     pub trials_per_gpu: u32,
     /// Schedule only this study (`quantune run`); others in the store stay untouched.
@@ -165,6 +178,9 @@ struct StudyRuntime {
     stop_reasons: HashMap<u64, String>,
     /// The executor's own state of running trials (Slurm PENDING/RUNNING), for `status`.
     job_states: HashMap<u64, String>,
+    /// Why no trial could start although the study has room (GPU memory, hardware), for
+    /// `status`; cleared when one starts.
+    waiting: Option<String>,
 }
 
 impl StudyRuntime {
@@ -273,6 +289,7 @@ impl StudyRuntime {
                 gpu_hours: self.gpu_hours(now()),
                 max_gpu_hours: self.def.budget.max_gpu_hours,
             },
+            waiting: self.waiting.clone(),
         }
     }
 }
@@ -293,6 +310,10 @@ struct Inner {
     dirty: Vec<(String, u64)>,
     /// Slots to give back once `dirty` is durable.
     to_release: Vec<Slot>,
+    /// GPU memory promised to trials that started recently, per device: (start time, bytes).
+    /// A trial allocates its memory some seconds after it starts; until then NVML's free
+    /// figure still counts it as free.
+    gpu_reserved: HashMap<u32, Vec<(f64, u64)>>,
 }
 
 /// The scheduler. Shared as `Arc<Engine>` by the API and the loop task.
@@ -315,6 +336,10 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// GPU sampling (NVML) of local GPU trials.
     gpu_monitor: Arc<GpuMonitor>,
+    /// The GPUs found at start, by CUDA index.
+    gpus: BTreeMap<u32, crate::gpu::GpuInfo>,
+    /// The CUDA version the driver supports.
+    cuda_version: Option<String>,
     /// Bumped by every pass of the scheduler loop's periodic work: the systemd watchdog pings
     /// only while it moves, so a hung loop gets the daemon restarted.
     heartbeat: AtomicU64,
@@ -341,18 +366,25 @@ impl Engine {
             executors,
             inner: Mutex::new(Inner {
                 studies: BTreeMap::new(),
-                slots: SlotPool::new(cfg.cpu_slots, &cfg.gpus, cfg.trials_per_gpu),
+                slots: SlotPool::new(
+                    cfg.cpu_slots,
+                    &cfg.gpus.iter().map(|g| g.index).collect::<Vec<_>>(),
+                    cfg.trials_per_gpu,
+                ),
                 rr: 0,
                 stopping: false,
                 dirty: Vec::new(),
                 to_release: Vec::new(),
+                gpu_reserved: HashMap::new(),
             }),
             wake: Notify::new(),
             run_root: cfg.run_root,
             finished_tx,
             only_study: cfg.only_study,
             metrics: Arc::new(Metrics::new()),
-            gpu_monitor: GpuMonitor::new(cfg.gpus.clone()),
+            gpu_monitor: GpuMonitor::new(cfg.gpus.iter().map(|g| g.index).collect()),
+            gpus: cfg.gpus.iter().map(|g| (g.index, g.clone())).collect(),
+            cuda_version: cfg.cuda_version,
             heartbeat: AtomicU64::new(0),
         };
         let records = engine.store.studies()?;
@@ -892,7 +924,8 @@ impl Engine {
                     .collect();
                 let tr = &mut rt.trials[n as usize];
                 tr.metrics = metrics;
-                tr.info = info;
+                // What the daemon recorded at the start (host, GPU), overridden by the trial's.
+                tr.info.extend(info);
                 tr.finished_at = Some(t);
                 if violated.is_empty() {
                     tr.state = TrialState::Complete;
@@ -1176,17 +1209,28 @@ impl Engine {
                     // Local trials take a slot here; a cluster's scheduler places the others.
                     let local = !ex.survives_restart();
                     let slot = if local {
-                        match inner.slots.acquire(rt.def.trial.gpus) {
+                        match self.acquire_slot(rt, &mut inner.slots, &mut inner.gpu_reserved, t) {
                             Some(slot) => slot,
                             None => continue,
                         }
                     } else {
                         Slot::detached(ex.name())
                     };
-                    let Some(n) = self.next_trial(rt, t) else {
+                    let exclusions = if local {
+                        self.exclusions_for(&rt.def, &slot)
+                    } else {
+                        Exclusions::none()
+                    };
+                    let Some(n) = self.next_trial(rt, t, &exclusions) else {
                         inner.slots.release(&slot);
                         continue;
                     };
+                    rt.waiting = None;
+                    if let Some(bytes) = rt.def.trial.gpu_memory.filter(|_| local) {
+                        for d in &slot.gpus {
+                            inner.gpu_reserved.entry(*d).or_default().push((t, bytes));
+                        }
+                    }
                     let tr = &mut rt.trials[n as usize];
                     let queued_since = tr.attempts.last().map_or(tr.created_at, |a| a.finished_at);
                     self.metrics
@@ -1198,6 +1242,9 @@ impl Engine {
                     }
                     tr.state = TrialState::Running;
                     tr.executor = Some(ex.name().to_string());
+                    if local {
+                        self.record_environment(tr, &slot);
+                    }
                     tr.slot = Some(slot.name.clone());
                     tr.job_id = None;
                     tr.started_at = Some(t);
@@ -1252,10 +1299,143 @@ impl Engine {
         }
     }
 
-    /// The number of the next trial to start: a queued one (retry) first, else a new one from
-    /// the strategy (kept `queued` in memory until a slot is found).
-    fn next_trial(&self, rt: &mut StudyRuntime, t: f64) -> Option<u64> {
-        if let Some(tr) = rt.trials.iter().find(|t| t.state == TrialState::Queued) {
+    /// Takes a slot for one of `rt`'s trials: a CPU slot, or GPUs that are healthy and have
+    /// the free memory the study asks for (`trial.gpu_memory`, less what trials started in the
+    /// last [`GPU_RESERVE_SECS`] have been promised). When GPUs are free but none qualifies,
+    /// notes why on the study (`status` shows it) and returns `None`: the trial waits.
+    fn acquire_slot(
+        &self,
+        rt: &mut StudyRuntime,
+        slots: &mut SlotPool,
+        reserved: &mut HashMap<u32, Vec<(f64, u64)>>,
+        t: f64,
+    ) -> Option<Slot> {
+        let gpus = rt.def.trial.gpus;
+        if gpus == 0 {
+            return slots.acquire(0);
+        }
+        for list in reserved.values_mut() {
+            list.retain(|(at, _)| t - at < GPU_RESERVE_SECS);
+        }
+        let need = rt.def.trial.gpu_memory;
+        let mut refused: Vec<String> = Vec::new();
+        let slot = slots.acquire_where(gpus, |d| match self.gpu_monitor.free_memory(d) {
+            Err(e) => {
+                refused.push(format!("gpu{d} unhealthy ({e})"));
+                false
+            }
+            Ok(None) => true, // no NVML: cannot check; the trial finds out
+            Ok(Some(free)) => {
+                let promised: u64 = reserved.get(&d).map_or(0, |l| l.iter().map(|r| r.1).sum());
+                let free = free.saturating_sub(promised);
+                match need {
+                    Some(need) if free < need => {
+                        refused.push(format!("gpu{d} has {} free", gib(free)));
+                        false
+                    }
+                    _ => true,
+                }
+            }
+        });
+        if slot.is_none() && !refused.is_empty() {
+            let why = match need {
+                Some(need) => format!(
+                    "waiting for GPUs: trial.gpu_memory = {} per GPU; {}",
+                    gib(need),
+                    refused.join(", ")
+                ),
+                None => format!("waiting for GPUs: {}", refused.join(", ")),
+            };
+            if rt.waiting.as_deref() != Some(why.as_str()) {
+                tracing::info!(study = %rt.record.name, "{why}");
+                rt.waiting = Some(why);
+            }
+        }
+        slot
+    }
+
+    /// The choices a trial on `slot` cannot run (`space.<p>.requires`).
+    fn exclusions_for(&self, def: &StudyDefinition, slot: &Slot) -> Exclusions {
+        if def.requires.is_empty() {
+            return Exclusions::none();
+        }
+        let gpus: Vec<&crate::gpu::GpuInfo> =
+            slot.gpus.iter().filter_map(|d| self.gpus.get(d)).collect();
+        hardware::exclusions(&def.requires, &gpus)
+    }
+
+    /// The choices no slot of this daemon can run for `def` (a CPU study: every choice with a
+    /// requirement; a GPU study: those fewer than `trial.gpus` of the GPUs meet).
+    fn impossible(&self, def: &StudyDefinition) -> Exclusions {
+        let mut e = Exclusions::none();
+        for r in &def.requires {
+            let meeting = self.gpus.values().filter(|g| r.met_by(&[g])).count();
+            if def.trial.gpus == 0 || meeting < def.trial.gpus as usize {
+                e.exclude(&r.param, r.choice.clone());
+            }
+        }
+        e
+    }
+
+    /// The GPUs this daemon has, for messages: `NVIDIA H100 (cc 9.0)`, or `none`.
+    fn gpu_list(&self) -> String {
+        if self.gpus.is_empty() {
+            return "none".into();
+        }
+        self.gpus
+            .values()
+            .map(|g| {
+                format!(
+                    "gpu{} {} (cc {})",
+                    g.index,
+                    g.name,
+                    g.compute_capability.as_deref().unwrap_or("?")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Stores where a local trial runs: the host, quantune's version, and its GPUs with the
+    /// driver and CUDA versions (the trial's own values of these keys win when it reports them).
+    fn record_environment(&self, tr: &mut TrialRecord, slot: &Slot) {
+        tr.info
+            .insert("host".into(), crate::host::description().to_string());
+        tr.info
+            .insert("quantune_version".into(), env!("CARGO_PKG_VERSION").into());
+        if slot.gpus.is_empty() {
+            return;
+        }
+        let names: Vec<String> = slot
+            .gpus
+            .iter()
+            .map(|d| match self.gpus.get(d) {
+                Some(g) => format!(
+                    "{} (cc {})",
+                    g.name,
+                    g.compute_capability.as_deref().unwrap_or("?")
+                ),
+                None => format!("gpu{d}"),
+            })
+            .collect();
+        tr.info.insert("gpu".into(), names.join(", "));
+        if let Some(v) = self.gpu_monitor.driver_version() {
+            tr.info.insert("gpu_driver".into(), v);
+        }
+        if let Some(v) = &self.cuda_version {
+            tr.info.insert("cuda_version".into(), v.clone());
+        }
+    }
+
+    /// The number of the next trial to start on a slot that cannot run `exclusions`: a queued
+    /// one (retry, enqueued) it can run first, else a new one from the strategy (kept `queued`
+    /// in memory until a slot is found).
+    fn next_trial(&self, rt: &mut StudyRuntime, t: f64, exclusions: &Exclusions) -> Option<u64> {
+        if let Some(tr) = rt
+            .trials
+            .iter()
+            .find(|t| t.state == TrialState::Queued && exclusions.allows(&t.params))
+        {
             return Some(tr.number);
         }
         if rt.exhausted
@@ -1266,7 +1446,10 @@ impl Engine {
         }
         let n = rt.trials.len() as u64;
         let t0 = std::time::Instant::now();
-        let suggested = suggest(rt, n);
+        let suggested = suggest(rt, n, exclusions);
+        // Under exclusions only this slot is out of points; the study is, only when no slot
+        // of this daemon can run the excluded choices either.
+        let slot_only = !exclusions.is_empty() && *exclusions != self.impossible(&rt.def);
         self.metrics
             .suggestion_seconds
             .with_label_values(&[rt.def.strategy.kind.as_str()])
@@ -1277,6 +1460,7 @@ impl Engine {
                     .push(TrialRecord::new(&rt.record.name, n, params, t));
                 Some(n)
             }
+            Err(StrategyError::Exhausted { .. } | StrategyError::Invalid(_)) if slot_only => None,
             Err(StrategyError::Exhausted { total }) => {
                 tracing::info!(study = %rt.record.name, "design exhausted after {total} points");
                 rt.exhausted = true;
@@ -1284,12 +1468,17 @@ impl Engine {
                 None
             }
             Err(StrategyError::Invalid(m)) => {
-                self.stop_study(
-                    rt,
-                    StudyState::Failed,
-                    Some(format!("strategy error: {m}")),
-                    t,
-                );
+                let message = if exclusions.is_empty() {
+                    format!("strategy error: {m}")
+                } else {
+                    let needs: Vec<String> = rt.def.requires.iter().map(|r| r.describe()).collect();
+                    format!(
+                        "{m}: {} (GPUs of this daemon: {})",
+                        needs.join("; "),
+                        self.gpu_list()
+                    )
+                };
+                self.stop_study(rt, StudyState::Failed, Some(message), t);
                 None
             }
         }
@@ -1368,6 +1557,12 @@ impl Engine {
         let rt = runtime(record, Vec::new(), HashMap::new()).map_err(EngineError::Internal)?;
         let summary = rt.summary();
         tracing::info!(study = %def.name, "study submitted");
+        if def.trial.executor == "local" && def.trial.workload.daemon_runs_trials() {
+            let gpus: Vec<crate::gpu::GpuInfo> = self.gpus.values().cloned().collect();
+            for w in hardware::unmet_warnings(&def.requires, def.trial.gpus, &gpus) {
+                tracing::warn!(study = %def.name, "{w}");
+            }
+        }
         inner.studies.insert(def.name.clone(), rt);
         drop(inner);
         self.poke();
@@ -1531,7 +1726,7 @@ impl Engine {
             )));
         }
         let t = now();
-        let Some(n) = self.next_trial(rt, t) else {
+        let Some(n) = self.next_trial(rt, t, &Exclusions::none()) else {
             return Err(EngineError::Conflict(format!(
                 "study '{name}' has handed out all its trials (budget.max_trials = {})",
                 rt.def.budget.max_trials
@@ -1783,8 +1978,27 @@ impl Engine {
                 .map_err(|e| EngineError::BadRequest(format!("{k}: {e}")))?;
         }
         let n = rt.trials.len() as u64;
+        let impossible = if rt.def.trial.workload.daemon_runs_trials() {
+            self.impossible(&rt.def)
+        } else {
+            Exclusions::none()
+        };
+        if !impossible.allows(&params) {
+            let why: Vec<String> = rt
+                .def
+                .requires
+                .iter()
+                .filter(|r| params.get(&r.param).is_some_and(|v| *v == r.choice))
+                .map(|r| r.describe())
+                .collect();
+            return Err(EngineError::BadRequest(format!(
+                "{}, and no slot of this daemon can run it (GPUs: {}); choose another value",
+                why.join("; "),
+                self.gpu_list()
+            )));
+        }
         if params.len() < rt.def.space.dim() {
-            let suggested = suggest(rt, n).map_err(|e| {
+            let suggested = suggest(rt, n, &impossible).map_err(|e| {
                 EngineError::Conflict(format!(
                     "cannot fill the missing parameters from the strategy: {e}; give every parameter"
                 ))
@@ -1951,6 +2165,7 @@ fn runtime(
         pruner,
         stop_reasons: HashMap::new(),
         job_states: HashMap::new(),
+        waiting: None,
     })
 }
 
@@ -1973,7 +2188,11 @@ fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> Observation
 }
 
 /// Asks the study's strategy for trial `n`, from the history and the pending trials.
-fn suggest(rt: &StudyRuntime, n: u64) -> std::result::Result<Params, StrategyError> {
+fn suggest(
+    rt: &StudyRuntime,
+    n: u64,
+    exclusions: &Exclusions,
+) -> std::result::Result<Params, StrategyError> {
     let pending: Vec<Params> = rt
         .trials
         .iter()
@@ -1989,7 +2208,7 @@ fn suggest(rt: &StudyRuntime, n: u64) -> std::result::Result<Params, StrategyErr
         trial_number: n,
         seed: rt.def.seed,
     };
-    let suggestion = rt.strategy.suggest_with_note(&ctx)?;
+    let suggestion = suggest_excluding(rt.strategy.as_ref(), &ctx, exclusions)?;
     if let Some(note) = &suggestion.note {
         tracing::warn!(study = %rt.record.name, trial = n, strategy = rt.strategy.name(), "{note}");
     }

@@ -82,6 +82,23 @@ impl GpuMonitor {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Free memory of GPU `g` now, read from NVML: `Ok(None)` without NVML (cannot tell),
+    /// `Err` when NVML answers but the device does not (an unhealthy GPU: fallen off the bus,
+    /// in an error state).
+    pub fn free_memory(&self, g: u32) -> Result<Option<u64>, String> {
+        let Some(nvml) = &self.nvml else {
+            return Ok(None);
+        };
+        let dev = nvml.device_by_index(g).map_err(|e| e.to_string())?;
+        let mem = dev.memory_info().map_err(|e| e.to_string())?;
+        Ok(Some(mem.free))
+    }
+
+    /// The NVIDIA driver's version (`"580.159.04"`), from NVML.
+    pub fn driver_version(&self) -> Option<String> {
+        self.nvml.as_ref()?.sys_driver_version().ok()
+    }
+
     /// Starts the once-a-second sampler (only when NVML loaded).
     pub fn spawn(self: &Arc<Self>, metrics: Arc<Metrics>) {
         if self.nvml.is_none() {
@@ -207,5 +224,13 @@ mod tests {
         let snap = m.snapshot();
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].trial, None);
+        if !m.sampling() {
+            assert_eq!(
+                m.free_memory(0),
+                Ok(None),
+                "cannot tell: the trial is not held back"
+            );
+            assert_eq!(m.driver_version(), None);
+        }
     }
 }

@@ -217,8 +217,10 @@ command = ["true"]
 
     fn trial(n: u64, latency: f64, spread: Option<f64>) -> TrialRecord {
         let mut t = TrialRecord::new("t", n, Default::default(), 0.0);
-        t.params
-            .insert("q".into(), ParamValue::Str(["a", "b", "c", "d"][n as usize].into()));
+        t.params.insert(
+            "q".into(),
+            ParamValue::Str(["a", "b", "c", "d"][n as usize].into()),
+        );
         t.state = TrialState::Complete;
         t.metrics.insert("latency_ms".into(), latency);
         if let Some(s) = spread {

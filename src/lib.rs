@@ -16,6 +16,8 @@ pub mod engine;
 pub mod executor;
 pub mod gpu;
 pub mod gpu_monitor;
+pub mod hardware;
+pub mod host;
 pub mod importance;
 pub mod leaderboard;
 pub mod metrics;

@@ -104,10 +104,16 @@ fn main() -> ExitCode {
 
 fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
     let (def, _) = quantune::study::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let warnings = validate_warnings(&def);
+    for w in &warnings {
+        eprintln!("warning: {}: {w}", file.display());
+    }
     if format == Format::Json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "study": def }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "ok": true, "study": def, "warnings": warnings })
+            )?
         );
     } else {
         let objectives: Vec<String> = def
@@ -128,6 +134,23 @@ fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// What `validate` warns about without refusing the file: hardware requirements of choices that
+/// no GPU of this machine meets (checked against the GPUs found here; a daemon elsewhere may
+/// have others).
+fn validate_warnings(def: &quantune::study::StudyDefinition) -> Vec<String> {
+    if def.requires.is_empty() {
+        return Vec::new();
+    }
+    if def.trial.executor != "local" {
+        return vec![format!(
+            "space.*.requires: trial.executor = \"{}\" runs trials on machines quantune cannot inspect, so hardware requirements are not checked there; the trial should report a choice it cannot run as infeasible",
+            def.trial.executor
+        )];
+    }
+    let found = quantune::serve::discover_gpus(true);
+    quantune::hardware::unmet_warnings(&def.requires, def.trial.gpus, &found.devices)
 }
 
 /// The man page from the clap definitions: to stdout, or one file per (sub)command in `dir`.

@@ -154,7 +154,10 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
                 ));
             }
             for t in &r.ties {
-                note.push(format!("≈ trial {} on {} (within spread)", t.with, t.metric));
+                note.push(format!(
+                    "≈ trial {} on {} (within spread)",
+                    t.with, t.metric
+                ));
             }
             c.push(note.join("; "));
             c

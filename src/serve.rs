@@ -108,7 +108,8 @@ pub fn start_engine(
     let cfg = EngineConfig {
         run_root: state_dir.join("trials"),
         cpu_slots,
-        gpus: gpus.devices.iter().map(|g| g.index).collect(),
+        gpus: gpus.devices.clone(),
+        cuda_version: gpus.driver_version.clone(),
         trials_per_gpu,
         only_study,
     };
@@ -445,6 +446,7 @@ mod tests {
             run_root: dir.path().join("trials"),
             cpu_slots: 1,
             gpus: Vec::new(),
+            cuda_version: None,
             trials_per_gpu: 1,
             only_study: None,
         };

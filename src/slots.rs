@@ -65,6 +65,16 @@ impl SlotPool {
 
     /// Takes a slot for a trial needing `gpus` GPUs (0 = a CPU slot), if one is free.
     pub fn acquire(&mut self, gpus: u32) -> Option<Slot> {
+        self.acquire_where(gpus, |_| true)
+    }
+
+    /// [`SlotPool::acquire`] among the GPUs `usable` accepts (health, free memory); `usable`
+    /// is asked only about GPUs with a free slot. CPU slots ignore it.
+    pub fn acquire_where(
+        &mut self,
+        gpus: u32,
+        mut usable: impl FnMut(u32) -> bool,
+    ) -> Option<Slot> {
         if gpus == 0 {
             let i = self.cpu_busy.iter().position(|b| !b)?;
             self.cpu_busy[i] = true;
@@ -77,6 +87,7 @@ impl SlotPool {
         // Least-loaded devices first, so trials spread before they share.
         let mut free: Vec<usize> = (0..self.gpu_load.len())
             .filter(|&i| self.gpu_load[i].1 < self.per_gpu)
+            .filter(|&i| usable(self.gpu_load[i].0))
             .collect();
         if free.len() < gpus as usize {
             return None;
@@ -129,6 +140,23 @@ impl SlotPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpus_that_are_not_usable_are_skipped() {
+        let mut p = SlotPool::new(0, &[0, 1, 2], 1);
+        let s = p.acquire_where(1, |d| d != 0).unwrap();
+        assert_eq!(s.gpus, vec![1]);
+        assert!(
+            p.acquire_where(2, |d| d == 2).is_none(),
+            "one usable GPU for two"
+        );
+        let both = p.acquire_where(2, |_| true).unwrap();
+        assert_eq!(both.gpus, vec![0, 2], "gpu1 is busy");
+        p.release(&both);
+        p.release(&s);
+        assert_eq!(p.acquire_where(2, |d| d != 0).unwrap().gpus, vec![1, 2]);
+        assert!(p.acquire_where(0, |_| false).is_none(), "no CPU slots here");
+    }
 
     #[test]
     fn cpu_and_gpu_slots() {

@@ -39,6 +39,9 @@ pub struct StudyDefinition {
     /// Early stopping.
     #[serde(default)]
     pub pruner: PrunerSpec,
+    /// What categorical choices need of the hardware (`space.<p>.requires`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<crate::hardware::ChoiceRequirement>,
     /// The directory relative paths in the file are resolved against (the study file's own).
     pub base_dir: PathBuf,
 }
@@ -150,6 +153,9 @@ pub struct TrialSpec {
     pub env: BTreeMap<String, String>,
     /// GPUs per trial (0 = CPU slot).
     pub gpus: u32,
+    /// Free memory (bytes) each of the trial's GPUs must have before it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory: Option<u64>,
     /// Per-attempt time limit in seconds.
     pub timeout_secs: f64,
     /// Re-runs of a failed trial.
@@ -265,6 +271,14 @@ struct RawParam {
     step: Option<Num>,
     values: Option<Vec<i64>>,
     choices: Option<Vec<ParamValue>>,
+    requires: Option<BTreeMap<String, RawRequirement>>,
+}
+
+/// `requires.<choice> = { compute_capability = "8.9" }` of a categorical parameter.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequirement {
+    compute_capability: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -295,6 +309,7 @@ struct RawTrial {
     #[serde(default)]
     env: BTreeMap<String, String>,
     gpus: Option<i64>,
+    gpu_memory: Option<String>,
     timeout: Option<String>,
     retries: Option<i64>,
     executor: Option<String>,
@@ -502,7 +517,8 @@ fn validate(
         ));
     }
     let mut params = Vec::new();
-    for (pname, rp) in raw.space {
+    let mut requires = Vec::new();
+    for (pname, mut rp) in raw.space {
         let p = format!("space.{pname}");
         if pname.is_empty()
             || !pname
@@ -515,8 +531,15 @@ fn validate(
                 format!("\"{pname}\" is not a valid parameter name: use letters, digits and '_' (and not \"trial\" or \"study\", which are reserved)"),
             ));
         }
+        let raw_requires = rp.requires.take();
         let domain = param_domain(&p, rp)?;
         domain.validate().map_err(|m| e(&p, m))?;
+        if let Some(raw_requires) = raw_requires {
+            requires.extend(
+                choice_requirements(&p, &pname, &domain, raw_requires)
+                    .map_err(|(k, m)| e(&k, m))?,
+            );
+        }
         params.push(Param::new(pname, domain));
     }
     let space = SearchSpace::new(params).map_err(|m| e("space", m))?;
@@ -718,6 +741,16 @@ fn validate(
             format!("must be between 0 and 64 (got {gpus})"),
         ));
     }
+    let gpu_memory =
+        match t.gpu_memory {
+            None => None,
+            Some(_) if gpus == 0 => return Err(e(
+                "trial.gpu_memory",
+                "needs trial.gpus >= 1 (it is the free memory each of the trial's GPUs must have)"
+                    .into(),
+            )),
+            Some(m) => Some(parse_bytes(&m).map_err(|m| e("trial.gpu_memory", m))?),
+        };
     let timeout_secs = match t.timeout {
         Some(s) => parse_duration(&s).map_err(|m| e("trial.timeout", m))?,
         None => DEFAULT_TIMEOUT_SECS,
@@ -760,6 +793,7 @@ fn validate(
             working_dir,
             env: t.env,
             gpus: gpus as u32,
+            gpu_memory,
             timeout_secs,
             retries: retries as u32,
             executor,
@@ -767,6 +801,7 @@ fn validate(
         },
         base_dir: base_dir.to_path_buf(),
         pruner,
+        requires,
     })
 }
 
@@ -961,6 +996,87 @@ fn param_domain(p: &str, rp: RawParam) -> Result<Domain, (String, String)> {
     }
 }
 
+/// `space.<p>.requires`: each key a choice of the categorical parameter, each value what it
+/// needs.
+fn choice_requirements(
+    p: &str,
+    name: &str,
+    domain: &Domain,
+    raw: BTreeMap<String, RawRequirement>,
+) -> Result<Vec<crate::hardware::ChoiceRequirement>, (String, String)> {
+    let Domain::Categorical { choices } = domain else {
+        return Err((
+            format!("{p}.requires"),
+            "only a type = \"categorical\" parameter's choices can declare requirements; remove it"
+                .into(),
+        ));
+    };
+    let mut out = Vec::new();
+    for (key, r) in raw {
+        let path = format!("{p}.requires.{key}");
+        let Some(choice) = choices.iter().find(|c| c.to_string() == key) else {
+            return Err((
+                path,
+                format!(
+                    "\"{key}\" is not one of the choices ({}); requires.<choice> names a choice",
+                    choices
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let Some(cc) = r.compute_capability else {
+            return Err((
+                path,
+                "needs compute_capability = \"major.minor\" (e.g. \"8.9\" for fp8)".into(),
+            ));
+        };
+        let compute_capability = crate::hardware::Capability::parse(&cc)
+            .map_err(|m| (format!("{path}.compute_capability"), m))?;
+        out.push(crate::hardware::ChoiceRequirement {
+            param: name.to_string(),
+            choice: choice.clone(),
+            compute_capability,
+        });
+    }
+    Ok(out)
+}
+
+/// `"24GiB"`, `"512 MiB"`, `"80GB"`, `"1.5TiB"` or a plain number of bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024f64.powi(2),
+        "GiB" => 1024f64.powi(3),
+        "TiB" => 1024f64.powi(4),
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => {
+            return Err(format!(
+                "\"{s}\" is not a size; write a number with a unit: B, KiB, MiB, GiB, TiB (or kB, MB, GB, TB), e.g. \"20GiB\""
+            ))
+        }
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a size; e.g. \"20GiB\""))?;
+    let bytes = v * mult;
+    if !(1.0..1e18).contains(&bytes) {
+        return Err(format!("\"{s}\": must be at least 1 byte and below 1 EB"));
+    }
+    Ok(bytes.round() as u64)
+}
+
 fn non_negative(path: &str, v: Option<i64>, default: u64) -> Result<u64, (String, String)> {
     match v {
         None => Ok(default),
@@ -1151,6 +1267,18 @@ command = ["python3", "t.py", "--lr", "{learning_rate}"]
 
     fn parse_str(s: &str) -> Result<StudyDefinition, StudyError> {
         parse(s, "s.toml", Path::new("/tmp"), Some(1))
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("20GiB"), Ok(20 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1.5TiB"), Ok(3 << 39));
+        assert_eq!(parse_bytes("80GB"), Ok(80_000_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        for bad in ["", "GiB", "20 gigs", "-1GiB", "0", "1e30"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

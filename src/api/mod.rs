@@ -121,6 +121,10 @@ pub struct StudySummary {
     /// Budget used so far.
     #[serde(default)]
     pub budget: BudgetUsage,
+    /// Why no trial starts although the study has room (e.g. no GPU has the free memory
+    /// `trial.gpu_memory` asks for); absent when nothing waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// How much of a study's time budgets is used.

@@ -661,6 +661,7 @@ mod tests {
             working_dir: "/w d".into(),
             env: [("A".to_string(), "$(x)".to_string())].into(),
             gpus: 1,
+            gpu_memory: None,
             timeout_secs: 60.0,
             retries: 0,
             executor: "slurm".into(),

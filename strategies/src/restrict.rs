@@ -75,7 +75,10 @@ impl Exclusions {
                                 .join(", ")
                         ));
                     }
-                    Ok(Param::new(p.name.clone(), Domain::Categorical { choices: kept }))
+                    Ok(Param::new(
+                        p.name.clone(),
+                        Domain::Categorical { choices: kept },
+                    ))
                 }
                 _ => Ok(p.clone()),
             })
@@ -167,7 +170,11 @@ mod tests {
                 .into_iter()
                 .collect();
                 assert!(space.contains(&params));
-                let latency = if q == "fp8" { 1.0 } else { 5.0 + i as f64 * 0.01 };
+                let latency = if q == "fp8" {
+                    1.0
+                } else {
+                    5.0 + i as f64 * 0.01
+                };
                 Observation {
                     number: i,
                     params,
@@ -240,8 +247,8 @@ mod tests {
         }
         let space = space();
         let s = registry::build("random", &StrategyOptions::default()).unwrap();
-        let err = suggest_excluding(s.as_ref(), &SuggestContext::new(&space, 0, 1), &all)
-            .unwrap_err();
+        let err =
+            suggest_excluding(s.as_ref(), &SuggestContext::new(&space, 0, 1), &all).unwrap_err();
         assert!(err.to_string().starts_with("q: no choice can run"), "{err}");
         assert!(all.restrict(&space).is_err());
         assert!(!all.allows(&history(&space, 1)[0].params));

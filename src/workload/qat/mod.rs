@@ -168,21 +168,6 @@ impl Sink {
     }
 }
 
-/// A one-line description of this machine's CPU: model name, cores.
-pub fn host_description() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    format!("{model}, {cores} cores")
-}
-
 /// Entry point of `quantune qat-bench`; returns the exit code.
 pub fn main(args: &BenchArgs) -> i32 {
     match run(args) {
@@ -450,7 +435,7 @@ fn run(args: &BenchArgs) -> Result<()> {
         "weight_mib": q.weight_bytes() as f64 / (1u64 << 20) as f64,
         "train_s": train_s,
         "bench_s": bench_s,
-        "host": host_description(),
+        "host": crate::host::description(),
         "quantune_version": env!("CARGO_PKG_VERSION"),
         "weight_format": format.storage(),
         "threads": s.threads.to_string(),

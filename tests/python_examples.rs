@@ -167,7 +167,10 @@ fn pytorch_qat_example_runs_as_a_trial_on_cpu() {
     assert_eq!(board.matches(" complete ").count(), 3, "{shown}");
     // Each trial's final line carried sane measurements.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let finished: Vec<&str> = stderr.lines().filter(|l| l.contains(" complete ")).collect();
+    let finished: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" complete "))
+        .collect();
     assert_eq!(finished.len(), 3, "{shown}");
     for line in finished {
         let metric = |name: &str| -> f64 {

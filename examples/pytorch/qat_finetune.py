@@ -9,7 +9,8 @@ with warm-up first and CUDA events on a GPU (perf_counter on CPU), several repea
 and spread. Parameters come in and metrics go out through ``quantune_trial`` (examples/).
 
 Models:
-  --model tiny         a small byte-level transformer defined here (CPU tests, no downloads)
+  --model tiny         a small byte-level transformer defined here (no downloads; --d-model,
+                       --layers, --heads size it: 128/2/4 for CPU tests, 1024/8/16 on a GPU)
   --model HF_NAME      a Hugging Face causal LM (needs ``transformers``), e.g. google/gemma-3-1b-pt
 
 Formats (``quantization``): f32, f16, bf16, int8 (per-output-channel symmetric weights, per-token
@@ -42,6 +43,9 @@ DEFAULT_TEXT = os.path.join(HERE, "..", "..", "data", "qat-bench", "persuasion.t
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="tiny")
+    p.add_argument("--d-model", type=int, default=128, help="width of --model tiny")
+    p.add_argument("--layers", type=int, default=2, help="blocks of --model tiny")
+    p.add_argument("--heads", type=int, default=4, help="attention heads of --model tiny")
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--quantization", choices=FORMATS, default=None)
@@ -207,7 +211,11 @@ class ByteTokenizer:
 
 def load_model(torch, args, device):
     if args.model == "tiny":
-        return tiny_model(torch, args.seq_len).to(device), ByteTokenizer(), lambda m, ids: m(ids)
+        if args.d_model % args.heads or args.d_model % 32:
+            qt.infeasible("--d-model must be a multiple of --heads and of 32")
+            sys.exit(0)
+        model = tiny_model(torch, args.seq_len, args.d_model, args.layers, args.heads)
+        return model.to(device), ByteTokenizer(), lambda m, ids: m(ids)
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:

@@ -20,7 +20,8 @@ pub struct GpuState {
     pub utilization: Option<f64>,
     /// Last sampled memory in use, bytes.
     pub memory_used: Option<u64>,
-    /// The trial holding it (`study/number`), if any.
+    /// The trials holding it (`study/number`, comma-separated when `trials_per_gpu` lets
+    /// several share it), if any.
     pub trial: Option<String>,
 }
 
@@ -34,8 +35,8 @@ struct Acc {
 
 #[derive(Default)]
 struct State {
-    /// GPU index → the trial holding it.
-    held: HashMap<u32, (String, u64)>,
+    /// GPU index → the trials holding it (several with `trials_per_gpu` > 1).
+    held: HashMap<u32, Vec<(String, u64)>>,
     /// Samples per running trial.
     acc: HashMap<(String, u64), Acc>,
     /// Last sample per GPU.
@@ -137,17 +138,24 @@ impl GpuMonitor {
                     .with_label_values(&[label.as_str()])
                     .set(m as i64);
             }
-            let mut st = self.lock();
-            st.last.insert(g, (util.unwrap_or(0.0), mem.unwrap_or(0)));
-            if let Some(holder) = st.held.get(&g).cloned() {
-                let acc = st.acc.entry(holder).or_default();
-                if let Some(u) = util {
-                    acc.sum += u;
-                    acc.max = acc.max.max(u);
-                    acc.samples += 1;
-                }
-                acc.peak = acc.peak.max(mem.unwrap_or(0));
+            self.record(g, util, mem);
+        }
+    }
+
+    /// Adds one sample of GPU `g` (utilization 0–1, memory used in bytes) to its last state and
+    /// to every trial holding it: a shared GPU's sample is the device's, so each trial on it
+    /// gets it.
+    fn record(&self, g: u32, util: Option<f64>, mem: Option<u64>) {
+        let mut st = self.lock();
+        st.last.insert(g, (util.unwrap_or(0.0), mem.unwrap_or(0)));
+        for holder in st.held.get(&g).cloned().unwrap_or_default() {
+            let acc = st.acc.entry(holder).or_default();
+            if let Some(u) = util {
+                acc.sum += u;
+                acc.max = acc.max.max(u);
+                acc.samples += 1;
             }
+            acc.peak = acc.peak.max(mem.unwrap_or(0));
         }
     }
 
@@ -155,7 +163,10 @@ impl GpuMonitor {
     pub fn started(&self, study: &str, trial: u64, gpus: &[u32]) {
         let mut st = self.lock();
         for g in gpus {
-            st.held.insert(*g, (study.to_string(), trial));
+            st.held
+                .entry(*g)
+                .or_default()
+                .push((study.to_string(), trial));
         }
     }
 
@@ -170,7 +181,10 @@ impl GpuMonitor {
     ) {
         let key = (study.to_string(), trial);
         let mut st = self.lock();
-        st.held.retain(|_, h| *h != key);
+        for holders in st.held.values_mut() {
+            holders.retain(|h| *h != key);
+        }
+        st.held.retain(|_, h| !h.is_empty());
         let acc = st.acc.remove(&key).unwrap_or_default();
         let u = usage.get_or_insert_with(GpuUsage::default);
         u.gpu_seconds += gpu_seconds.max(0.0);
@@ -192,7 +206,12 @@ impl GpuMonitor {
                 index: *g,
                 utilization: st.last.get(g).map(|l| l.0),
                 memory_used: st.last.get(g).map(|l| l.1),
-                trial: st.held.get(g).map(|(s, n)| format!("{s}/{n}")),
+                trial: st.held.get(g).map(|h| {
+                    h.iter()
+                        .map(|(s, n)| format!("{s}/{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
             })
             .collect()
     }
@@ -215,6 +234,29 @@ mod tests {
         assert_eq!(u.gpu_seconds, 15.0);
         assert_eq!(u.mean_utilization, None);
         assert!(m.snapshot().is_empty());
+    }
+
+    #[test]
+    fn trials_sharing_a_gpu_each_get_its_samples() {
+        let m = GpuMonitor::new(Vec::new());
+        m.started("s", 1, &[0]);
+        m.started("s", 2, &[0]);
+        m.record(0, Some(0.5), Some(100));
+        let mut u1 = None;
+        m.finished("s", 1, 1.0, &mut u1);
+        m.record(0, Some(1.0), Some(300));
+        let mut u2 = None;
+        m.finished("s", 2, 2.0, &mut u2);
+        let (u1, u2) = (u1.unwrap(), u2.unwrap());
+        assert_eq!(
+            (u1.samples, u1.mean_utilization, u1.peak_memory_bytes),
+            (1, Some(0.5), Some(100))
+        );
+        assert_eq!(
+            (u2.samples, u2.mean_utilization, u2.max_utilization),
+            (2, Some(0.75), Some(1.0))
+        );
+        assert_eq!(u2.peak_memory_bytes, Some(300));
     }
 
     #[test]

@@ -1204,6 +1204,16 @@ impl Engine {
                         continue;
                     }
                     let Some(ex) = self.executor_named(Some(rt.def.trial.executor.as_str())) else {
+                        // Submitted to a daemon that had it (submit refuses otherwise), then
+                        // restarted without it: wait, saying why, rather than fail the study.
+                        let why = format!(
+                            "waiting: trial.executor = \"{0}\" but this daemon has no such executor; configure [executor.{0}] in the daemon config (see docs/DEPLOY.md) and restart it",
+                            rt.def.trial.executor
+                        );
+                        if rt.waiting.as_deref() != Some(why.as_str()) {
+                            tracing::error!(study = %name, "{why}");
+                            rt.waiting = Some(why);
+                        }
                         continue;
                     };
                     // Local trials take a slot here; a cluster's scheduler places the others.

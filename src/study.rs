@@ -765,6 +765,12 @@ fn validate(
     let executor = t.executor.unwrap_or_else(|| "local".into());
     match executor.as_str() {
         "local" => {}
+        "slurm" if workload == Workload::QatBench => {
+            return Err(e(
+                "trial.executor",
+                "workload = \"builtin:qat-bench\" runs on this machine's CPU slots (it starts the daemon's own binary, which compute nodes may not have); remove executor or set it to \"local\"".into(),
+            ))
+        }
         "slurm" => {}
         other => {
             return Err(e(

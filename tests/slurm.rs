@@ -325,3 +325,53 @@ fn third_gpu_trial_waits_for_a_free_gpu() {
         "completed"
     );
 }
+
+#[test]
+fn a_slurm_study_on_a_daemon_restarted_without_slurm_waits_and_says_why() {
+    if slurm().is_none() {
+        return;
+    }
+    let mut d = daemon();
+    submit(
+        &d,
+        "sl-gone",
+        &study(
+            "sl-gone",
+            2,
+            1,
+            "env = { MODE = \"sleep\", SLEEP = \"60\" }",
+        ),
+    );
+    let trials = wait_until(
+        &d,
+        "a running job",
+        60,
+        |t| t.iter().any(|t| t["job_id"].is_string()),
+        "sl-gone",
+    );
+    let job = trials[0]["job_id"].as_str().unwrap().to_string();
+    assert!(d.stop());
+    // The operator drops [executor.slurm] from the config and restarts the daemon.
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    let kept = &config[..config.find("[executor.slurm]").unwrap()];
+    std::fs::write(&d.config, kept).unwrap();
+    d.spawn();
+    let t = Instant::now();
+    let status = loop {
+        let s = d.json(&["status", "sl-gone"]);
+        if s["waiting"].is_string() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{s}\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("scancel").arg(&job).output();
+    assert_eq!(status["state"], "running", "{status}");
+    let why = status["waiting"].as_str().unwrap();
+    assert!(
+        why.contains("trial.executor = \"slurm\" but this daemon has no such executor; configure [executor.slurm]"),
+        "{why}"
+    );
+    let shown = common::text(&d.cli(&["status", "sl-gone"]));
+    assert!(shown.contains("configure [executor.slurm]"), "{shown}");
+}

@@ -1748,13 +1748,21 @@ impl Engine {
         tr.started_at = Some(t);
         tr.last_seen_at = Some(t);
         let rec = tr.clone();
-        if let Err(e) = self.store.put_trial(&rec) {
-            let tr = &mut rt.trials[n as usize];
-            tr.state = TrialState::Queued;
-            tr.started_at = None;
-            return Err(e.into());
-        }
+        let pending = match self.store.put_trials_pending(std::slice::from_ref(&rec)) {
+            Ok(p) => p,
+            Err(e) => {
+                let tr = &mut rt.trials[n as usize];
+                tr.state = TrialState::Queued;
+                tr.started_at = None;
+                return Err(e.into());
+            }
+        };
         rt.last_seen.insert(n, t);
+        // Durable before the reply, but flushed outside the scheduler lock: concurrent asks and
+        // tells share one flush. A failed flush stops the daemon (note_store_error), so the
+        // in-memory state need not be rolled back.
+        drop(inner);
+        pending.commit()?;
         Ok((n, rec.params))
     }
 
@@ -1840,16 +1848,21 @@ impl Engine {
         let t = now();
         let before = rt.trials[n as usize].clone();
         let rec = self.apply_outcome(rt, n, outcome, t);
-        if let Err(e) = self.store.put_trial(&rec) {
-            rt.trials[n as usize] = before;
-            if rec.state.is_finished() {
-                rt.observations.pop();
+        let pending = match self.store.put_trials_pending(std::slice::from_ref(&rec)) {
+            Ok(p) => p,
+            Err(e) => {
+                rt.trials[n as usize] = before;
+                if rec.state.is_finished() {
+                    rt.observations.pop();
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
+        };
         self.check_study(rt, t);
         let view = TrialView::from(&rec);
         drop(guard);
+        // As in `ask`: the flush outside the lock, shared with concurrent callers.
+        pending.commit()?;
         if rec.state.is_finished() {
             let _ = self.finished_tx.send(rec);
         }

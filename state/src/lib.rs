@@ -23,5 +23,5 @@ pub mod transfer;
 pub use records::{
     AttemptRecord, Event, GpuUsage, Report, StudyRecord, StudyState, TrialRecord, TrialState,
 };
-pub use store::{Store, StoreError, SCHEMA_VERSION};
+pub use store::{Pending, Store, StoreError, SCHEMA_VERSION};
 pub use transfer::{ExportLine, ImportSummary};

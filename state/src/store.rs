@@ -36,7 +36,7 @@ use serde::Serialize;
 use sled::transaction::{abort, ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Tree;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this build writes. Opening a store with a newer one is refused.
@@ -125,6 +125,40 @@ pub struct Store {
     pub(crate) study_events: Tree,
     /// Serializes event-appending writers; holds the next event sequence number.
     pub(crate) writer: Mutex<u64>,
+    /// Group commit: concurrent [`Store::sync`] callers share one flush.
+    syncs: Mutex<SyncState>,
+    /// Signalled when a flush ends.
+    synced: Condvar,
+}
+
+/// Where the shared flush stands. Sync requests are numbered; a flush that starts after request
+/// `n` was made covers every write made before it.
+#[derive(Default)]
+struct SyncState {
+    /// Requests made so far.
+    requested: u64,
+    /// Every request up to this one is durable.
+    done: u64,
+    /// A flush is running.
+    running: bool,
+    /// The last failed flush: requests up to `.0` get its error `.1`.
+    failed: Option<(u64, String)>,
+}
+
+/// Writes applied to the store but not yet durable. [`Pending::commit`] makes them durable
+/// (sharing one flush with concurrent committers); call it — after releasing any lock that
+/// other writers wait for — before acknowledging the write.
+#[must_use = "a write is durable only after Pending::commit"]
+pub struct Pending<'a> {
+    store: &'a Store,
+}
+
+impl Pending<'_> {
+    /// Flushes (or waits for a flush that started after these writes); an error means they
+    /// may not be durable.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.store.sync()
+    }
 }
 
 /// The trees of one write transaction, in a fixed order.
@@ -216,6 +250,8 @@ impl Store {
             study_events: tree("study_events")?,
             meta,
             writer: Mutex::new(0),
+            syncs: Mutex::default(),
+            synced: Condvar::new(),
             db,
         };
         if found.is_none() {
@@ -326,8 +362,15 @@ impl Store {
     /// Like `put_trial` for several trials at once, with a single flush (group commit). All or
     /// none of them are stored.
     pub fn put_trials(&self, trials: &[TrialRecord]) -> Result<(), StoreError> {
+        self.put_trials_pending(trials)?.commit()
+    }
+
+    /// [`Store::put_trials`] without waiting for the flush: the caller commits the returned
+    /// [`Pending`] once it has released its own locks, so that concurrent writers share one
+    /// flush instead of queueing behind each other's.
+    pub fn put_trials_pending(&self, trials: &[TrialRecord]) -> Result<Pending<'_>, StoreError> {
         if trials.is_empty() {
-            return Ok(());
+            return Ok(Pending { store: self });
         }
         let mut encoded = Vec::with_capacity(trials.len());
         for t in trials {
@@ -335,7 +378,7 @@ impl Store {
             check_trial(t)?;
             encoded.push((trial_key(&t.study, t.number), encode_now(t)?));
         }
-        self.write(|tx, log| {
+        self.write_pending(|tx, log| {
             for (t, (key, value)) in trials.iter().zip(&encoded) {
                 if tx.studies.get(t.study.as_bytes())?.is_none() {
                     return abort(StoreError::NoStudy(t.study.clone()));
@@ -357,7 +400,8 @@ impl Store {
                 }
             }
             Ok(())
-        })
+        })?;
+        Ok(Pending { store: self })
     }
 
     /// One trial.
@@ -503,11 +547,18 @@ impl Store {
         &self,
         body: impl Fn(&Tx<'_>, &mut EventLog) -> TxResult<T>,
     ) -> Result<T, StoreError> {
-        let mut next = self.lock_writer();
-        let out = self.transact(&mut next, body)?;
-        drop(next);
+        let out = self.write_pending(body)?;
         self.sync()?;
         Ok(out)
+    }
+
+    /// [`Store::write`] without the flush.
+    pub(crate) fn write_pending<T>(
+        &self,
+        body: impl Fn(&Tx<'_>, &mut EventLog) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut next = self.lock_writer();
+        self.transact(&mut next, body)
     }
 
     /// Runs `body` as one transaction over every tree, with an event log starting at `*next`;
@@ -558,7 +609,48 @@ impl Store {
 
     /// Makes everything written so far durable: sled's flush, then an `fdatasync` of its data
     /// file (see the `file` field).
+    /// Makes every write made before the call durable: sled's flush, then `fdatasync` of its
+    /// file. Group commit: a caller that finds a flush running waits for it to end and then
+    /// for (or runs) the next one, so N concurrent callers cost about two flushes, not N.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        let lock = || self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock();
+        st.requested += 1;
+        let mine = st.requested;
+        loop {
+            if st.done >= mine {
+                return Ok(());
+            }
+            if let Some((upto, e)) = &st.failed {
+                if *upto >= mine {
+                    return Err(StoreError::Io(sled::Error::Io(std::io::Error::other(
+                        e.clone(),
+                    ))));
+                }
+            }
+            if !st.running {
+                st.running = true;
+                let upto = st.requested;
+                drop(st);
+                let result = self.flush_now();
+                st = lock();
+                st.running = false;
+                match &result {
+                    Ok(()) => st.done = st.done.max(upto),
+                    Err(e) => st.failed = Some((upto, e.to_string())),
+                }
+                self.synced.notify_all();
+                if upto >= mine {
+                    return result;
+                }
+                continue;
+            }
+            st = self.synced.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// One flush: sled's buffers to its file, then `fdatasync`.
+    fn flush_now(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.file
             .sync_data()
@@ -771,6 +863,42 @@ pub(crate) mod tests {
     fn store_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Store>();
+    }
+
+    #[test]
+    fn concurrent_writers_share_flushes_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        store.create_study(&study("s")).unwrap();
+        let threads: Vec<_> = (0..8u64)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25u64 {
+                        let pending = store
+                            .put_trials_pending(&[trial("s", w * 100 + i)])
+                            .unwrap();
+                        pending.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        {
+            let st = store.syncs.lock().unwrap();
+            assert_eq!(
+                st.requested,
+                2 + 8 * 25,
+                "open, create_study, one per write"
+            );
+            assert_eq!(st.done, st.requested, "every request covered");
+            assert!(!st.running);
+        }
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.trials("s").unwrap().len(), 200);
     }
 
     #[test]

@@ -17,11 +17,13 @@ Formats (``quantization``): f32, f16, bf16, int8 (per-output-channel symmetric w
 activations), int4 (weights in groups of 32, symmetric), fp8 (e4m3 weights and activations;
 needs torch.float8_e4m3fn, compute capability >= 8.9 for fast kernels).
 
-What the timing measures: plain PyTorch has no int4/int8 matmul kernels, so after fine-tuning
-the fake-quantized weights are *materialized* (stored dequantized in the compute dtype) unless
-``torchao`` is installed, in which case int8/int4 weights are converted with
-``torchao.quantization`` and run on its kernels. The final line's ``kernel`` says which one ran,
-so a leaderboard never mistakes dequantized timing for real int4 speed.
+What the timing measures: on a CUDA GPU, int8 runs on ``torch._int_mm`` and fp8 on
+``torch._scaled_mm`` (both in plain PyTorch; the weights stored quantized, the activations
+quantized per call). int4 has no kernel in plain PyTorch: with ``torchao`` installed int8/int4
+weights are converted by ``torchao.quantization`` and run on its kernels; otherwise (and on CPU)
+the fake-quantized weights are *materialized* (stored dequantized in the compute dtype). The
+final line's ``kernel`` says which one ran, so a leaderboard never mistakes dequantized timing
+for real int4 speed.
 """
 
 import argparse
@@ -126,13 +128,24 @@ def add_fake_quant(torch, model, fmt):
     return n
 
 
-def materialize(torch, model, fmt):
-    """After fine-tuning: store the quantized values for inference (torchao kernels when
-    available for int8/int4, else the dequantized values). Returns the kernel's name."""
+def materialize(torch, model, fmt, device):
+    """After fine-tuning: store the quantized values for inference and pick the kernel the
+    timing runs on. On a CUDA GPU int8 runs on ``torch._int_mm`` (int8 x int8 -> int32, per-channel
+    weight and per-token activation scales) and fp8 on ``torch._scaled_mm`` (e4m3, per-tensor
+    scales); elsewhere torchao's kernels when installed; else the dequantized values on dense
+    matmul. Returns the kernel's name."""
     _, weight_q, _ = make_quantizers(torch)
     for mod in model.modules():
         if isinstance(mod, torch.nn.Linear):
             mod.__dict__.pop("forward", None)  # back to nn.Linear.forward
+    if device.type == "cuda" and fmt in ("int8", "fp8"):
+        try:
+            n = real_kernels(torch, model, fmt)
+            return {"int8": f"torch._int_mm int8 ({n} layers)",
+                    "fp8": f"torch._scaled_mm fp8 e4m3 ({n} layers)"}[fmt]
+        except Exception as e:  # an older PyTorch, or shapes the kernel refuses
+            print(f"qat_finetune: no {fmt} kernel here ({e}); timing dequantized weights",
+                  file=sys.stderr)
     if fmt in ("int8", "int4"):
         try:
             from torchao.quantization import int4_weight_only, int8_weight_only, quantize_
@@ -148,6 +161,60 @@ def materialize(torch, model, fmt):
                     mod.weight.copy_(weight_q[fmt](mod.weight))
     return {"f32": "dense f32", "f16": "dense f16", "bf16": "dense bf16"}.get(
         fmt, f"dequantized {fmt} (dense matmul)")
+
+
+def real_kernels(torch, model, fmt):
+    """Replaces every nn.Linear (both sizes multiples of 16) with int8 or fp8 weights and a
+    forward on the GPU's low-precision matmul; the weights are stored quantized (a buffer),
+    so ``weight_mib`` counts what is really held. Checks one layer against the dense result
+    first. Returns the number of layers converted."""
+    F = torch.nn.functional
+    f8 = torch.float8_e4m3fn if fmt == "fp8" else None
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)
+              and m.in_features % 16 == 0 and m.out_features % 16 == 0]
+    if not layers:
+        raise RuntimeError("no linear layer with sizes that are multiples of 16")
+    for mod in layers:
+        w = mod.weight.detach().float()
+        if fmt == "int8":
+            sw = (w.abs().amax(dim=1).clamp(min=1e-12) / 127.0).contiguous()
+            wq = (w / sw[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
+        else:
+            sw = (w.abs().amax().clamp(min=1e-12) / 448.0).reshape(())
+            wq = (w / sw).to(f8).contiguous()
+        bias = mod.bias
+
+        def forward(x, wq=wq, sw=sw, bias=bias, out=mod.out_features):
+            shape = x.shape
+            x2 = x.reshape(-1, shape[-1]).float()
+            m = x2.shape[0]
+            # The kernels want rows in multiples of 16 (int8: more than 16): pad, then cut.
+            rows = max(32, (m + 15) // 16 * 16)
+            if fmt == "int8":
+                sx = x2.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+                xq = F.pad((x2 / sx).round().clamp(-127, 127).to(torch.int8), (0, 0, 0, rows - m))
+                y = torch._int_mm(xq, wq.t())[:m].float() * sx * sw[None, :]
+            else:
+                sx = (x2.abs().amax().clamp(min=1e-12) / 448.0).reshape(())
+                xq = F.pad(x2 / sx, (0, 0, 0, rows - m)).to(f8)
+                y = torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw,
+                                     out_dtype=torch.bfloat16)[:m].float()
+            if bias is not None:
+                y = y + bias.float()
+            return y.to(x.dtype).reshape(*shape[:-1], out)
+
+        with torch.no_grad():
+            probe = torch.randn(3, mod.in_features, device=w.device)
+            ref = probe @ w.t()
+            got = forward(probe)
+            err = ((got - ref).norm() / ref.norm().clamp(min=1e-12)).item()
+            if not err < 0.1:
+                raise RuntimeError(f"{fmt} kernel off by {err:.3f} (relative) on a probe")
+        del mod._parameters["weight"]
+        mod.register_buffer("weight_q", wq)
+        mod.register_buffer("weight_scale", sw)
+        mod.forward = forward
+    return len(layers)
 
 
 # ---- models ----
@@ -339,7 +406,7 @@ def main(argv=None):
         return 0
     train_s = time.perf_counter() - t_train
 
-    kernel = materialize(torch, model, fmt)
+    kernel = materialize(torch, model, fmt, device)
     if compute != torch.float32:
         model = model.to(compute)
     eval_loss = evaluate(torch, model, logits_of, held, seq, args.eval_tokens, device, compute)
@@ -349,7 +416,8 @@ def main(argv=None):
     thr_ms = time_generation(torch, model, logits_of, prompt, args.batch_size, args.bench_tokens,
                              args.warmup, args.bench_repeats, device, seq)
     thr = [args.batch_size * 1e3 / ms for ms in thr_ms]
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    weight_bytes = sum(t.numel() * t.element_size()
+                       for t in list(model.parameters()) + list(model.buffers()))
     info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "kernel": kernel, "model": args.model}
     if device.type == "cuda":

@@ -134,8 +134,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                     s.max_trials,
                     of(format_secs(b.wall_s), b.max_wall_s.map(format_secs)),
                     of(
-                        // + 0.0 turns -0.0 into 0.0: never "-0.00".
-                        format!("{:.2}", b.gpu_hours + 0.0),
+                        format!("{:.2}", b.gpu_hours),
                         b.max_gpu_hours.map(|h| format!("{h:.2}"))
                     )
                 );

@@ -234,7 +234,8 @@ impl StudyRuntime {
                 earlier + current.max(0.0)
             })
             .sum();
-        gpus * secs / 3600.0
+        // + 0.0: an empty float sum is -0.0, which would show as "-0.0" GPU-hours.
+        gpus * secs / 3600.0 + 0.0
     }
 
     /// Which budget, other than `max_trials`, has run out.

@@ -854,6 +854,23 @@ mod tests {
     }
 
     #[test]
+    fn batched_predictions_match_single_ones() {
+        let (x, y) = data(40, 3);
+        let h = hyper(&[0.3, 0.5, 0.8], 1.3, 0.01);
+        let gp = Gp::new(&x, 3, &y, &h).unwrap();
+        let xs: Vec<f64> = (0..150 * 3)
+            .map(|k| ((k * 37) % 101) as f64 / 100.0)
+            .collect();
+        let many = gp.predict_many(&xs);
+        assert_eq!(many.len(), 150);
+        for (c, (mean, var)) in many.iter().enumerate() {
+            let one = gp.predict(&xs[c * 3..(c + 1) * 3], false);
+            assert!(close(*mean, one.mean, 1e-9), "{c}: {mean} vs {}", one.mean);
+            assert!(close(*var, one.var, 1e-9), "{c}: {var} vs {}", one.var);
+        }
+    }
+
+    #[test]
     fn duplicate_points_still_factorize() {
         let h = hyper(&[0.5], 1.0, NOISE_FLOOR * 1.000_001);
         let gp = Gp::new(&[0.3, 0.3, 0.3], 1, &[1.0, 1.0, 1.0], &h).unwrap();

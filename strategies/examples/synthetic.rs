@@ -313,7 +313,12 @@ fn main() {
         let mut values: Vec<f64> = (0..seeds).map(|s| run(kind, &problem, s)).collect();
         let mean = values.iter().sum::<f64>() / values.len() as f64;
         values.sort_by(f64::total_cmp);
-        let median = values[values.len() / 2];
+        let half = values.len() / 2;
+        let median = if values.len() % 2 == 0 {
+            0.5 * (values[half - 1] + values[half])
+        } else {
+            values[half]
+        };
         println!(
             "{:12} mean {:>10.4} median {:>10.4} worst {:>10.4}  ({:.1} s)",
             problem.name,

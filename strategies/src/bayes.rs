@@ -6,7 +6,8 @@
 //! 2. Finished trials become GP training data: objective losses (several objectives are
 //!    combined by a random augmented-Chebyshev scalarization per trial, ParEGO), failed,
 //!    pruned and metric-less infeasible trials imputed at the worst loss seen (so their region
-//!    is avoided and they are not proposed again), then standardized.
+//!    is avoided and they are not proposed again), then standardized and shifted so that the
+//!    worst is 0, the prior mean (`pessimistic_prior`).
 //! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS). Each
 //!    constraint metric gets its own GP, fitted the same way on every trial that reported it
 //!    (infeasible ones included).

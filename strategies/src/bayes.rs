@@ -6,7 +6,8 @@
 //! 2. Finished trials become GP training data: objective losses (several objectives are
 //!    combined by a random augmented-Chebyshev scalarization per trial, ParEGO), failed,
 //!    pruned and metric-less infeasible trials imputed at the worst loss seen (so their region
-//!    is avoided and they are not proposed again), then standardized.
+//!    is avoided and they are not proposed again), then standardized and shifted so that the
+//!    worst is 0, the prior mean (`pessimistic_prior`).
 //! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS). Each
 //!    constraint metric gets its own GP, fitted the same way on every trial that reported it
 //!    (infeasible ones included).
@@ -110,7 +111,7 @@ fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
         }
         out
     };
-    let y_all = standardize(&targets);
+    let y_all = pessimistic_prior(&standardize(&targets));
     let pick = |idx: &[usize], v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
 
     let prior = Prior::default_for(dim);
@@ -320,6 +321,26 @@ fn objective_targets<R: Rng>(points: &[Point], objectives: usize, rng: &mut R) -
         .copied()
         .fold(f64::NEG_INFINITY, f64::max);
     raw.iter().map(|v| v.unwrap_or(worst)).collect()
+}
+
+/// Shifts standardized losses so that the worst one is 0, the GP's prior mean: far from the
+/// data the model expects a trial as bad as the worst seen, not an average one.
+///
+/// The trials are not a random sample of the space: after the first few, the model puts them
+/// where it expects low losses, so their mean is better than the average over the space, and a
+/// prior mean at that mean makes every unexplored region (in several dimensions, every corner
+/// of the cube) look promising on variance alone. With the prior at the worst loss, EI is drawn
+/// to a region by a model that predicts low losses there, and to the unknown only as far as its
+/// variance justifies. Measured in-process (`strategies/examples/synthetic.rs`, 30 seeds, 40
+/// trials): Hartmann-6 mean best −3.19 instead of −2.92, Ackley-5 5.9 instead of 8.4,
+/// Rosenbrock-4 237 instead of 404, no Branin run stuck at a boundary (worst 0.416 instead of
+/// 1.94); DTLZ2 hypervolume 0.565 instead of 0.525 (10 seeds, 100 trials).
+fn pessimistic_prior(y: &[f64]) -> Vec<f64> {
+    let worst = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !worst.is_finite() {
+        return y.to_vec();
+    }
+    y.iter().map(|v| v - worst).collect()
 }
 
 /// Indices of at most `cap` points: all of them if few enough, else the best half by `values`

@@ -200,8 +200,8 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                                     .and_then(|u| u.trial.clone())
                                     .map(|t| format!(", running {t}"))
                                     .unwrap_or_else(|| ", free".into());
-                                let gib = g.memory_total as f64 / (1u64 << 30) as f64;
-                                println!("gpu{}: {} ({gib:.1} GiB){util}{holder}", g.index, g.name);
+                                let total = crate::gpu::gib(g.memory_total);
+                                println!("gpu{}: {} ({total}){util}{holder}", g.index, g.name);
                             }
                         }
                     }

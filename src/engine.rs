@@ -10,6 +10,7 @@
 
 use crate::api::{BudgetUsage, StudySummary, TrialView};
 use crate::executor::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
+use crate::gpu::gib;
 use crate::gpu_monitor::GpuMonitor;
 use crate::hardware;
 use crate::leaderboard;
@@ -116,11 +117,6 @@ fn costs_retry(reason: &str) -> bool {
 /// How long GPU memory promised to a starting trial (`trial.gpu_memory`) is held back from
 /// what NVML reports free: about the time a trial takes to allocate it.
 pub const GPU_RESERVE_SECS: f64 = 60.0;
-
-/// Bytes as GiB with one decimal, for messages.
-fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
-}
 
 /// Settings the engine is built with.
 #[derive(Clone, Debug)]
@@ -1395,14 +1391,7 @@ impl Engine {
         }
         self.gpus
             .values()
-            .map(|g| {
-                format!(
-                    "gpu{} {} (cc {})",
-                    g.index,
-                    g.name,
-                    g.compute_capability.as_deref().unwrap_or("?")
-                )
-            })
+            .map(|g| format!("gpu{} {}", g.index, g.label()))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -1420,14 +1409,7 @@ impl Engine {
         let names: Vec<String> = slot
             .gpus
             .iter()
-            .map(|d| match self.gpus.get(d) {
-                Some(g) => format!(
-                    "{} (cc {})",
-                    g.name,
-                    g.compute_capability.as_deref().unwrap_or("?")
-                ),
-                None => format!("gpu{d}"),
-            })
+            .map(|d| self.gpus.get(d).map_or(format!("gpu{d}"), |g| g.label()))
             .collect();
         tr.info.insert("gpu".into(), names.join(", "));
         if let Some(v) = self.gpu_monitor.driver_version() {

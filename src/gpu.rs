@@ -20,6 +20,23 @@ pub struct GpuInfo {
     pub compute_capability: Option<String>,
 }
 
+impl GpuInfo {
+    /// `NVIDIA H100 80GB HBM3 (cc 9.0)`: the name and compute capability, for messages and
+    /// the trial record.
+    pub fn label(&self) -> String {
+        format!(
+            "{} (cc {})",
+            self.name,
+            self.compute_capability.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+/// Bytes as GiB with one decimal: `79.2 GiB`.
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
 /// What discovery found.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GpuDiscovery {

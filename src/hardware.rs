@@ -89,13 +89,7 @@ pub fn unmet_warnings(
         "none".to_string()
     } else {
         gpus.iter()
-            .map(|g| {
-                format!(
-                    "{} (cc {})",
-                    g.name,
-                    g.compute_capability.as_deref().unwrap_or("?")
-                )
-            })
+            .map(GpuInfo::label)
             .collect::<Vec<_>>()
             .join(", ")
     };

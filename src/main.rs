@@ -175,19 +175,18 @@ fn gpus(format: Format) -> anyhow::Result<i32> {
     } else if let Some(note) = &d.note {
         println!("no GPUs: {note}");
     } else {
-        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         if let Some(v) = &d.driver_version {
             println!("CUDA driver {v}");
         }
         for g in &d.devices {
             println!(
-                "gpu{}: {}, compute capability {}, {:.1} GiB total, {} free",
+                "gpu{}: {}, compute capability {}, {} total, {} free",
                 g.index,
                 g.name,
                 g.compute_capability.as_deref().unwrap_or("?"),
-                gib(g.memory_total),
+                quantune::gpu::gib(g.memory_total),
                 g.memory_free
-                    .map_or_else(|| "?".to_string(), |f| format!("{:.1} GiB", gib(f)))
+                    .map_or_else(|| "?".to_string(), quantune::gpu::gib)
             );
         }
     }

@@ -16,11 +16,16 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python_ok(code: &str) -> bool {
-    Command::new("python3")
+/// Whether `python` runs `code` successfully.
+fn runs(python: &str, code: &str) -> bool {
+    Command::new(python)
         .args(["-c", code])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+fn python_ok(code: &str) -> bool {
+    runs("python3", code)
 }
 
 #[test]
@@ -73,12 +78,9 @@ qt.final(latency_ms=1.25, gpu="H100", kernel=3)
 
 /// The first interpreter that can import torch: `python3` on the PATH, then Debian's.
 fn python_with_torch() -> Option<&'static str> {
-    ["python3", "/usr/bin/python3"].into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import torch"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|py| runs(py, "import torch"))
 }
 
 fn tiny_pytorch_study(python: &str, script: &Path) -> String {

@@ -6,8 +6,8 @@ pub mod metrics_tail;
 pub mod protocol;
 pub mod slurm;
 
-use crate::slots::Slot;
-use crate::study::TrialSpec;
+use crate::gpu::slots::Slot;
+use crate::model::study::TrialSpec;
 use quantune_strategies::Params;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,15 +8,15 @@
 //! parameters while `trial.retries` allow; a restart fails and re-queues trials the previous
 //! process left `running` ("interrupted").
 
-use crate::api::{BudgetUsage, StudySummary, TrialView};
 use crate::executor::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
 use crate::gpu::gib;
-use crate::gpu_monitor::GpuMonitor;
-use crate::hardware;
-use crate::leaderboard;
-use crate::metrics::Metrics;
-use crate::slots::{Slot, SlotPool, SlotUsage};
-use crate::study::{OnExhausted, StudyDefinition, TrialSpec, Workload};
+use crate::gpu::hardware;
+use crate::gpu::monitor::GpuMonitor;
+use crate::gpu::slots::{Slot, SlotPool, SlotUsage};
+use crate::model::leaderboard;
+use crate::model::metrics::Metrics;
+use crate::model::study::{OnExhausted, StudyDefinition, TrialSpec, Workload};
+use crate::model::wire::{BudgetUsage, StudySummary, TrialView};
 use quantune_state::{
     AttemptRecord, Report, Store, StudyRecord, StudyState, TrialRecord, TrialState,
 };
@@ -342,13 +342,7 @@ pub struct Engine {
     heartbeat: AtomicU64,
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+pub use crate::model::now;
 
 impl Engine {
     /// Builds the engine from the store, reconciling trials a previous process left running.
@@ -617,7 +611,7 @@ impl Engine {
     }
 
     /// Every local GPU with its last sample and the trial holding it.
-    pub fn gpu_states(&self) -> Vec<crate::gpu_monitor::GpuState> {
+    pub fn gpu_states(&self) -> Vec<crate::gpu::monitor::GpuState> {
         self.gpu_monitor.snapshot()
     }
 
@@ -1400,7 +1394,7 @@ impl Engine {
     /// driver and CUDA versions (the trial's own values of these keys win when it reports them).
     fn record_environment(&self, tr: &mut TrialRecord, slot: &Slot) {
         tr.info
-            .insert("host".into(), crate::host::description().to_string());
+            .insert("host".into(), crate::gpu::host::description().to_string());
         tr.info
             .insert("quantune_version".into(), env!("CARGO_PKG_VERSION").into());
         if slot.gpus.is_empty() {
@@ -1500,7 +1494,7 @@ impl Engine {
                 for n in stale {
                     let reason = format!(
                         "timeout: no report for {}",
-                        crate::duration::format_secs(timeout)
+                        crate::model::duration::format_secs(timeout)
                     );
                     self.apply_failure(rt, n, reason, None, t);
                     inner.dirty.push((rt.record.name.clone(), n));
@@ -1894,7 +1888,7 @@ impl Engine {
     pub fn import_results(
         &self,
         name: &str,
-        results: Vec<crate::results::ImportedResult>,
+        results: Vec<crate::model::results::ImportedResult>,
     ) -> Result<Vec<TrialView>> {
         let mut inner = self.lock();
         let rt = inner.studies.get_mut(name).ok_or_else(|| not_found(name))?;
@@ -1910,10 +1904,10 @@ impl Engine {
                 .as_deref()
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default();
-            crate::results::check(&rt.def, &r.params, &r.metrics)
+            crate::model::results::check(&rt.def, &r.params, &r.metrics)
                 .map_err(|e| EngineError::BadRequest(format!("results[{i}]{at}: {e}")))?;
             let mut tr = TrialRecord::new(name, first + i as u64, r.params, t);
-            let violated = crate::results::violations(&rt.def, &r.metrics);
+            let violated = crate::model::results::violations(&rt.def, &r.metrics);
             tr.state = if violated.is_empty() {
                 TrialState::Complete
             } else {
@@ -1975,12 +1969,16 @@ impl Engine {
                     EngineError::BadRequest(format!("'{k}' is not a parameter of study '{name}'"))
                 })?;
             let field = match v {
-                quantune_strategies::ParamValue::Float(x) => crate::results::Field::Num(*x),
-                quantune_strategies::ParamValue::Int(i) => crate::results::Field::Num(*i as f64),
-                quantune_strategies::ParamValue::Bool(b) => crate::results::Field::Bool(*b),
-                quantune_strategies::ParamValue::Str(s) => crate::results::Field::Text(s.clone()),
+                quantune_strategies::ParamValue::Float(x) => crate::model::results::Field::Num(*x),
+                quantune_strategies::ParamValue::Int(i) => {
+                    crate::model::results::Field::Num(*i as f64)
+                }
+                quantune_strategies::ParamValue::Bool(b) => crate::model::results::Field::Bool(*b),
+                quantune_strategies::ParamValue::Str(s) => {
+                    crate::model::results::Field::Text(s.clone())
+                }
             };
-            *v = crate::results::param_value(&p.domain, &field)
+            *v = crate::model::results::param_value(&p.domain, &field)
                 .map_err(|e| EngineError::BadRequest(format!("{k}: {e}")))?;
         }
         let n = rt.trials.len() as u64;

@@ -2,7 +2,7 @@
 //! stderr, whichever is written), never in `--format json|csv`, never when `NO_COLOR` is set
 //! or `TERM=dumb`; `--color always|never` overrides the terminal check.
 
-use crate::cli::Format;
+use crate::view::table::Format;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 

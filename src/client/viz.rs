@@ -2,12 +2,12 @@
 //! and importance are computed here, from the study's export (`GET …/export`: definition,
 //! trials and reports), so the daemon does no drawing for the CLI.
 
-use crate::api::client::{segment, Client};
-use crate::api::StudySummary;
-use crate::cli::Format;
-use crate::leaderboard::Row;
-use crate::output;
-use crate::plot::{PlotKind, PlotOptions, StudyData};
+use crate::client::cli::Format;
+use crate::client::http::{segment, Client};
+use crate::model::leaderboard::Row;
+use crate::model::wire::StudySummary;
+use crate::view::plot::{PlotKind, PlotOptions, StudyData};
+use crate::view::table;
 use anyhow::{anyhow, bail, Context, Result};
 use hyper::Method;
 use std::io::{IsTerminal, Write};
@@ -51,9 +51,9 @@ pub async fn plot(
     };
     let data = study_data(client, study).await?;
     if png {
-        crate::plot::render_png(&data, kind, &opts, out)?;
+        crate::view::plot::render_png(&data, kind, &opts, out)?;
     } else {
-        let svg = crate::plot::render_svg(&data, kind, &opts)?;
+        let svg = crate::view::plot::render_svg(&data, kind, &opts)?;
         if to_stdout {
             std::io::stdout().write_all(svg.as_bytes())?;
             return Ok(());
@@ -83,14 +83,14 @@ pub async fn plot(
 /// `quantune importance`.
 pub async fn importance(client: &Client, study: &str, quantile: f64, format: Format) -> Result<()> {
     let data = study_data(client, study).await?;
-    let results = crate::importance::per_objective(&data.def, &data.trials, quantile);
+    let results = crate::model::importance::per_objective(&data.def, &data.trials, quantile);
     match format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&crate::importance::to_json(&results, quantile))?
+            serde_json::to_string_pretty(&crate::model::importance::to_json(&results, quantile))?
         ),
         Format::Csv => {
-            let mut t = output::Table {
+            let mut t = table::Table {
                 headers: ["objective", "param", "importance", "trials", "top"]
                     .map(String::from)
                     .to_vec(),
@@ -110,15 +110,15 @@ pub async fn importance(client: &Client, study: &str, quantile: f64, format: For
             print!("{}", t.to_csv());
         }
         Format::Table => {
-            let text = crate::importance::text_chart(&results, quantile);
-            if crate::color::stdout(format) {
+            let text = crate::model::importance::text_chart(&results, quantile);
+            if crate::view::color::stdout(format) {
                 // Bars in green, the rest as is.
                 for line in text.lines() {
                     match line.find('#') {
                         Some(i) => println!(
                             "{}{}",
                             &line[..i],
-                            crate::color::Paint::Good.apply(&line[i..])
+                            crate::view::color::Paint::Good.apply(&line[i..])
                         ),
                         None => println!("{line}"),
                     }
@@ -158,7 +158,7 @@ fn screen(s: &StudySummary, rows: &[Row], color: bool) -> String {
         let m: Vec<String> = best
             .metrics
             .iter()
-            .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
+            .map(|(k, v)| format!("{k}={}", table::num(*v, false)))
             .collect();
         out.push_str(&format!("best: trial {} {}\n", best.trial, m.join(" ")));
     }
@@ -166,8 +166,8 @@ fn screen(s: &StudySummary, rows: &[Row], color: bool) -> String {
     if rows.is_empty() {
         out.push_str("no finished trials yet\n");
     } else {
-        let t = output::leaderboard_table(rows, false);
-        let paints = output::leaderboard_paints(rows);
+        let t = table::leaderboard_table(rows, false);
+        let paints = table::leaderboard_paints(rows);
         out.push_str(&t.to_text_painted(color.then_some(paints.as_slice())));
     }
     out
@@ -184,8 +184,8 @@ pub async fn watch(
     format: Format,
 ) -> Result<()> {
     let tty = std::io::stdout().is_terminal() && format == Format::Table;
-    let color = crate::color::stdout(format);
-    let stop = crate::serve::shutdown_signal();
+    let color = crate::view::color::stdout(format);
+    let stop = crate::signal::shutdown_signal();
     tokio::pin!(stop);
     let mut last = String::new();
     loop {
@@ -216,7 +216,7 @@ pub async fn watch(
                     } else {
                         format!(
                             "\nrefreshing every {} · Ctrl-C stops\n",
-                            crate::duration::format_secs(interval)
+                            crate::model::duration::format_secs(interval)
                         )
                     };
                     print!("\x1b[H\x1b[2J{text}{footer}");

@@ -17,7 +17,7 @@ mod importance;
 mod parallel;
 mod pareto;
 
-use crate::study::StudyDefinition;
+use crate::model::study::StudyDefinition;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -169,7 +169,7 @@ type PlotResult = Result<(), PlotError>;
 
 /// The font every plot uses, registered once with plotters (which needs a font to measure and,
 /// for PNG, draw text).
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
 fn register_font() {
     static ONCE: Once = Once::new();
@@ -278,7 +278,9 @@ enum Class {
 impl Class {
     fn of(def: &StudyDefinition, t: &TrialRecord) -> Class {
         match t.state {
-            TrialState::Complete if !crate::leaderboard::feasible(def, t) => Class::Infeasible,
+            TrialState::Complete if !crate::model::leaderboard::feasible(def, t) => {
+                Class::Infeasible
+            }
             TrialState::Complete if t.imported => Class::Imported,
             TrialState::Complete => Class::Complete,
             TrialState::Infeasible => Class::Infeasible,
@@ -425,7 +427,7 @@ fn class_counts(data: &StudyData) -> String {
 
 /// A number for an axis or a label: short.
 fn short(v: f64) -> String {
-    crate::output::num(v, false)
+    crate::view::table::num(v, false)
 }
 
 #[cfg(test)]

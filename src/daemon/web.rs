@@ -4,10 +4,10 @@
 //! forwards GET requests for `/ui/…`, and nothing else, to the socket) or an SSH forward of the
 //! socket. Nothing on the page changes a study; see `docs/WEB.md`.
 
-use crate::api::client::{Client, Endpoint};
-use crate::api::server::AppState;
-use crate::api::StudySummary;
-use crate::plot::{PlotError, PlotKind, PlotOptions, StudyData};
+use crate::client::http::{Client, Endpoint};
+use crate::daemon::api::AppState;
+use crate::model::wire::StudySummary;
+use crate::view::plot::{PlotError, PlotKind, PlotOptions, StudyData};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -91,7 +91,7 @@ fn studies_table(studies: &[StudySummary]) -> String {
             out,
             "<tr><td><a href=\"/ui/studies/{}\">{}</a></td><td>{}</td><td>{}/{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td></tr>",
-            crate::api::client::segment(&s.name),
+            crate::client::http::segment(&s.name),
             esc(&s.name),
             esc(&s.state),
             s.trials,
@@ -145,7 +145,7 @@ async fn study_page(State(s): State<AppState>, Path(name): Path<String>) -> Resp
         };
         let rendered: Vec<(PlotKind, Result<String, PlotError>)> = PlotKind::ALL
             .iter()
-            .map(|k| (*k, crate::plot::render_svg(&data, *k, &opts)))
+            .map(|k| (*k, crate::view::plot::render_svg(&data, *k, &opts)))
             .collect();
         Ok::<_, String>(rendered)
     })
@@ -213,11 +213,11 @@ fn strip_xml_declaration(svg: &str) -> &str {
     }
 }
 
-fn leaderboard_html(rows: &[crate::leaderboard::Row]) -> String {
+fn leaderboard_html(rows: &[crate::model::leaderboard::Row]) -> String {
     if rows.is_empty() {
         return "<p class=\"nodata\" id=\"leaderboard\">no finished trials yet</p>".into();
     }
-    let table = crate::output::leaderboard_table(rows, false);
+    let table = crate::view::table::leaderboard_table(rows, false);
     let mut out = String::from("<table id=\"leaderboard\"><thead><tr>");
     for h in &table.headers {
         let _ = write!(out, "<th>{}</th>", esc(h));
@@ -246,7 +246,7 @@ fn leaderboard_html(rows: &[crate::leaderboard::Row]) -> String {
 /// when `--url` is given). Prints the URL, runs until Ctrl-C.
 pub async fn proxy(endpoint: Endpoint, listen: &str) -> anyhow::Result<()> {
     use anyhow::Context;
-    let stop = crate::serve::shutdown_signal();
+    let stop = crate::signal::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("--listen {listen}: cannot listen there"))?;

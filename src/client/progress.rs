@@ -2,9 +2,9 @@
 //! counts and the best value so far, and a line per finished trial above it; elsewhere (a log
 //! file, CI) just the lines, so logs stay readable.
 
-use crate::api::StudySummary;
-use crate::color::Paint;
-use crate::output;
+use crate::model::wire::StudySummary;
+use crate::view::color::Paint;
+use crate::view::table;
 use indicatif::{ProgressBar, ProgressStyle};
 use quantune_state::{TrialRecord, TrialState};
 use std::io::IsTerminal;
@@ -41,7 +41,7 @@ impl Progress {
         Progress {
             bar,
             quiet,
-            color: crate::color::stderr(),
+            color: crate::view::color::stderr(),
             max,
         }
     }
@@ -76,7 +76,7 @@ impl Progress {
                 .metrics
                 .iter()
                 .take(2)
-                .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
+                .map(|(k, v)| format!("{k}={}", table::num(*v, false)))
                 .collect();
             msg.push_str(&format!(" · best #{} {}", best.trial, m.join(" ")));
         }
@@ -97,14 +97,14 @@ fn trial_line(t: &TrialRecord, done: u64, max: u64, color: bool) -> String {
         .params
         .iter()
         .map(|(k, v)| match v {
-            quantune_strategies::ParamValue::Float(f) => format!("{k}={}", output::num(*f, false)),
+            quantune_strategies::ParamValue::Float(f) => format!("{k}={}", table::num(*f, false)),
             v => format!("{k}={v}"),
         })
         .collect();
     let metrics: Vec<String> = t
         .metrics
         .iter()
-        .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
+        .map(|(k, v)| format!("{k}={}", table::num(*v, false)))
         .collect();
     let extra = match &t.reason {
         Some(r) if t.state != TrialState::Complete => format!("  ({r})"),

@@ -1,5 +1,5 @@
 //! Parameter importance as horizontal bars, one panel per objective (PED-ANOVA; see
-//! `quantune_strategies::importance` and [`crate::importance`]).
+//! `quantune_strategies::importance` and [`crate::model::importance`]).
 
 use super::*;
 
@@ -12,7 +12,7 @@ where
     DB::ErrorType: 'static,
 {
     let def = &data.def;
-    let results = crate::importance::per_objective(&data.def, &data.trials, opts.quantile);
+    let results = crate::model::importance::per_objective(&data.def, &data.trials, opts.quantile);
     let title = format!(
         "{}: parameter importance (PED-ANOVA, top {:.0} %)",
         def.name,

@@ -1,9 +1,20 @@
 //! Rendering for people and scripts: aligned text tables and CSV built from the same rows, and
 //! the leaderboard/trials/studies tables every command (and `run`) prints.
 
-use crate::api::{StudySummary, TrialView};
-use crate::duration::format_secs;
-use crate::leaderboard::Row;
+/// Output formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// A JSON document (stable; see docs/CLI.md).
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+use crate::model::duration::format_secs;
+use crate::model::leaderboard::Row;
+use crate::model::wire::{StudySummary, TrialView};
 use std::collections::BTreeSet;
 
 /// A table: a header and rows of cells.
@@ -23,7 +34,7 @@ impl Table {
 
     /// [`Table::to_text`] with the header in bold and each row in its paint (`paints[i]` for
     /// row `i`), when `paints` is given (colours on).
-    pub fn to_text_painted(&self, paints: Option<&[Option<crate::color::Paint>]>) -> String {
+    pub fn to_text_painted(&self, paints: Option<&[Option<crate::view::color::Paint>]>) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {
             for (w, c) in widths.iter_mut().zip(r) {
@@ -41,7 +52,7 @@ impl Table {
             let text = text.trim_end();
             let paint = match (paints, i) {
                 (None, _) => None,
-                (Some(_), 0) => Some(crate::color::Paint::Bold),
+                (Some(_), 0) => Some(crate::view::color::Paint::Bold),
                 (Some(p), i) => p.get(i - 1).copied().flatten(),
             };
             match paint {
@@ -167,8 +178,8 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
 }
 
 /// How each leaderboard row is painted: the best in bold green, infeasible ones grey.
-pub fn leaderboard_paints(rows: &[Row]) -> Vec<Option<crate::color::Paint>> {
-    use crate::color::Paint;
+pub fn leaderboard_paints(rows: &[Row]) -> Vec<Option<crate::view::color::Paint>> {
+    use crate::view::color::Paint;
     rows.iter()
         .map(|r| {
             if r.best {
@@ -183,10 +194,10 @@ pub fn leaderboard_paints(rows: &[Row]) -> Vec<Option<crate::color::Paint>> {
 }
 
 /// How each trial row is painted: by state.
-pub fn trial_paints(trials: &[TrialView]) -> Vec<Option<crate::color::Paint>> {
+pub fn trial_paints(trials: &[TrialView]) -> Vec<Option<crate::view::color::Paint>> {
     trials
         .iter()
-        .map(|t| crate::color::Paint::for_state(&t.state))
+        .map(|t| crate::view::color::Paint::for_state(&t.state))
         .collect()
 }
 

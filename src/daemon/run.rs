@@ -2,9 +2,10 @@
 //! the daemon, progress on the terminal and the leaderboard at the end. Ctrl-C interrupts the
 //! running trials cleanly; running the same file again resumes where it stopped.
 
-use crate::engine::EngineError;
-use crate::output;
-use crate::serve::{discover_gpus, shutdown_signal, start_engine};
+use crate::daemon::serve::{discover_gpus, start_engine};
+use crate::scheduler::engine::EngineError;
+use crate::signal::shutdown_signal;
+use crate::view::table;
 use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -19,12 +20,12 @@ pub async fn run(
 ) -> Result<i32> {
     // Before any trial can start: Ctrl-C from here on stops cleanly.
     let ctrl_c = shutdown_signal();
-    let (def, source) = crate::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    let (def, source) = crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
     // Trials run in their own working directory: every path they are given must be absolute.
     let state_dir = &std::path::absolute(state_dir)?;
     let name = def.name.clone();
     let gpus = discover_gpus(true);
-    let cpu_slots = cpu_slots.unwrap_or_else(crate::config::cores);
+    let cpu_slots = cpu_slots.unwrap_or_else(crate::daemon::config::cores);
     let (engine, ev_rx) = start_engine(state_dir, cpu_slots, &gpus, 1, Some(name.clone()), None)?;
     match engine.definition(&name) {
         Ok((_, stored_source)) if stored_source != source => bail!(
@@ -60,7 +61,7 @@ pub async fn run(
                 - s.counts.get("queued").copied().unwrap_or(0)
         })
         .unwrap_or(0);
-    let progress = crate::progress::Progress::new(max, done, quiet);
+    let progress = crate::client::progress::Progress::new(max, done, quiet);
     if let Ok(s) = engine.study(&name) {
         progress.counts(&s);
     }
@@ -97,11 +98,11 @@ pub async fn run(
         .leaderboard(&name, None)
         .map_err(|e| anyhow!("{e}"))?;
     println!();
-    let paints = output::leaderboard_paints(&rows);
-    let color = crate::color::stdout(crate::cli::Format::Table);
+    let paints = table::leaderboard_paints(&rows);
+    let color = crate::view::color::stdout(crate::client::cli::Format::Table);
     print!(
         "{}",
-        output::leaderboard_table(&rows, false).to_text_painted(color.then_some(paints.as_slice()))
+        table::leaderboard_table(&rows, false).to_text_painted(color.then_some(paints.as_slice()))
     );
     println!(
         "\nstudy '{name}': {}{}",

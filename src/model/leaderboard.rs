@@ -2,7 +2,7 @@
 //! objectives, the first objective within a rank), infeasible ones after them, the best
 //! trade-off marked.
 
-use crate::study::StudyDefinition;
+use crate::model::study::StudyDefinition;
 use quantune_state::{TrialRecord, TrialState};
 use quantune_strategies::pareto;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ pub struct Row {
     pub rank: Option<usize>,
     /// The trial.
     #[serde(flatten)]
-    pub trial: crate::api::TrialView,
+    pub trial: crate::model::wire::TrialView,
     /// Whether the trial meets every constraint.
     pub feasible: bool,
     /// Whether this is the best trial (single objective) or the front point with the largest
@@ -105,7 +105,7 @@ pub fn build(def: &StudyDefinition, trials: &[TrialRecord], top: Option<usize>) 
         let above = pos.checked_sub(1).map(|p| good[order[p]].0);
         rows.push(Row {
             rank: Some(rank),
-            trial: crate::api::TrialView::from(good[i].0),
+            trial: crate::model::wire::TrialView::from(good[i].0),
             feasible: true,
             best: Some(i) == best,
             ties: above
@@ -147,7 +147,7 @@ pub fn build(def: &StudyDefinition, trials: &[TrialRecord], top: Option<usize>) 
     });
     rows.extend(bad.into_iter().map(|t| Row {
         rank: None,
-        trial: crate::api::TrialView::from(t),
+        trial: crate::model::wire::TrialView::from(t),
         feasible: false,
         best: false,
         ties: Vec::new(),
@@ -212,7 +212,7 @@ max_trials = 4
 [trial]
 command = ["true"]
 "#;
-        crate::study::parse(text, "t.toml", Path::new("/tmp"), None).unwrap()
+        crate::model::study::parse(text, "t.toml", Path::new("/tmp"), None).unwrap()
     }
 
     fn trial(n: u64, latency: f64, spread: Option<f64>) -> TrialRecord {
@@ -252,7 +252,7 @@ command = ["true"]
         );
         assert!(rows[2].ties.is_empty(), "0.16 apart, spreads 0.02/0.01");
         assert!(rows[3].ties.is_empty(), "no spread reported");
-        let table = crate::output::leaderboard_table(&rows, false);
+        let table = crate::view::table::leaderboard_table(&rows, false);
         let note = table.rows[1].last().unwrap();
         assert_eq!(note, "≈ trial 1 on latency_ms (within spread)");
     }

@@ -101,7 +101,7 @@ where
         }))?;
     }
     // The leaderboard's best trade-off (largest hypervolume contribution over all objectives).
-    let board = crate::leaderboard::build(def, &data.trials, None);
+    let board = crate::model::leaderboard::build(def, &data.trials, None);
     if let Some(best) = board.iter().find(|r| r.best) {
         if let Some((_, p)) = feasible.iter().find(|(t, _)| t.number == best.trial.trial) {
             chart

@@ -1,6 +1,11 @@
 //! CUDA device discovery through cudarc, loaded at run time: on a machine without a CUDA
 //! driver this reports "no driver" and the daemon runs on CPU slots only — never a panic.
 
+pub mod hardware;
+pub mod host;
+pub mod monitor;
+pub mod slots;
+
 use serde::{Deserialize, Serialize};
 
 /// One CUDA device.

@@ -2,7 +2,7 @@
 //! in `quantune_strategies::importance`; this module picks the trials (feasible complete ones,
 //! imported results included), runs it once per objective and prints a text bar chart.
 
-use crate::study::StudyDefinition;
+use crate::model::study::StudyDefinition;
 use quantune_state::TrialRecord;
 use quantune_strategies::importance::{ped_anova, Importance, ImportanceOptions};
 use quantune_strategies::Params;
@@ -54,7 +54,7 @@ pub fn per_objective(
         .map(|o| {
             let samples: Vec<(Params, f64)> = trials
                 .iter()
-                .filter(|t| crate::leaderboard::feasible(def, t))
+                .filter(|t| crate::model::leaderboard::feasible(def, t))
                 .filter_map(|t| {
                     let v = *t.metrics.get(&o.metric)?;
                     Some((t.params.clone(), o.loss(v)))

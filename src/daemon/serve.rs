@@ -4,14 +4,14 @@
 //! and on SIGTERM or SIGINT stops accepting requests, interrupts local trials, records them and
 //! exits.
 
-use crate::api::access::{Peer, Token};
-use crate::api::server::{router, tcp_router, AppState};
-use crate::config::DaemonConfig;
-use crate::engine::{Engine, EngineConfig};
+use crate::daemon::access::{Peer, Token};
+use crate::daemon::api::{router, tcp_router, AppState};
+use crate::daemon::config::DaemonConfig;
 use crate::executor::local::LocalExecutor;
 use crate::executor::slurm::{SlurmConfig, SlurmExecutor};
 use crate::executor::Executor;
 use crate::gpu::{self, GpuDiscovery};
+use crate::scheduler::engine::{Engine, EngineConfig};
 use anyhow::{bail, Context, Result};
 use quantune_state::Store;
 use std::os::unix::fs::PermissionsExt;
@@ -133,7 +133,7 @@ pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn serve(config: Option<&Path>) -> Result<()> {
     // Before anything else: a SIGTERM during start-up then stops the daemon cleanly once up.
-    let stop_signal = shutdown_signal();
+    let stop_signal = crate::signal::shutdown_signal();
     let mut cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
     // Trials run in their own working directory: every path they are given must be absolute.
     cfg.state_dir = std::path::absolute(&cfg.state_dir)?;
@@ -221,7 +221,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     // `engine::store_io_failed`): only a fresh process can write to it again.
     tokio::spawn(async move {
         let store_failed = async {
-            while !crate::engine::store_io_failed() {
+            while !crate::scheduler::engine::store_io_failed() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         };
@@ -250,7 +250,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     }
     let _ = std::fs::remove_file(&cfg.socket);
     served?;
-    if crate::engine::store_io_failed() {
+    if crate::scheduler::engine::store_io_failed() {
         bail!(
             "stopped: the state store in {} could not be written (is its disk full?); nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",
             cfg.state_dir.display()
@@ -273,7 +273,7 @@ async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinH
     }
     tracing::info!("serving /metrics on http://{local}/metrics");
     let only_metrics = axum::Router::new()
-        .route("/metrics", axum::routing::get(crate::api::server::metrics))
+        .route("/metrics", axum::routing::get(crate::daemon::api::metrics))
         .with_state(state);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, only_metrics).await {
@@ -339,25 +339,6 @@ fn raise_fd_limit() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not when the
-/// future is first polled), so a signal that arrives during start-up is not lost: call it
-/// first thing, inside the runtime.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        let (Ok(mut term), Ok(mut int)) = (term, int) else {
-            std::future::pending::<()>().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
         }
     }
 }
@@ -471,7 +452,7 @@ mod tests {
         let src = "[study]\nname = \"h\"\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
                    [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[strategy]\nkind = \"random\"\n\
                    [budget]\nmax_trials = 1\n[trial]\ncommand = [\"true\"]\n";
-        let def = crate::study::parse(src, "h.toml", dir.path(), None).unwrap();
+        let def = crate::model::study::parse(src, "h.toml", dir.path(), None).unwrap();
         engine.submit(def, src.into()).unwrap();
         // Let the loop reach the executor, and the watchdog notice.
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -2,7 +2,7 @@
 //! errors) and validated into a [`StudyDefinition`]. Every error names the file, the line where
 //! it can be found, the key path, what is wrong and what is allowed.
 
-use crate::duration::parse_duration;
+use crate::model::duration::parse_duration;
 use quantune_strategies::pruner::{self, PruneMetric, PrunerOptions};
 use quantune_strategies::registry::{self, StrategyOptions};
 use quantune_strategies::{
@@ -41,7 +41,7 @@ pub struct StudyDefinition {
     pub pruner: PrunerSpec,
     /// What categorical choices need of the hardware (`space.<p>.requires`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub requires: Vec<crate::hardware::ChoiceRequirement>,
+    pub requires: Vec<crate::gpu::hardware::ChoiceRequirement>,
     /// The directory relative paths in the file are resolved against (the study file's own).
     pub base_dir: PathBuf,
 }
@@ -1009,7 +1009,7 @@ fn choice_requirements(
     name: &str,
     domain: &Domain,
     raw: BTreeMap<String, RawRequirement>,
-) -> Result<Vec<crate::hardware::ChoiceRequirement>, (String, String)> {
+) -> Result<Vec<crate::gpu::hardware::ChoiceRequirement>, (String, String)> {
     let Domain::Categorical { choices } = domain else {
         return Err((
             format!("{p}.requires"),
@@ -1039,9 +1039,9 @@ fn choice_requirements(
                 "needs compute_capability = \"major.minor\" (e.g. \"8.9\" for fp8)".into(),
             ));
         };
-        let compute_capability = crate::hardware::Capability::parse(&cc)
+        let compute_capability = crate::gpu::hardware::Capability::parse(&cc)
             .map_err(|m| (format!("{path}.compute_capability"), m))?;
-        out.push(crate::hardware::ChoiceRequirement {
+        out.push(crate::gpu::hardware::ChoiceRequirement {
             param: name.to_string(),
             choice: choice.clone(),
             compute_capability,

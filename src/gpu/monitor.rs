@@ -3,7 +3,7 @@
 //! maximum utilization and the peak memory are stored with it. Without NVML (no NVIDIA driver)
 //! nothing is sampled and only GPU-seconds are recorded — never a panic.
 
-use crate::metrics::Metrics;
+use crate::model::metrics::Metrics;
 use nvml_wrapper::Nvml;
 use quantune_state::GpuUsage;
 use serde::{Deserialize, Serialize};

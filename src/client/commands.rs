@@ -1,12 +1,12 @@
 //! The client subcommands: each turns its flags into one API call and prints the reply in the
 //! chosen format. Errors come back worded for the user; `main` prints them and exits 1.
 
-use crate::api::client::{segment, Client, Endpoint};
-use crate::api::{AskReply, DaemonStatus, StudySummary, SubmitRequest, TrialView};
-use crate::cli::{Command, Format};
-use crate::duration::format_secs;
-use crate::leaderboard::Row;
-use crate::output;
+use crate::client::cli::{Command, Format};
+use crate::client::http::{segment, Client, Endpoint};
+use crate::model::duration::format_secs;
+use crate::model::leaderboard::Row;
+use crate::model::wire::{AskReply, DaemonStatus, StudySummary, SubmitRequest, TrialView};
+use crate::view::table;
 use anyhow::{anyhow, bail, Context, Result};
 use hyper::Method;
 use std::collections::BTreeMap;
@@ -18,15 +18,15 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
-fn print_table(t: &output::Table, format: Format) {
+fn print_table(t: &table::Table, format: Format) {
     print_painted(t, format, &[]);
 }
 
 /// Prints a table, its rows in `paints` when colours are on (a terminal, `--format table`).
-fn print_painted(t: &output::Table, format: Format, paints: &[Option<crate::color::Paint>]) {
+fn print_painted(t: &table::Table, format: Format, paints: &[Option<crate::view::color::Paint>]) {
     match format {
         Format::Csv => print!("{}", t.to_csv()),
-        _ if crate::color::stdout(format) => print!("{}", t.to_text_painted(Some(paints))),
+        _ if crate::view::color::stdout(format) => print!("{}", t.to_text_painted(Some(paints))),
         _ => print!("{}", t.to_text()),
     }
 }
@@ -42,7 +42,7 @@ fn print_study(s: &StudySummary, format: Format) -> Result<()> {
     match format {
         Format::Json => print_json(s),
         _ => {
-            print_table(&output::studies_table(std::slice::from_ref(s)), format);
+            print_table(&table::studies_table(std::slice::from_ref(s)), format);
             Ok(())
         }
     }
@@ -75,7 +75,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("{}: cannot read the study file", file.display()))?;
             // Check locally first: the same messages without a round trip.
-            crate::study::load(&file).map_err(|e| anyhow!("{e}"))?;
+            crate::model::study::load(&file).map_err(|e| anyhow!("{e}"))?;
             let base = file
                 .canonicalize()
                 .ok()
@@ -108,7 +108,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             match format {
                 Format::Json => print_json(&s),
                 _ => {
-                    print_table(&output::studies_table(&s), format);
+                    print_table(&table::studies_table(&s), format);
                     Ok(())
                 }
             }
@@ -167,7 +167,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                     let m: Vec<String> = best
                         .metrics
                         .iter()
-                        .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
+                        .map(|(k, v)| format!("{k}={}", table::num(*v, false)))
                         .collect();
                     println!("best: trial {} {}", best.trial, m.join(" "));
                 }
@@ -206,7 +206,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                         }
                     }
                     println!();
-                    print_table(&output::studies_table(&s.studies), format);
+                    print_table(&table::studies_table(&s.studies), format);
                     Ok(())
                 }
             }
@@ -223,9 +223,9 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                 Format::Json => print_json(&t),
                 _ => {
                     print_painted(
-                        &output::trials_table(&t, format == Format::Csv),
+                        &table::trials_table(&t, format == Format::Csv),
                         format,
-                        &output::trial_paints(&t),
+                        &table::trial_paints(&t),
                     );
                     Ok(())
                 }
@@ -244,9 +244,9 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                 Format::Json => print_json(&rows),
                 _ => {
                     print_painted(
-                        &output::leaderboard_table(&rows, format == Format::Csv),
+                        &table::leaderboard_table(&rows, format == Format::Csv),
                         format,
-                        &output::leaderboard_paints(&rows),
+                        &table::leaderboard_paints(&rows),
                     );
                     Ok(())
                 }
@@ -268,10 +268,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                     if reports.is_empty() {
                         println!("trial {trial} of '{study}' has no intermediate reports");
                     } else {
-                        print_table(
-                            &output::curve_table(&reports, format == Format::Csv),
-                            format,
-                        );
+                        print_table(&table::curve_table(&reports, format == Format::Csv), format);
                     }
                     Ok(())
                 }
@@ -362,13 +359,13 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             skip_invalid,
             dry_run,
         } if !files.is_empty() => {
-            let opts = crate::results::ImportOptions {
+            let opts = crate::client::import::ImportOptions {
                 map,
                 mapping,
                 skip_invalid,
                 dry_run,
             };
-            crate::results::run(&client, &first, &files, &opts, format).await
+            crate::client::import::run(&client, &first, &files, &opts, format).await
         }
         Command::Import { first, .. } => {
             let file = std::path::PathBuf::from(first);
@@ -421,23 +418,25 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             metric,
             quantile,
         } => {
-            let opts = crate::plot::PlotOptions {
+            let opts = crate::view::plot::PlotOptions {
                 width: size.0,
                 height: size.1,
                 metric,
                 quantile,
             };
-            crate::viz::plot(&client, &study, kind, &out, opts, format).await
+            crate::client::viz::plot(&client, &study, kind, &out, opts, format).await
         }
         Command::Importance { study, quantile } => {
-            crate::viz::importance(&client, &study, quantile, format).await
+            crate::client::viz::importance(&client, &study, quantile, format).await
         }
         Command::Watch {
             study,
             interval,
             top,
-        } => crate::viz::watch(&client, &study, interval, top, format).await,
-        Command::Web { listen } => crate::web::proxy(client.endpoint().clone(), &listen).await,
+        } => crate::client::viz::watch(&client, &study, interval, top, format).await,
+        Command::Web { listen } => {
+            crate::daemon::web::proxy(client.endpoint().clone(), &listen).await
+        }
         Command::Backup { dir } => backup(&client, &dir, format).await,
         Command::Restore { dir, skip_existing } => {
             restore(&client, &dir, skip_existing, format).await
@@ -505,7 +504,7 @@ async fn backup(client: &Client, dir: &Path, format: Format) -> Result<()> {
     let manifest = serde_json::json!({
         "format": 1,
         "quantune": env!("CARGO_PKG_VERSION"),
-        "created_at": crate::engine::now(),
+        "created_at": crate::model::now(),
         "studies": studies,
         "trials": trials,
         "bytes": data.len(),

@@ -41,7 +41,7 @@ max_trials = 64
 workload = "external"
 "#,
     );
-    let def = crate::study::parse(&toml, "viz.toml", Path::new("/"), None).unwrap();
+    let def = crate::model::study::parse(&toml, "viz.toml", Path::new("/"), None).unwrap();
     let mut trials = Vec::new();
     let mut reports = BTreeMap::new();
     let formats = ["bf16", "int8", "int4"];

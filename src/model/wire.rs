@@ -1,9 +1,6 @@
-//! The daemon's HTTP/JSON API (documented in `docs/API.md`): the JSON views it returns, the
-//! axum server on the Unix socket, and the small client the CLI uses.
-
-pub mod access;
-pub mod client;
-pub mod server;
+//! The wire types of the daemon's HTTP/JSON API (documented in `docs/API.md`): the JSON
+//! requests it takes and the views it returns. The server is `crate::daemon::api`, the CLI's
+//! client `crate::client::http`; both use these types, so they cannot disagree.
 
 use quantune_state::{AttemptRecord, TrialRecord};
 use quantune_strategies::Params;
@@ -198,12 +195,12 @@ pub struct DaemonStatus {
     /// State directory.
     pub state_dir: String,
     /// Slot usage.
-    pub slots: crate::slots::SlotUsage,
+    pub slots: crate::gpu::slots::SlotUsage,
     /// GPUs found.
     pub gpus: crate::gpu::GpuDiscovery,
     /// Each local GPU's last utilization sample and the trial holding it.
     #[serde(default)]
-    pub gpu_usage: Vec<crate::gpu_monitor::GpuState>,
+    pub gpu_usage: Vec<crate::gpu::monitor::GpuState>,
     /// Every study.
     pub studies: Vec<StudySummary>,
 }

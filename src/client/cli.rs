@@ -1,8 +1,8 @@
 //! Every command-line flag and subcommand, defined once with its help text (clap derive).
 
-use crate::color::ColorChoice;
-use crate::plot::PlotKind;
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::view::color::ColorChoice;
+use crate::view::plot::PlotKind;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "Examples:
@@ -79,16 +79,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output formats.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Aligned columns for people.
-    Table,
-    /// A JSON document (stable; see docs/CLI.md).
-    Json,
-    /// Comma-separated values with a header row.
-    Csv,
-}
+pub use crate::view::table::Format;
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -310,7 +301,7 @@ pub enum Command {
         /// The study.
         study: String,
         /// Time between refreshes.
-        #[arg(long, default_value = "2s", value_parser = crate::duration::parse_duration)]
+        #[arg(long, default_value = "2s", value_parser = crate::model::duration::parse_duration)]
         interval: f64,
         /// Leaderboard rows to show.
         #[arg(long, default_value_t = 15)]

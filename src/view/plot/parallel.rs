@@ -98,7 +98,7 @@ where
         .margin_bottom(16)
         .build_cartesian_2d(-0.15..x_hi + 0.15, -0.04..1.04)?;
     // Lines: the lesser classes first, then feasible trials from worst to best, the best last.
-    let board = crate::leaderboard::build(def, &data.trials, None);
+    let board = crate::model::leaderboard::build(def, &data.trials, None);
     let best = board.iter().find(|r| r.best).map(|r| r.trial.trial);
     let (lo0, hi0) = ranges[0];
     let quality = |t: &TrialRecord| -> f64 {

@@ -1,9 +1,9 @@
 //! The API server: axum routes over the engine, served on a Unix socket. Every error is a JSON
 //! object `{"error": "…"}` with a 4xx/5xx status; one bad request never affects another.
 
-use super::{AskReply, DaemonStatus, ReportRequest, SubmitRequest, TellRequest};
-use crate::engine::{Engine, EngineError, TellOutcome};
 use crate::gpu::GpuDiscovery;
+use crate::model::wire::{AskReply, DaemonStatus, ReportRequest, SubmitRequest, TellRequest};
+use crate::scheduler::engine::{Engine, EngineError, TellOutcome};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -173,7 +173,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/studies/{name}/enqueue", post(enqueue));
     let routes = if state.web {
-        routes.merge(crate::web::routes())
+        routes.merge(crate::daemon::web::routes())
     } else {
         routes
     };
@@ -190,14 +190,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(api)
         .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(super::access::audit))
+        .layer(middleware::from_fn(crate::daemon::access::audit))
 }
 
 /// The router for the TCP listener: the same API behind the bearer-token check.
-pub fn tcp_router(state: AppState, token: Arc<super::access::Token>) -> Router {
+pub fn tcp_router(state: AppState, token: Arc<crate::daemon::access::Token>) -> Router {
     router(state).layer(middleware::from_fn_with_state(
         token,
-        super::access::require_token,
+        crate::daemon::access::require_token,
     ))
 }
 
@@ -208,7 +208,7 @@ async fn health() -> Json<serde_json::Value> {
 /// Prometheus exposition (also served on `metrics_listen`).
 pub async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, crate::model::metrics::CONTENT_TYPE)],
         s.engine.render_metrics(),
     )
         .into_response()
@@ -242,8 +242,8 @@ async fn submit(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> 
         }
         None => s.state_dir.clone(),
     };
-    let def =
-        crate::study::parse(&req.source, &file, &base, None).map_err(|e| bad(e.to_string()))?;
+    let def = crate::model::study::parse(&req.source, &file, &base, None)
+        .map_err(|e| bad(e.to_string()))?;
     let summary = s.engine.submit(def, req.source)?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
@@ -367,7 +367,7 @@ async fn import_results(
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: crate::results::ImportRequest = body(&bytes)?;
+    let req: crate::model::results::ImportRequest = body(&bytes)?;
     let trials = s.engine.import_results(&name, req.results)?;
     Ok((StatusCode::CREATED, Json(trials)).into_response())
 }

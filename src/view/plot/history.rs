@@ -77,7 +77,7 @@ where
         let mut best: Option<f64> = None;
         for t in finished
             .iter()
-            .filter(|t| crate::leaderboard::feasible(def, t))
+            .filter(|t| crate::model::leaderboard::feasible(def, t))
         {
             let Some(v) = value(t) else { continue };
             let better = best.is_none_or(|b| obj.loss(v) < obj.loss(b));

@@ -74,88 +74,128 @@ pub fn losses(def: &StudyDefinition, t: &TrialRecord) -> Option<Vec<f64>> {
         .collect()
 }
 
-/// Builds the leaderboard of a study from its trials.
-pub fn build(def: &StudyDefinition, trials: &[TrialRecord], top: Option<usize>) -> Vec<Row> {
-    let mut good: Vec<(&TrialRecord, Vec<f64>)> = trials
-        .iter()
-        .filter(|t| feasible(def, t))
-        .filter_map(|t| losses(def, t).map(|l| (t, l)))
-        .collect();
-    let points: Vec<Vec<f64>> = good.iter().map(|(_, l)| l.clone()).collect();
-    let ranks = if def.objectives.len() > 1 {
-        pareto::non_dominated_ranks(&points)
-    } else {
-        vec![1; points.len()]
-    };
-    let mut order: Vec<usize> = (0..good.len()).collect();
-    order.sort_by(|&a, &b| {
-        ranks[a]
-            .cmp(&ranks[b])
-            .then(good[a].1[0].total_cmp(&good[b].1[0]))
-            .then(good[a].0.number.cmp(&good[b].0.number))
-    });
-    let best = best_index(def, &points, &ranks);
-    let mut rows = Vec::new();
-    for (pos, &i) in order.iter().enumerate() {
-        let rank = if def.objectives.len() > 1 {
-            ranks[i]
+/// A study's trials in leaderboard order, without the rows themselves: what is worth caching
+/// per study version (ranking 100k trials takes a while; building ten rows does not).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ranking {
+    /// Feasible trials best first, each with its rank (position or Pareto rank).
+    pub feasible: Vec<(u64, usize)>,
+    /// Infeasible trials, by the first objective.
+    pub infeasible: Vec<u64>,
+    /// The best trade-off (single objective: best value; several: the front point with the
+    /// largest hypervolume contribution). The one definition of "best" every view uses.
+    pub best: Option<u64>,
+}
+
+impl Ranking {
+    /// Ranks `trials` (any order) for `def`.
+    pub fn of<'a>(def: &StudyDefinition, trials: impl IntoIterator<Item = &'a TrialRecord>) -> Self {
+        let mut good: Vec<(u64, Vec<f64>)> = Vec::new();
+        let mut bad: Vec<(u64, f64)> = Vec::new();
+        for t in trials {
+            if feasible(def, t) {
+                if let Some(l) = losses(def, t) {
+                    good.push((t.number, l));
+                }
+            } else if (t.state == TrialState::Complete) || t.state == TrialState::Infeasible {
+                let v = def.objectives[0].loss(
+                    t.metrics
+                        .get(&def.objectives[0].metric)
+                        .copied()
+                        .unwrap_or(f64::NAN),
+                );
+                bad.push((t.number, v));
+            }
+        }
+        let points: Vec<Vec<f64>> = good.iter().map(|(_, l)| l.clone()).collect();
+        let ranks = if def.objectives.len() > 1 {
+            pareto::non_dominated_ranks(&points)
         } else {
-            pos + 1
+            vec![1; points.len()]
         };
-        let above = pos.checked_sub(1).map(|p| good[order[p]].0);
-        rows.push(Row {
-            rank: Some(rank),
-            trial: crate::model::wire::TrialView::from(good[i].0),
-            feasible: true,
-            best: Some(i) == best,
-            ties: above
-                .map(|t| {
-                    ties(def, good[i].0, t)
-                        .into_iter()
-                        .map(|metric| Tie {
-                            with: t.number,
-                            metric,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+        let mut order: Vec<usize> = (0..good.len()).collect();
+        order.sort_by(|&a, &b| {
+            ranks[a]
+                .cmp(&ranks[b])
+                .then(good[a].1[0].total_cmp(&good[b].1[0]))
+                .then(good[a].0.cmp(&good[b].0))
         });
+        let best = best_index(def, &points, &ranks).map(|i| good[i].0);
+        let feasible = order
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| {
+                let rank = if def.objectives.len() > 1 {
+                    ranks[i]
+                } else {
+                    pos + 1
+                };
+                (good[i].0, rank)
+            })
+            .collect();
+        bad.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        Ranking {
+            feasible,
+            infeasible: bad.into_iter().map(|(n, _)| n).collect(),
+            best,
+        }
     }
-    good.clear();
-    // Infeasible: complete trials breaking a constraint, and trials that declared themselves so.
-    let mut bad: Vec<&TrialRecord> = trials
-        .iter()
-        .filter(|t| {
-            (t.state == TrialState::Complete && !feasible(def, t))
-                || t.state == TrialState::Infeasible
-        })
-        .collect();
-    bad.sort_by(|a, b| {
-        let va = def.objectives[0].loss(
-            a.metrics
-                .get(&def.objectives[0].metric)
-                .copied()
-                .unwrap_or(f64::NAN),
-        );
-        let vb = def.objectives[0].loss(
-            b.metrics
-                .get(&def.objectives[0].metric)
-                .copied()
-                .unwrap_or(f64::NAN),
-        );
-        va.total_cmp(&vb).then(a.number.cmp(&b.number))
-    });
-    rows.extend(bad.into_iter().map(|t| Row {
-        rank: None,
-        trial: crate::model::wire::TrialView::from(t),
-        feasible: false,
-        best: false,
-        ties: Vec::new(),
-    }));
-    if let Some(n) = top {
-        rows.truncate(n);
+
+    /// The first `top` rows (all without `top`); `trial(n)` looks a trial up by number.
+    pub fn rows<'a>(
+        &self,
+        def: &StudyDefinition,
+        trial: impl Fn(u64) -> Option<&'a TrialRecord>,
+        top: Option<usize>,
+    ) -> Vec<Row> {
+        let limit = top.unwrap_or(usize::MAX);
+        let mut rows = Vec::new();
+        let mut above: Option<&TrialRecord> = None;
+        for &(n, rank) in self.feasible.iter().take(limit) {
+            let Some(t) = trial(n) else { continue };
+            rows.push(Row {
+                rank: Some(rank),
+                trial: crate::model::wire::TrialView::from(t),
+                feasible: true,
+                best: Some(n) == self.best,
+                ties: above
+                    .map(|a| {
+                        ties(def, t, a)
+                            .into_iter()
+                            .map(|metric| Tie {
+                                with: a.number,
+                                metric,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+            above = Some(t);
+        }
+        let left = limit.saturating_sub(rows.len());
+        for &n in self.infeasible.iter().take(left) {
+            let Some(t) = trial(n) else { continue };
+            rows.push(Row {
+                rank: None,
+                trial: crate::model::wire::TrialView::from(t),
+                feasible: false,
+                best: false,
+                ties: Vec::new(),
+            });
+        }
+        rows
     }
-    rows
+}
+
+/// Builds the leaderboard of a study from its trials (trial `n` at index `n`).
+pub fn build(def: &StudyDefinition, trials: &[TrialRecord], top: Option<usize>) -> Vec<Row> {
+    let by_number = |n: u64| {
+        trials
+            .get(n as usize)
+            .filter(|t| t.number == n)
+            .or_else(|| trials.iter().find(|t| t.number == n))
+    };
+    Ranking::of(def, trials).rows(def, by_number, top)
 }
 
 /// The index (into `points`) of the best trade-off.

@@ -16,6 +16,7 @@
 //! assert_eq!(store.study("demo").unwrap().unwrap().state, StudyState::Running);
 //! ```
 
+pub mod batch;
 pub mod records;
 pub mod store;
 pub mod transfer;
@@ -23,5 +24,6 @@ pub mod transfer;
 pub use records::{
     AttemptRecord, Event, GpuUsage, Report, StudyRecord, StudyState, TrialRecord, TrialState,
 };
+pub use batch::Batch;
 pub use store::{Pending, Store, StoreError, SCHEMA_VERSION};
 pub use transfer::{ExportLine, ImportSummary};

@@ -1,9 +1,9 @@
-//! The API server: axum routes over the engine, served on a Unix socket. Every error is a JSON
+//! The API server: axum routes over the scheduler, served on a Unix socket. Every error is a JSON
 //! object `{"error": "…"}` with a 4xx/5xx status; one bad request never affects another.
 
 use crate::gpu::GpuDiscovery;
 use crate::model::wire::{AskReply, DaemonStatus, ReportRequest, SubmitRequest, TellRequest};
-use crate::scheduler::engine::{Engine, EngineError, TellOutcome};
+use crate::scheduler::{Scheduler, SchedulerError, TellOutcome};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -20,7 +20,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     /// The scheduler.
-    pub engine: Arc<Engine>,
+    pub scheduler: Arc<Scheduler>,
     /// GPUs found at start.
     pub gpus: Arc<GpuDiscovery>,
     /// The state directory (for `status`).
@@ -38,14 +38,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        let status = match &e {
-            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-            EngineError::Conflict(_) => StatusCode::CONFLICT,
-            EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+impl From<SchedulerError> for ApiError {
+    fn from(e: SchedulerError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError(status, e.to_string())
     }
 }
@@ -209,7 +204,7 @@ async fn health() -> Json<serde_json::Value> {
 pub async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::model::metrics::CONTENT_TYPE)],
-        s.engine.render_metrics(),
+        s.scheduler.render_metrics(),
     )
         .into_response()
 }
@@ -219,15 +214,15 @@ async fn status(State(s): State<AppState>) -> Json<DaemonStatus> {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
         state_dir: s.state_dir.display().to_string(),
-        slots: s.engine.slots(),
+        slots: s.scheduler.slots(),
         gpus: (*s.gpus).clone(),
-        gpu_usage: s.engine.gpu_states(),
-        studies: s.engine.studies(),
+        gpu_usage: s.scheduler.gpu_states(),
+        studies: s.scheduler.studies(),
     })
 }
 
 async fn studies(State(s): State<AppState>) -> impl IntoResponse {
-    Json(s.engine.studies())
+    Json(s.scheduler.studies())
 }
 
 async fn submit(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> {
@@ -244,16 +239,16 @@ async fn submit(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> 
     };
     let def = crate::model::study::parse(&req.source, &file, &base, None)
         .map_err(|e| bad(e.to_string()))?;
-    let summary = s.engine.submit(def, req.source)?;
+    let summary = s.scheduler.submit(def, req.source).await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
 async fn study(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(Json(s.engine.study(&name)?).into_response())
+    Ok(Json(s.scheduler.study(&name)?).into_response())
 }
 
 async fn trials(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(Json(s.engine.trials(&name)?).into_response())
+    Ok(Json(s.scheduler.trials(&name)?).into_response())
 }
 
 async fn trial(
@@ -261,7 +256,7 @@ async fn trial(
     Path((name, n)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let n = trial_number(&n)?;
-    let (view, reports) = s.engine.trial(&name, n)?;
+    let (view, reports) = s.scheduler.trial(&name, n)?;
     Ok(Json(serde_json::json!({ "trial": view, "reports": reports })).into_response())
 }
 
@@ -283,23 +278,23 @@ async fn leaderboard(
             .unwrap_or(&text);
         bad(format!("invalid query: {text} (allowed: top=N)"))
     })?;
-    Ok(Json(s.engine.leaderboard(&name, q.top)?).into_response())
+    Ok(Json(s.scheduler.leaderboard(&name, q.top)?).into_response())
 }
 
 async fn pause(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(Json(s.engine.pause(&name)?).into_response())
+    Ok(Json(s.scheduler.pause(&name).await?).into_response())
 }
 
 async fn resume(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(Json(s.engine.resume(&name)?).into_response())
+    Ok(Json(s.scheduler.resume(&name).await?).into_response())
 }
 
 async fn cancel(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(Json(s.engine.cancel(&name)?).into_response())
+    Ok(Json(s.scheduler.cancel(&name).await?).into_response())
 }
 
 async fn ask(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    let (trial, params) = s.engine.ask(&name)?;
+    let (trial, params) = s.scheduler.ask(&name).await?;
     Ok(Json(AskReply { trial, params }).into_response())
 }
 
@@ -319,7 +314,7 @@ async fn report(
 ) -> ApiResult<Response> {
     let n = trial_number(&n)?;
     let req: ReportRequest = body(&bytes)?;
-    let prune = s.engine.report(&name, n, req.step, req.metrics)?;
+    let prune = s.scheduler.report(&name, n, req.step, req.metrics).await?;
     Ok(Json(serde_json::json!({ "prune": prune })).into_response())
 }
 
@@ -340,22 +335,22 @@ async fn tell(
             ))
         }
     };
-    Ok(Json(s.engine.tell(&name, n, outcome)?).into_response())
+    Ok(Json(s.scheduler.tell(&name, n, outcome).await?).into_response())
 }
 
 async fn export(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    let data = s.engine.export(&name)?;
+    let data = s.scheduler.export(&name)?;
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
 }
 
 /// Every study as JSON lines, from one consistent moment (`quantune backup`).
 async fn backup(State(s): State<AppState>) -> ApiResult<Response> {
-    let data = s.engine.backup()?;
+    let data = s.scheduler.backup().await?;
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
 }
 
 async fn import(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> {
-    let summary = s.engine.import(&bytes)?;
+    let summary = s.scheduler.import(bytes.to_vec()).await?;
     Ok(
         Json(serde_json::json!({ "studies": summary.studies, "trials": summary.trials }))
             .into_response(),
@@ -368,7 +363,7 @@ async fn import_results(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let req: crate::model::results::ImportRequest = body(&bytes)?;
-    let trials = s.engine.import_results(&name, req.results)?;
+    let trials = s.scheduler.import_results(&name, req.results).await?;
     Ok((StatusCode::CREATED, Json(trials)).into_response())
 }
 
@@ -386,6 +381,6 @@ async fn enqueue(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let req: EnqueueRequest = body(&bytes)?;
-    let trial = s.engine.enqueue(&name, req.params)?;
+    let trial = s.scheduler.enqueue(&name, req.params).await?;
     Ok((StatusCode::CREATED, Json(trial)).into_response())
 }

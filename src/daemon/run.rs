@@ -3,7 +3,7 @@
 //! running trials cleanly; running the same file again resumes where it stopped.
 
 use crate::daemon::serve::{discover_gpus, start_engine};
-use crate::scheduler::engine::EngineError;
+use crate::scheduler::SchedulerError;
 use crate::signal::shutdown_signal;
 use crate::view::table;
 use anyhow::{anyhow, bail, Result};
@@ -27,6 +27,9 @@ pub async fn run(
     let gpus = discover_gpus(true);
     let cpu_slots = cpu_slots.unwrap_or_else(crate::daemon::config::cores);
     let (engine, ev_rx) = start_engine(state_dir, cpu_slots, &gpus, 1, Some(name.clone()), None)?;
+    let mut finished = engine.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
     match engine.definition(&name) {
         Ok((_, stored_source)) if stored_source != source => bail!(
             "{}: study '{name}' in {} was created from a different file; rename [study] name or use another --state directory",
@@ -36,19 +39,16 @@ pub async fn run(
         Ok(_) => {
             let s = engine.study(&name).map_err(|e| anyhow!("{e}"))?;
             if s.state == "paused" {
-                engine.resume(&name).map_err(|e| anyhow!("{e}"))?;
+                engine.resume(&name).await.map_err(|e| anyhow!("{e}"))?;
             }
             eprintln!("resuming study '{name}': {} of {} trials created, state {}", s.trials, s.max_trials, s.state);
         }
-        Err(EngineError::NotFound(_)) => {
-            engine.submit(def, source).map_err(|e| anyhow!("{e}"))?;
+        Err(SchedulerError::NotFound(_)) => {
+            engine.submit(def, source).await.map_err(|e| anyhow!("{e}"))?;
             eprintln!("study '{name}' started in {}", state_dir.display());
         }
         Err(e) => bail!("{e}"),
     }
-    let mut finished = engine.subscribe();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     let mut counted = std::time::Instant::now();
@@ -91,8 +91,11 @@ pub async fn run(
         }
     }
     let _ = stop_tx.send(true);
-    let _ = scheduler.await;
+    let stopped = scheduler.await;
     progress.finish();
+    if let Ok(Err(e)) = stopped {
+        bail!("{e}");
+    }
     let summary = engine.study(&name).map_err(|e| anyhow!("{e}"))?;
     let rows = engine
         .leaderboard(&name, None)

@@ -11,7 +11,7 @@ use crate::executor::local::LocalExecutor;
 use crate::executor::slurm::{SlurmConfig, SlurmExecutor};
 use crate::executor::Executor;
 use crate::gpu::{self, GpuDiscovery};
-use crate::scheduler::engine::{Engine, EngineConfig};
+use crate::scheduler::{Scheduler, SchedulerConfig};
 use anyhow::{bail, Context, Result};
 use quantune_state::Store;
 use std::os::unix::fs::PermissionsExt;
@@ -83,7 +83,7 @@ pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
 
 /// Opens the store under `state_dir` and builds the scheduler with a local executor (and a
 /// Slurm one when configured); returns
-/// it with the executor's event stream, for [`Engine::run`]. Shared by `serve` and `run`.
+/// it with the executor's event stream, for [`Scheduler::run`]. Shared by `serve` and `run`.
 pub fn start_engine(
     state_dir: &Path,
     cpu_slots: usize,
@@ -92,7 +92,7 @@ pub fn start_engine(
     only_study: Option<String>,
     slurm: Option<SlurmConfig>,
 ) -> Result<(
-    Arc<Engine>,
+    Arc<Scheduler>,
     mpsc::UnboundedReceiver<crate::executor::ExecEvent>,
 )> {
     let store = open_store(state_dir)?;
@@ -105,7 +105,7 @@ pub fn start_engine(
             SlurmExecutor::new(cfg, ev_tx).map_err(anyhow::Error::msg)?,
         ));
     }
-    let cfg = EngineConfig {
+    let cfg = SchedulerConfig {
         run_root: state_dir.join("trials"),
         cpu_slots,
         gpus: gpus.devices.clone(),
@@ -113,8 +113,8 @@ pub fn start_engine(
         trials_per_gpu,
         only_study,
     };
-    let engine = Engine::open(store, executors, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((Arc::new(engine), ev_rx))
+    let scheduler = Scheduler::open(store, executors, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((Arc::new(scheduler), ev_rx))
 }
 
 /// GPU discovery, honouring the config switch.
@@ -165,7 +165,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     )?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let state = AppState {
-        engine: engine.clone(),
+        scheduler: engine.clone(),
         gpus: Arc::new(gpus),
         state_dir: cfg.state_dir.clone(),
         web: cfg.web,
@@ -217,22 +217,26 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
             let _ = sd_notify::notify(&states);
         },
     ));
-    // Stop on SIGTERM/SIGINT, or when the store can no longer be written (see
-    // `engine::store_io_failed`): only a fresh process can write to it again.
-    tokio::spawn(async move {
-        let store_failed = async {
-            while !crate::scheduler::engine::store_io_failed() {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    // Stop on SIGTERM/SIGINT, or when the scheduler loop ends by itself: it does when a change
+    // cannot be made durable (a full disk), and only a fresh process can write again.
+    let mut scheduler = scheduler;
+    let scheduler_done = {
+        let quit_tx = quit_tx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop_signal => {
+                    let _ = quit_tx.send(true);
+                    let _ = stop_tx.send(true);
+                    scheduler.await
+                }
+                r = &mut scheduler => {
+                    tracing::error!("the scheduler loop stopped; stopping the daemon so that a fresh start can write again");
+                    let _ = quit_tx.send(true);
+                    r
+                }
             }
-        };
-        tokio::select! {
-            _ = stop_signal => {}
-            _ = store_failed => tracing::error!(
-                "a write to the state store failed (see above); stopping so that a fresh start can write again"
-            ),
-        }
-        let _ = quit_tx.send(true);
-    });
+        })
+    };
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(quit(quit_rx))
         .await
@@ -242,17 +246,17 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     }
     tracing::info!("stopping: interrupting running trials");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = stop_tx.send(true);
-    let _ = scheduler.await;
+    let _ = quit_tx.send(true);
+    let outcome = scheduler_done.await;
     watchdog.abort();
     if let Some(m) = scrape {
         m.abort();
     }
     let _ = std::fs::remove_file(&cfg.socket);
     served?;
-    if crate::scheduler::engine::store_io_failed() {
+    if let Ok(Ok(Err(e))) = outcome {
         bail!(
-            "stopped: the state store in {} could not be written (is its disk full?); nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",
+            "stopped: the state store in {} could not be written ({e}); nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",
             cfg.state_dir.display()
         );
     }
@@ -283,7 +287,7 @@ async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinH
 }
 
 /// The `STATUS=` line systemd shows in `systemctl status`.
-fn status_line(engine: &Engine) -> String {
+fn status_line(engine: &Scheduler) -> String {
     let (running, queued) = engine.trial_counts();
     format!("{running} trial(s) running, {queued} queued")
 }
@@ -293,7 +297,7 @@ fn status_line(engine: &Engine) -> String {
 /// deadlock, a blocking call) stops the pings, and systemd kills and restarts the daemon.
 /// `notify(status, ping)` sends `STATUS=status` and, when `ping`, `WATCHDOG=1`.
 async fn watchdog(
-    engine: Arc<Engine>,
+    engine: Arc<Scheduler>,
     interval: Option<Duration>,
     notify: impl Fn(&str, bool) + Send + 'static,
 ) {
@@ -423,7 +427,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
         let (_tx, ev_rx) = mpsc::unbounded_channel();
-        let cfg = EngineConfig {
+        let cfg = SchedulerConfig {
             run_root: dir.path().join("trials"),
             cpu_slots: 1,
             gpus: Vec::new(),
@@ -431,7 +435,7 @@ mod tests {
             trials_per_gpu: 1,
             only_study: None,
         };
-        let engine = Arc::new(Engine::open(store, vec![Arc::new(Hang)], cfg).unwrap());
+        let engine = Arc::new(Scheduler::open(store, vec![Arc::new(Hang)], cfg).unwrap());
         let (_stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(engine.clone().run(ev_rx, stop_rx));
         let pings = Arc::new(AtomicUsize::new(0));
@@ -453,7 +457,9 @@ mod tests {
                    [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[strategy]\nkind = \"random\"\n\
                    [budget]\nmax_trials = 1\n[trial]\ncommand = [\"true\"]\n";
         let def = crate::model::study::parse(src, "h.toml", dir.path(), None).unwrap();
-        engine.submit(def, src.into()).unwrap();
+        // The reply never comes (the loop hangs in the executor after persisting): don't wait.
+        let submitter = engine.clone();
+        tokio::spawn(async move { submitter.submit(def, src.into()).await });
         // Let the loop reach the executor, and the watchdog notice.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let at_hang = pings.load(Ordering::SeqCst);

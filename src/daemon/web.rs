@@ -107,7 +107,7 @@ fn studies_table(studies: &[StudySummary]) -> String {
 }
 
 async fn index(State(s): State<AppState>) -> Response {
-    let studies = s.engine.studies();
+    let studies = s.scheduler.studies();
     let body = format!(
         "<h1>quantune</h1><p class=\"meta\">{} stud{} · read-only view · refreshes every 30 s</p>{}",
         studies.len(),
@@ -118,7 +118,7 @@ async fn index(State(s): State<AppState>) -> Response {
 }
 
 async fn study_page(State(s): State<AppState>, Path(name): Path<String>) -> Response {
-    let summary = match s.engine.study(&name) {
+    let summary = match s.scheduler.study(&name) {
         Ok(v) => v,
         Err(e) => {
             let body = format!(
@@ -131,8 +131,8 @@ async fn study_page(State(s): State<AppState>, Path(name): Path<String>) -> Resp
             );
         }
     };
-    let rows = s.engine.leaderboard(&name, None).unwrap_or_default();
-    let export = s.engine.export(&name);
+    let rows = s.scheduler.leaderboard(&name, None).unwrap_or_default();
+    let export = s.scheduler.export(&name);
     // Drawing takes a while on a large study: off the async workers.
     let plots = tokio::task::spawn_blocking(move || {
         let data = export

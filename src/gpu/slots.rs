@@ -36,7 +36,7 @@ pub struct SlotPool {
 }
 
 /// Slot counts for `status`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SlotUsage {
     /// CPU slots in all.
     pub cpu_total: usize,

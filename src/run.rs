@@ -25,7 +25,14 @@ pub async fn run(
     let name = def.name.clone();
     let gpus = discover_gpus(true);
     let cpu_slots = cpu_slots.unwrap_or_else(crate::config::cores);
-    let (engine, ev_rx) = start_engine(state_dir, cpu_slots, &gpus, 1, Some(name.clone()), Default::default())?;
+    let (engine, ev_rx) = start_engine(
+        state_dir,
+        cpu_slots,
+        &gpus,
+        1,
+        Some(name.clone()),
+        Default::default(),
+    )?;
     match engine.definition(&name) {
         Ok((_, stored_source)) if stored_source != source => bail!(
             "{}: study '{name}' in {} was created from a different file; rename [study] name or use another --state directory",

@@ -7,9 +7,9 @@
 use crate::api::access::{Peer, Token};
 use crate::api::server::{router, tcp_router, AppState};
 use crate::config::DaemonConfig;
+use crate::config::ExecutorsConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::executor::local::LocalExecutor;
-use crate::config::ExecutorsConfig;
 use crate::executor::ray::RayExecutor;
 use crate::executor::slurm::SlurmExecutor;
 use crate::executor::Executor;

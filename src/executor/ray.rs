@@ -151,8 +151,8 @@ fn parse_address(address: &str) -> Result<(String, String), String> {
 
 /// Reads a secret file: a regular file that only its owner (the daemon's user or root) can read.
 fn read_secret(field: &str, path: &Path) -> Result<String, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("executor.ray.{field} {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("executor.ray.{field} {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!(
             "executor.ray.{field} {} is not a regular file",
@@ -175,7 +175,8 @@ fn read_secret(field: &str, path: &Path) -> Result<String, String> {
             meta.uid()
         ));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("executor.ray.{field} {}: {e}", path.display()))
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("executor.ray.{field} {}: {e}", path.display()))
 }
 
 /// Parses a headers file: `Name: value` per line; blank lines and `#` comments are skipped.
@@ -190,13 +191,14 @@ fn parse_headers(
             continue;
         }
         let at = format!("executor.ray.headers_file {}:{}", path.display(), i + 1);
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("{at}: expected \"Name: value\" (e.g. \"Authorization: Bearer TOKEN\")"))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            format!("{at}: expected \"Name: value\" (e.g. \"Authorization: Bearer TOKEN\")")
+        })?;
         let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| format!("{at}: \"{}\" is not a header name", name.trim()))?;
-        let value = hyper::header::HeaderValue::from_str(value.trim())
-            .map_err(|_| format!("{at}: the value of {name} has characters a header cannot carry"))?;
+        let value = hyper::header::HeaderValue::from_str(value.trim()).map_err(|_| {
+            format!("{at}: the value of {name} has characters a header cannot carry")
+        })?;
         out.push((name, value));
     }
     Ok(out)
@@ -216,8 +218,8 @@ impl Api {
                     path.display()
                 ));
             }
-            let value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| {
+            let value =
+                hyper::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                     format!(
                         "executor.ray.token_file {} holds characters a header cannot carry",
                         path.display()
@@ -299,7 +301,12 @@ impl Api {
     }
 
     /// A request whose 2xx reply is JSON.
-    async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
         let (status, bytes) = self.send(method, path, body).await?;
         let text = String::from_utf8_lossy(&bytes);
         if !(200..300).contains(&status) {
@@ -462,7 +469,9 @@ fn entrypoint(l: &Launch, f: &Files, cd: bool) -> Result<String, String> {
         s.push_str(&format!(
             "cd {} || {{ echo {} >&2; exit 97; }}; ",
             quote(&wd),
-            quote(&format!("quantune: trial.working_dir {wd} does not exist on this Ray node"))
+            quote(&format!(
+                "quantune: trial.working_dir {wd} does not exist on this Ray node"
+            ))
         ));
     }
     s.push_str(&argv.join(" "));
@@ -664,7 +673,11 @@ impl RayExecutor {
         if let Some(m) = &cfg.memory {
             crate::study::parse_bytes(m).map_err(|e| format!("executor.ray.memory: {e}"))?;
         }
-        if let Some((k, v)) = cfg.resources.iter().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+        if let Some((k, v)) = cfg
+            .resources
+            .iter()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
             return Err(format!(
                 "executor.ray.resources.{k} must be 0 or more (got {v})"
             ));
@@ -675,9 +688,8 @@ impl RayExecutor {
             }
         }
         let api = Api::from_config(&cfg)?;
-        std::fs::create_dir_all(&cfg.shared_dir).map_err(|e| {
-            format!("executor.ray.shared_dir {}: {e}", cfg.shared_dir.display())
-        })?;
+        std::fs::create_dir_all(&cfg.shared_dir)
+            .map_err(|e| format!("executor.ray.shared_dir {}: {e}", cfg.shared_dir.display()))?;
         let shared = Arc::new(Shared {
             cfg,
             api,
@@ -891,9 +903,10 @@ async fn poll(sh: &Arc<Shared>) {
     }
     // Reports first, so a pruner sees them before the outcome.
     for s in &snapshot {
-        let taken = sh.lock().get_mut(&s.key).map(|j| {
-            std::mem::replace(&mut j.tail, MetricsTail::new(files(&s.launch).metrics))
-        });
+        let taken = sh
+            .lock()
+            .get_mut(&s.key)
+            .map(|j| std::mem::replace(&mut j.tail, MetricsTail::new(files(&s.launch).metrics)));
         if let Some(mut tail) = taken {
             tail.poll(&s.launch, &sh.events).await;
             if let Some(j) = sh.lock().get_mut(&s.key) {
@@ -1005,14 +1018,18 @@ async fn poll(sh: &Arc<Shared>) {
                 let (api, key) = (sh.api.clone(), s.key.clone());
                 requests.spawn(async move {
                     let r = match body {
-                        Ok(b) => api.json(Method::POST, "/api/jobs/", Some(&b)).await.map(|_| ()),
+                        Ok(b) => api
+                            .json(Method::POST, "/api/jobs/", Some(&b))
+                            .await
+                            .map(|_| ()),
                         Err(e) => Err(ApiError::Status(400, e)),
                     };
                     (key, true, false, r)
                 });
             }
             Action::Stop { timeout } => {
-                let (api, key, id, timeout) = (sh.api.clone(), s.key.clone(), s.id.clone(), *timeout);
+                let (api, key, id, timeout) =
+                    (sh.api.clone(), s.key.clone(), s.id.clone(), *timeout);
                 if timeout {
                     tracing::warn!(study = %s.launch.study, trial = s.launch.trial, job = %s.id, "ray: stopping a job past its timeout");
                 }
@@ -1094,7 +1111,9 @@ async fn poll(sh: &Arc<Shared>) {
                 j.stop_sent = true;
                 j.timed_out |= timeout;
             }
-            (false, Err(e)) => tracing::warn!(study = %key.0, trial = key.1, "ray: cannot stop job {}: {e}", j.id),
+            (false, Err(e)) => {
+                tracing::warn!(study = %key.0, trial = key.1, "ray: cannot stop job {}: {e}", j.id)
+            }
         }
     }
     // Ended jobs: the outcome, with the log's tail where it helps.
@@ -1203,8 +1222,14 @@ mod tests {
         let c = cfg("num_cpus = 0.5\nmemory = \"2GiB\"\nresources = { special = 1.0 }\n[runtime_env]\npip = [\"numpy\"]\nenv_vars = { B = \"c\", A = \"overridden\" }\n");
         let b = submission(&c, &l, "id-1", &f).unwrap();
         let ep = b["entrypoint"].as_str().unwrap();
-        assert!(ep.starts_with("date +%s > '/shared/s/3/start.2'; cd '/w d' || {"), "{ep}");
-        assert!(ep.contains("'python3' '--q=it'\\''s; rm -rf /'; code=$?"), "{ep}");
+        assert!(
+            ep.starts_with("date +%s > '/shared/s/3/start.2'; cd '/w d' || {"),
+            "{ep}"
+        );
+        assert!(
+            ep.contains("'python3' '--q=it'\\''s; rm -rf /'; code=$?"),
+            "{ep}"
+        );
         assert!(
             ep.ends_with("mv '/shared/s/3/exit.2.tmp' '/shared/s/3/exit.2'; exit \"$code\""),
             "{ep}"
@@ -1240,9 +1265,15 @@ mod tests {
             ("ray-head:80".into(), "/proxy/ray".into())
         );
         assert!(parse_address("https://x:1").unwrap_err().contains("https"));
-        assert!(parse_address("127.0.0.1:8265").unwrap_err().contains("http://HOST:PORT"));
+        assert!(parse_address("127.0.0.1:8265")
+            .unwrap_err()
+            .contains("http://HOST:PORT"));
         assert!(parse_address("http://h:x").is_err());
-        let h = parse_headers(Path::new("h"), "# c\n\nAuthorization: Bearer abc\nX-A:  b \n").unwrap();
+        let h = parse_headers(
+            Path::new("h"),
+            "# c\n\nAuthorization: Bearer abc\nX-A:  b \n",
+        )
+        .unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].1, "Bearer abc");
         assert_eq!(h[1].0.as_str(), "x-a");
@@ -1303,30 +1334,48 @@ mod tests {
             AttemptOutcome::Complete { .. }
         ));
         let failed = ray("FAILED", Some("JOB_ENTRYPOINT_COMMAND_ERROR"), Some(3));
-        assert_eq!(reason(outcome(end(Some(&failed), Some(3), None))), "exit status 3");
+        assert_eq!(
+            reason(outcome(end(Some(&failed), Some(3), None))),
+            "exit status 3"
+        );
         // The entrypoint died before its marker (cd failed, or the shell was killed).
-        assert_eq!(reason(outcome(end(Some(&failed), None, None))), "exit status 3");
+        assert_eq!(
+            reason(outcome(end(Some(&failed), None, None))),
+            "exit status 3"
+        );
         let killed = ray("FAILED", Some("JOB_ENTRYPOINT_COMMAND_ERROR"), Some(-9));
         assert!(reason(outcome(end(Some(&killed), None, None))).contains("signal 9"));
         // Ray's own failures re-run without costing a retry.
         let died = ray("FAILED", Some("JOB_SUPERVISOR_ACTOR_DIED"), None);
         let r = reason(outcome(end(Some(&died), None, None)));
-        assert!(r.starts_with(REQUEUE_PREFIX) && r.ends_with("node lost"), "{r}");
+        assert!(
+            r.starts_with(REQUEUE_PREFIX) && r.ends_with("node lost"),
+            "{r}"
+        );
         let stopped = ray("STOPPED", None, None);
         assert!(reason(outcome(end(Some(&stopped), None, None))).starts_with(REQUEUE_PREFIX));
         assert!(reason(outcome(end(None, None, None))).starts_with(REQUEUE_PREFIX));
         // A broken runtime_env is the configuration's fault: it costs a retry.
         let env = ray("FAILED", Some("RUNTIME_ENV_SETUP_FAILURE"), None);
         let r = reason(outcome(end(Some(&env), None, None)));
-        assert!(!r.starts_with(REQUEUE_PREFIX) && r.contains("RUNTIME_ENV_SETUP_FAILURE"), "{r}");
+        assert!(
+            !r.starts_with(REQUEUE_PREFIX) && r.contains("RUNTIME_ENV_SETUP_FAILURE"),
+            "{r}"
+        );
         // Stopped at quantune's request.
         assert!(matches!(
             outcome(end(Some(&stopped), None, Some(CancelReason::Pruned))),
-            AttemptOutcome::Cancelled { why: CancelReason::Pruned, .. }
+            AttemptOutcome::Cancelled {
+                why: CancelReason::Pruned,
+                ..
+            }
         ));
         assert!(matches!(
             outcome(end(Some(&failed), Some(143), Some(CancelReason::User))),
-            AttemptOutcome::Cancelled { why: CancelReason::User, .. }
+            AttemptOutcome::Cancelled {
+                why: CancelReason::User,
+                ..
+            }
         ));
         let mut e = end(Some(&stopped), None, None);
         e.timed_out = true;

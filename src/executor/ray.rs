@@ -403,6 +403,8 @@ struct Job {
     phase: Phase,
     /// When submitting it first failed for want of an answer.
     submit_failing_since: Option<Instant>,
+    /// Since when Ray's job list has gone unanswered.
+    unreachable_since: Option<Instant>,
     /// Why the scheduler wants it stopped, once it does.
     cancel: Option<CancelReason>,
     /// Whether the stop request went through.
@@ -729,6 +731,7 @@ impl RayExecutor {
             id,
             phase: Phase::Unknown,
             submit_failing_since: None,
+            unreachable_since: None,
             cancel: None,
             stop_sent: false,
             timed_out: false,
@@ -787,9 +790,18 @@ impl Executor for RayExecutor {
             launch.attempt,
             rand::random::<u32>()
         );
-        // Durable before Ray hears of it: a restarted daemon finds the job by this id.
+        // Durable before Ray hears of it: a restarted daemon finds the job by this id. Files
+        // an earlier study of the same name left are cleared first: a stale exit marker would
+        // pass for this attempt's.
         let written = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&launch.run_dir)?;
+            for stale in [&f.exit, &f.start] {
+                match std::fs::remove_file(stale) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::write(&f.metrics, b"")?;
             let tmp = f.submission.with_extension("tmp");
             std::fs::write(&tmp, &id)?;
             std::fs::rename(&tmp, &f.submission)
@@ -880,6 +892,8 @@ enum Action {
     Collect(Option<RayJob>),
     /// Stopped before Ray ever had it.
     CancelUnsubmitted(CancelReason),
+    /// Given up, for this reason.
+    Fail(String),
 }
 
 /// One polling round over every job in flight.
@@ -917,11 +931,11 @@ async fn poll(sh: &Arc<Shared>) {
     // One list call for every job; without an answer nothing is decided this round.
     let listed = match sh.api.list().await {
         Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("ray: cannot list jobs: {e}");
-            return;
-        }
+        Err(e) => return unreachable(sh, &snapshot, &e).await,
     };
+    for j in sh.lock().values_mut() {
+        j.unreachable_since = None;
+    }
     let t = now();
     let mut actions = Vec::new();
     for s in &snapshot {
@@ -1116,7 +1130,11 @@ async fn poll(sh: &Arc<Shared>) {
             }
         }
     }
-    // Ended jobs: the outcome, with the log's tail where it helps.
+    collect(sh, actions).await;
+}
+
+/// Ends the jobs a round found over: the outcome, with the log's tail where it helps.
+async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
     for (s, action) in actions {
         let outcome = match action {
             Action::Collect(ray) => {
@@ -1146,6 +1164,10 @@ async fn poll(sh: &Arc<Shared>) {
                 why,
                 stderr_tail: None,
             },
+            Action::Fail(reason) => AttemptOutcome::Failed {
+                reason,
+                stderr_tail: None,
+            },
             _ => continue,
         };
         if sh.lock().remove(&s.key).is_none() {
@@ -1158,6 +1180,46 @@ async fn poll(sh: &Arc<Shared>) {
             outcome,
         });
     }
+}
+
+/// A round without an answer from Ray: jobs whose exit marker is there are collected from it;
+/// past [`SUBMIT_PATIENCE`] without contact, a job Ray may never have received fails, and one
+/// it had is re-run without costing a retry (its node and its log are out of reach).
+async fn unreachable(sh: &Arc<Shared>, snapshot: &[Snapshot], e: &ApiError) {
+    tracing::warn!("ray: cannot list jobs: {e}");
+    let mut actions = Vec::new();
+    let mut states = Vec::new();
+    for s in snapshot {
+        let action = {
+            let mut jobs = sh.lock();
+            let Some(j) = jobs.get_mut(&s.key) else {
+                continue;
+            };
+            let since = *j.unreachable_since.get_or_insert_with(Instant::now);
+            let patience = crate::duration::format_secs(SUBMIT_PATIENCE.as_secs_f64());
+            if s.phase == Phase::Submitted && marker(&files(&s.launch).exit).is_some() {
+                Action::Collect(None)
+            } else if since.elapsed() < SUBMIT_PATIENCE {
+                if j.state != "UNREACHABLE" {
+                    j.state = "UNREACHABLE".into();
+                    states.push(s.launch.clone());
+                }
+                Action::Wait
+            } else if s.phase == Phase::Unknown {
+                Action::Fail(format!("cannot submit to Ray for {patience}: {e}"))
+            } else {
+                Action::Fail(format!(
+                    "{REQUEUE_PREFIX}no answer from Ray for {patience} about job {}: {e}",
+                    s.id
+                ))
+            }
+        };
+        actions.push((s, action));
+    }
+    for l in states {
+        sh.send_state(&l, "UNREACHABLE");
+    }
+    collect(sh, actions).await;
 }
 
 /// The exit status the entrypoint recorded, if it got that far.

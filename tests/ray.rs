@@ -119,6 +119,12 @@ fn unique(base: &str) -> &'static str {
     Box::leak(format!("{base}-{tag}").into_boxed_str())
 }
 
+/// Held by the tests that use the cluster's two GPUs, so that they do not share them.
+fn gpus() -> std::sync::MutexGuard<'static, ()> {
+    static GPUS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GPUS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn daemon(r: &Ray) -> Daemon {
     let shared = tempfile::tempdir().unwrap().keep();
     Daemon::start(
@@ -394,6 +400,7 @@ fn kill_9_mid_study_collects_each_trial_once() {
 fn two_gpu_trials_run_at_once_and_a_third_waits() {
     let Some(r) = ray() else { return };
     let ray_gpu = unique("ray-gpu");
+    let _gpus = gpus();
     let d = daemon(r);
     let script = d.write(
         "gpu.sh",
@@ -440,4 +447,64 @@ fn two_gpu_trials_run_at_once_and_a_third_waits() {
         !seen.is_empty() && seen.iter().all(|g| g == "0" || g == "1"),
         "each trial sees one of the cluster's two GPUs: {seen:?}"
     );
+}
+
+#[test]
+fn cancel_ends_a_pending_gpu_job_at_once() {
+    let Some(r) = ray() else { return };
+    let (hold, pend) = (unique("ray-hold"), unique("ray-pend"));
+    let _gpus = gpus();
+    let d = daemon(r);
+    let sleeping = "gpus = 1\nenv = { MODE = \"sleep\", SLEEP = \"300\" }";
+    // One study holds both GPUs; the other's trial waits for one.
+    submit(&d, hold, &study(hold, 2, 2, sleeping));
+    wait_until(
+        &d,
+        "two running Ray jobs",
+        120,
+        |t| t.len() == 2 && t.iter().all(|t| t["job_state"] == "RUNNING"),
+        hold,
+    );
+    submit(&d, pend, &study(pend, 1, 1, sleeping));
+    let trials = wait_until(
+        &d,
+        "a pending Ray job",
+        60,
+        |t| t.len() == 1 && t[0]["job_state"] == "PENDING",
+        pend,
+    );
+    let pending = trials[0]["job_id"].as_str().unwrap().to_string();
+    // Ray holds the stop of a pending job until it gets its GPU (here: in 300 s); the trial
+    // does not wait for that.
+    assert!(d.cli(&["cancel", pend]).status.success());
+    wait_until(
+        &d,
+        "the pending trial cancelled",
+        30,
+        |t| t[0]["state"] == "cancelled",
+        pend,
+    );
+    assert_eq!(r.status(&pending), "PENDING");
+    assert!(d.cli(&["cancel", hold]).status.success());
+    // Once the GPUs are free Ray starts the pending job, which stops without running its
+    // command (the entrypoint writes start.<attempt> right before it).
+    let t = Instant::now();
+    loop {
+        let s = r.status(&pending);
+        if s == "STOPPED" || s == "FAILED" {
+            let job = r.get(&format!("/api/jobs/{pending}"));
+            let metrics = job["runtime_env"]["env_vars"]["QUANTUNE_METRICS_FILE"]
+                .as_str()
+                .unwrap();
+            let dir = Path::new(metrics).parent().unwrap();
+            assert!(dir.join("cancel.1").exists(), "{job}");
+            assert!(!dir.join("start.1").exists(), "{job}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the pending job {pending} is still {s}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -431,6 +431,9 @@ struct Files {
     start: PathBuf,
     /// The submission id, written before the job is submitted.
     submission: PathBuf,
+    /// Written when quantune cancels the job while Ray still has it pending: the entrypoint
+    /// exits at once if Ray starts it anyway.
+    cancel: PathBuf,
 }
 
 fn files(l: &Launch) -> Files {
@@ -440,6 +443,7 @@ fn files(l: &Launch) -> Files {
         exit: dir.join(format!("exit.{a}")),
         start: dir.join(format!("start.{a}")),
         submission: dir.join(format!("ray-submission.{a}")),
+        cancel: dir.join(format!("cancel.{a}")),
     }
 }
 
@@ -454,8 +458,8 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The job's entrypoint, a `/bin/sh` command line with every value single-quoted: it records
-/// when it started, `cd`s to `trial.working_dir` (unless the runtime_env brings a working_dir
+/// The job's entrypoint, a `/bin/sh` command line with every value single-quoted: it exits at
+/// once when quantune cancelled it while it was pending, records when it started, `cd`s to `trial.working_dir` (unless the runtime_env brings a working_dir
 /// of its own), runs the trial's command and records its exit status (atomically) before it
 /// exits with it.
 fn entrypoint(l: &Launch, f: &Files, cd: bool) -> Result<String, String> {
@@ -465,7 +469,11 @@ fn entrypoint(l: &Launch, f: &Files, cd: bool) -> Result<String, String> {
             arg, &l.params, &l.study, l.trial,
         )?));
     }
-    let mut s = format!("date +%s > {}; ", quote(&f.start.display().to_string()));
+    let mut s = format!(
+        "[ ! -e {} ] || {{ echo 'quantune: cancelled before it started' >&2; exit 143; }}; date +%s > {}; ",
+        quote(&f.cancel.display().to_string()),
+        quote(&f.start.display().to_string())
+    );
     if cd {
         let wd = l.spec.working_dir.display().to_string();
         s.push_str(&format!(
@@ -795,7 +803,7 @@ impl Executor for RayExecutor {
         // pass for this attempt's.
         let written = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&launch.run_dir)?;
-            for stale in [&f.exit, &f.start] {
+            for stale in [&f.exit, &f.start, &f.cancel] {
                 match std::fs::remove_file(stale) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                     _ => {}
@@ -892,6 +900,8 @@ enum Action {
     Collect(Option<RayJob>),
     /// Stopped before Ray ever had it.
     CancelUnsubmitted(CancelReason),
+    /// Stopped while Ray had it pending: asked to stop, and ended now.
+    StopPending(CancelReason),
     /// Given up, for this reason.
     Fail(String),
 }
@@ -998,6 +1008,11 @@ async fn poll(sh: &Arc<Shared>) {
                     } else {
                         Action::Collect(Some(rj.clone()))
                     }
+                } else if let (Some(why), "PENDING") = (s.cancel, rj.status.as_str()) {
+                    // Ray holds a stop for a pending job until it is scheduled (a GPU frees
+                    // up): the trial ends now, and the marker keeps its command from running.
+                    let _ = std::fs::write(&f.cancel, b"");
+                    Action::StopPending(why)
                 } else if s.stop_sent {
                     Action::Wait
                 } else if s.cancel.is_some() {
@@ -1025,6 +1040,7 @@ async fn poll(sh: &Arc<Shared>) {
                 let _ = std::fs::create_dir_all(&s.launch.run_dir);
                 let _ = std::fs::remove_file(&f.exit);
                 let _ = std::fs::remove_file(&f.start);
+                let _ = std::fs::remove_file(&f.cancel);
                 let _ = std::fs::write(&f.metrics, b"");
                 if let Some(j) = sh.lock().get_mut(&s.key) {
                     j.tail = MetricsTail::new(f.metrics.clone());
@@ -1041,9 +1057,9 @@ async fn poll(sh: &Arc<Shared>) {
                     (key, true, false, r)
                 });
             }
-            Action::Stop { timeout } => {
-                let (api, key, id, timeout) =
-                    (sh.api.clone(), s.key.clone(), s.id.clone(), *timeout);
+            Action::Stop { .. } | Action::StopPending(_) => {
+                let timeout = matches!(action, Action::Stop { timeout: true });
+                let (api, key, id) = (sh.api.clone(), s.key.clone(), s.id.clone());
                 if timeout {
                     tracing::warn!(study = %s.launch.study, trial = s.launch.trial, job = %s.id, "ray: stopping a job past its timeout");
                 }
@@ -1160,10 +1176,12 @@ async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
                     stderr_tail,
                 })
             }
-            Action::CancelUnsubmitted(why) => AttemptOutcome::Cancelled {
-                why,
-                stderr_tail: None,
-            },
+            Action::CancelUnsubmitted(why) | Action::StopPending(why) => {
+                AttemptOutcome::Cancelled {
+                    why,
+                    stderr_tail: None,
+                }
+            }
             Action::Fail(reason) => AttemptOutcome::Failed {
                 reason,
                 stderr_tail: None,
@@ -1285,7 +1303,11 @@ mod tests {
         let b = submission(&c, &l, "id-1", &f).unwrap();
         let ep = b["entrypoint"].as_str().unwrap();
         assert!(
-            ep.starts_with("date +%s > '/shared/s/3/start.2'; cd '/w d' || {"),
+            ep.starts_with("[ ! -e '/shared/s/3/cancel.2' ] || {"),
+            "{ep}"
+        );
+        assert!(
+            ep.contains("date +%s > '/shared/s/3/start.2'; cd '/w d' || {"),
             "{ep}"
         );
         assert!(

@@ -58,6 +58,10 @@ pub struct RayConfig {
     pub runtime_env: Option<toml::Table>,
     /// How often jobs are polled (e.g. "5s"; default 2s).
     pub poll_interval: Option<String>,
+    /// Delete each job from Ray once its outcome and log tail are collected (default false:
+    /// Ray keeps every job, and each poll lists them all).
+    #[serde(default)]
+    pub delete_finished: bool,
 }
 
 fn default_address() -> String {
@@ -642,6 +646,31 @@ fn outcome(e: End) -> AttemptOutcome {
     }
 }
 
+/// Checks what Ray would refuse only at submission, naming the key.
+fn check_runtime_env(env: &toml::Table) -> Result<(), String> {
+    match env.get("env_vars") {
+        None => {}
+        Some(toml::Value::Table(vars)) => {
+            if let Some((k, _)) = vars.iter().find(|(_, v)| !v.is_str()) {
+                return Err(format!(
+                    "executor.ray.runtime_env.env_vars.{k} must be a string (quote it)"
+                ));
+            }
+        }
+        Some(_) => {
+            return Err("executor.ray.runtime_env.env_vars must be a table of strings".into())
+        }
+    }
+    if let Some(wd) = env.get("working_dir") {
+        if !wd.as_str().is_some_and(|s| s.contains("://")) {
+            return Err(format!(
+                "executor.ray.runtime_env.working_dir = {wd}: the Jobs API takes a URI (s3://…, gs://…, https://….zip), not a local directory; or leave it out and put the code at trial.working_dir on every node"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What the executor and its poller share.
 struct Shared {
     /// Settings.
@@ -693,9 +722,7 @@ impl RayExecutor {
             ));
         }
         if let Some(env) = &cfg.runtime_env {
-            if env.get("env_vars").is_some_and(|v| !v.is_table()) {
-                return Err("executor.ray.runtime_env.env_vars must be a table of strings".into());
-            }
+            check_runtime_env(env)?;
         }
         let api = Api::from_config(&cfg)?;
         std::fs::create_dir_all(&cfg.shared_dir)
@@ -1152,6 +1179,8 @@ async fn poll(sh: &Arc<Shared>) {
 /// Ends the jobs a round found over: the outcome, with the log's tail where it helps.
 async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
     for (s, action) in actions {
+        // Only a job Ray lists as ended can be deleted.
+        let deletable = matches!(&action, Action::Collect(Some(_)));
         let outcome = match action {
             Action::Collect(ray) => {
                 let f = files(&s.launch);
@@ -1190,6 +1219,15 @@ async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
         };
         if sh.lock().remove(&s.key).is_none() {
             continue;
+        }
+        if sh.cfg.delete_finished && deletable {
+            if let Err(e) = sh
+                .api
+                .json(Method::DELETE, &format!("/api/jobs/{}", s.id), None)
+                .await
+            {
+                tracing::warn!(job = %s.id, "ray: cannot delete the finished job: {e}");
+            }
         }
         let _ = sh.events.send(ExecEvent::Finished {
             study: s.launch.study.clone(),
@@ -1336,6 +1374,21 @@ mod tests {
         assert!(b.get("entrypoint_num_gpus").is_none());
         assert_eq!(b["entrypoint_num_cpus"], 1.0);
         assert!(!b["entrypoint"].as_str().unwrap().contains("cd '"));
+    }
+
+    #[test]
+    fn runtime_env_checks_name_the_key() {
+        let t = |s: &str| check_runtime_env(&toml::from_str(s).unwrap());
+        assert!(
+            t("pip = [\"x\"]\nenv_vars = { A = \"1\" }\nworking_dir = \"s3://b/c.zip\"").is_ok()
+        );
+        assert!(t("env_vars = { A = 1 }")
+            .unwrap_err()
+            .contains("env_vars.A must be a string"));
+        assert!(t("env_vars = 3").unwrap_err().contains("table of strings"));
+        assert!(t("working_dir = \"/code\"")
+            .unwrap_err()
+            .contains("not a local directory"));
     }
 
     #[test]

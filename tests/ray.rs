@@ -513,3 +513,66 @@ fn cancel_ends_a_pending_gpu_job_at_once() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Runs `quantune serve` with `config` appended to a minimal config; expects it to refuse to
+/// start, and returns what it said.
+fn serve_refuses(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quantune.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "state_dir = {:?}\nsocket = {:?}\ngpu_discovery = false\n{config}\n",
+            dir.path().join("state"),
+            dir.path().join("q.sock")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", common::text(&out));
+    common::text(&out)
+}
+
+#[test]
+fn bad_ray_settings_stop_the_daemon_with_the_field_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "secret-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shared = dir.path().join("shared");
+    let base = format!("[executor.ray]\nshared_dir = {shared:?}\n");
+    let said = serve_refuses(&format!("{base}token_file = {token:?}"));
+    assert!(
+        said.contains("executor.ray.token_file") && said.contains("chmod 600"),
+        "{said}"
+    );
+    let said = serve_refuses(&format!("{base}address = \"https://ray:8265\""));
+    assert!(said.contains("https is not supported"), "{said}");
+    let said = serve_refuses(&format!(
+        "{base}[executor.ray.runtime_env]\nworking_dir = \"/code\""
+    ));
+    assert!(said.contains("not a local directory"), "{said}");
+    let said = serve_refuses(&format!("{base}num_gpus = 1"));
+    assert!(
+        said.contains("quantune.toml:6") && said.contains("num_gpus"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_ray_study_is_refused_by_a_daemon_without_ray() {
+    let d = Daemon::start(2, "");
+    let f = d.write("r.toml", &study("no-ray", 1, 1, ""));
+    let out = d.cli(&["submit", f.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        common::text(&out).contains("configure [executor.ray]"),
+        "{}",
+        common::text(&out)
+    );
+}

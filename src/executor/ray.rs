@@ -903,15 +903,23 @@ impl Executor for RayExecutor {
     }
 }
 
-/// A job as one polling round sees it.
+/// A job as one polling round sees it (copied out of [`Job`], so no lock is held across I/O).
 struct Snapshot {
+    /// (study, trial).
     key: (String, u64),
+    /// The submission id.
     id: String,
+    /// Whether Ray has it.
     phase: Phase,
+    /// Why the scheduler wants it stopped.
     cancel: Option<CancelReason>,
+    /// Whether the stop request went through.
     stop_sent: bool,
+    /// Whether it was stopped for its timeout.
     timed_out: bool,
+    /// When its entrypoint started (Unix seconds).
     running_since: Option<f64>,
+    /// What was launched.
     launch: Launch,
 }
 

@@ -51,10 +51,18 @@ fn ray() -> Option<&'static Ray> {
                 .unwrap_or_else(|| panic!("start.sh printed no {k}: {stdout}"))
                 .to_string()
         };
-        Some(Ray {
+        let r = Ray {
             address: get("QUANTUNE_RAY_ADDRESS="),
             token_file: get("QUANTUNE_RAY_TOKEN_FILE="),
-        })
+        };
+        // A test run that failed half-way may have left jobs holding the cluster's GPUs.
+        for j in r.jobs("quantune-ray-") {
+            if j["status"] == "PENDING" || j["status"] == "RUNNING" {
+                let id = j["submission_id"].as_str().unwrap();
+                r.request("POST", &format!("/api/jobs/{id}/stop"));
+            }
+        }
+        Some(r)
     })
     .as_ref()
 }
@@ -62,13 +70,18 @@ fn ray() -> Option<&'static Ray> {
 impl Ray {
     /// `GET path` on the Jobs API, as JSON.
     fn get(&self, path: &str) -> Value {
+        self.request("GET", path)
+    }
+
+    /// `METHOD path` (no body) on the Jobs API; the 200 reply as JSON.
+    fn request(&self, method: &str, path: &str) -> Value {
         let authority = self.address.strip_prefix("http://").unwrap();
         let token = std::fs::read_to_string(&self.token_file).unwrap();
         let mut s = std::net::TcpStream::connect(authority).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\n\r\n",
+            "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\n\r\n",
             token.trim()
         )
         .unwrap();

@@ -3,10 +3,10 @@
 # (pinned below) in a venv, `ray start --head` with 4 CPUs and 2 logical GPUs, token
 # authentication on (Ray's gRPC ports listen on every interface; the token guards them), the
 # dashboard — the Jobs API — on 127.0.0.1 only. Reuses a cluster that already answers.
-# usage: tests/ray/start.sh [DIR]   (default /var/tmp/quantune-ray, the venv is kept there)
+# usage: tests/ray/start.sh [DIR]   (default $QUANTUNE_RAY_DIR or /var/tmp/quantune-ray; the venv is kept there)
 # prints QUANTUNE_RAY_ADDRESS=… and QUANTUNE_RAY_TOKEN_FILE=… lines. Stop with tests/ray/stop.sh.
 set -euo pipefail
-dir=${1:-/var/tmp/quantune-ray}
+dir=${1:-${QUANTUNE_RAY_DIR:-/var/tmp/quantune-ray}}
 version=2.60.0
 port=8265
 venv=$dir/venv

@@ -144,12 +144,17 @@ fn daemon(r: &Ray) -> Daemon {
 
 /// A daemon whose `[executor.ray]` points at the test cluster, with `extra` keys.
 fn daemon_with(r: &Ray, extra: &str) -> Daemon {
+    daemon_at(r, &r.address, extra)
+}
+
+/// A daemon whose `[executor.ray]` points at `address`.
+fn daemon_at(r: &Ray, address: &str, extra: &str) -> Daemon {
     let shared = tempfile::tempdir().unwrap().keep();
     Daemon::start(
         2,
         &format!(
-            "[executor.ray]\naddress = {:?}\ntoken_file = {:?}\nshared_dir = {:?}\nnum_cpus = 0.25\npoll_interval = \"1s\"\n{extra}\n",
-            r.address, r.token_file, shared
+            "[executor.ray]\naddress = {address:?}\ntoken_file = {:?}\nshared_dir = {:?}\nnum_cpus = 0.25\npoll_interval = \"1s\"\n{extra}\n",
+            r.token_file, shared
         ),
     )
 }
@@ -588,4 +593,39 @@ fn a_ray_study_is_refused_by_a_daemon_without_ray() {
         "{}",
         common::text(&out)
     );
+}
+
+#[test]
+fn a_job_recorded_but_never_submitted_is_submitted_after_a_restart() {
+    let Some(r) = ray() else { return };
+    let ray_late = unique("ray-late");
+    // Nothing listens on port 9: the Jobs API is unreachable, the submission waits.
+    let mut d = daemon_at(r, "http://127.0.0.1:9", "");
+    submit(&d, ray_late, &study(ray_late, 1, 1, ""));
+    let trials = wait_until(
+        &d,
+        "an unreachable Ray",
+        60,
+        |t| t.len() == 1 && t[0]["job_state"] == "UNREACHABLE",
+        ray_late,
+    );
+    let id = trials[0]["job_id"].as_str().unwrap().to_string();
+    assert!(r.jobs(&id).is_empty(), "never submitted");
+    d.kill9();
+    // The operator fixes the address; the restarted daemon submits the job under its id.
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, config.replace("http://127.0.0.1:9", &r.address)).unwrap();
+    d.spawn();
+    assert_eq!(
+        d.wait_study(ray_late, Duration::from_secs(120)),
+        "completed",
+        "{}",
+        d.log()
+    );
+    let t = &d.trials(ray_late)[0];
+    assert_eq!(t["attempt"], 1, "{t}");
+    assert_eq!(t["job_id"], id.as_str(), "{t}");
+    let jobs = r.jobs(&format!("quantune-{ray_late}-"));
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["status"], "SUCCEEDED");
 }

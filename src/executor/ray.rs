@@ -624,7 +624,7 @@ fn outcome(e: End) -> AttemptOutcome {
         },
         (_, Some("JOB_ENTRYPOINT_COMMAND_ERROR")) => {
             let exit = match ray.driver_exit_code {
-                Some(c) if c < 0 => Exit::Signal((-c) as i32),
+                Some(c) if c < 0 => Exit::Signal(c.unsigned_abs().min(i32::MAX as u64) as i32),
                 Some(c) => Exit::Code(c as i32),
                 None => Exit::Code(-1),
             };
@@ -1080,7 +1080,7 @@ async fn poll(sh: &Arc<Shared>) {
                 if let Some(j) = sh.lock().get_mut(&s.key) {
                     j.tail = MetricsTail::new(f.metrics.clone());
                 }
-                let (api, key) = (sh.api.clone(), s.key.clone());
+                let (api, key, id) = (sh.api.clone(), s.key.clone(), s.id.clone());
                 requests.spawn(async move {
                     let r = match body {
                         Ok(b) => api
@@ -1089,7 +1089,7 @@ async fn poll(sh: &Arc<Shared>) {
                             .map(|_| ()),
                         Err(e) => Err(ApiError::Status(400, e)),
                     };
-                    (key, true, false, r)
+                    (key, id, true, false, r)
                 });
             }
             Action::Stop { .. } | Action::StopPending(_) => {
@@ -1103,18 +1103,18 @@ async fn poll(sh: &Arc<Shared>) {
                         .json(Method::POST, &format!("/api/jobs/{id}/stop"), None)
                         .await
                         .map(|_| ());
-                    (key, false, timeout, r)
+                    (key, id, false, timeout, r)
                 });
             }
             _ => {}
         }
     }
     while let Some(done) = requests.join_next().await {
-        let Ok((key, submit, timeout, r)) = done else {
+        let Ok((key, id, submit, timeout, r)) = done else {
             continue;
         };
         let mut jobs = sh.lock();
-        let Some(j) = jobs.get_mut(&key) else {
+        let Some(j) = jobs.get_mut(&key).filter(|j| j.id == id) else {
             continue;
         };
         match (submit, r) {
@@ -1225,8 +1225,12 @@ async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
             },
             _ => continue,
         };
-        if sh.lock().remove(&s.key).is_none() {
-            continue;
+        {
+            let mut jobs = sh.lock();
+            if jobs.get(&s.key).is_none_or(|j| j.id != s.id) {
+                continue;
+            }
+            jobs.remove(&s.key);
         }
         if sh.cfg.delete_finished && deletable {
             if let Err(e) = sh

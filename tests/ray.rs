@@ -367,7 +367,14 @@ fn trial_past_its_timeout_is_stopped_and_failed_and_deleted() {
         t["reason"].as_str().unwrap().starts_with("timeout after 4"),
         "{t}"
     );
-    // delete_finished: the stopped job was deleted from Ray once collected.
+    // delete_finished: the stopped job is deleted from Ray some seconds after it was collected
+    // (and stays deleted).
+    let t = Instant::now();
+    while !r.jobs(&format!("quantune-{ray_time}-0-")).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "still in Ray");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(5));
     let jobs = r.jobs(&format!("quantune-{ray_time}-0-"));
     assert!(jobs.is_empty(), "{jobs:?}");
 }

@@ -362,7 +362,7 @@ async fn run_attempt(
         End::TimedOut => AttemptOutcome::Failed {
             reason: format!(
                 "timeout after {}",
-                crate::duration::format_secs(launch.spec.timeout_secs)
+                crate::model::duration::format_secs(launch.spec.timeout_secs)
             ),
             stderr_tail,
         },

@@ -7,8 +7,8 @@ pub mod protocol;
 pub mod ray;
 pub mod slurm;
 
-use crate::slots::Slot;
-use crate::study::TrialSpec;
+use crate::gpu::slots::Slot;
+use crate::model::study::TrialSpec;
 use quantune_strategies::Params;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

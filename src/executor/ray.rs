@@ -537,7 +537,8 @@ fn submission(cfg: &RayConfig, l: &Launch, id: &str, f: &Files) -> Result<Value,
     }
     if let Some(m) = &cfg.memory {
         body["entrypoint_memory"] =
-            json!(crate::study::parse_bytes(m).map_err(|e| format!("executor.ray.memory: {e}"))?);
+            json!(crate::model::study::parse_bytes(m)
+                .map_err(|e| format!("executor.ray.memory: {e}"))?);
     }
     if !cfg.resources.is_empty() {
         body["entrypoint_resources"] = json!(cfg.resources);
@@ -575,7 +576,7 @@ fn outcome(e: End) -> AttemptOutcome {
     let timeout = || AttemptOutcome::Failed {
         reason: format!(
             "timeout after {} (Ray job {id} stopped)",
-            crate::duration::format_secs(e.timeout_secs)
+            crate::model::duration::format_secs(e.timeout_secs)
         ),
         stderr_tail: e.stderr_tail.clone(),
     };
@@ -671,6 +672,49 @@ fn check_runtime_env(env: &toml::Table) -> Result<(), String> {
     Ok(())
 }
 
+/// How long after a job is collected it is deleted from Ray: its supervisor exits a moment
+/// after the job ends, and Ray's monitor, finding the job's record gone by then, would write a
+/// "supervisor died" record back under the same id.
+const DELETE_DELAY: Duration = Duration::from_secs(10);
+
+/// A finished job to delete from Ray.
+struct Deletion {
+    /// Its submission id.
+    id: String,
+    /// When to (try to) delete it.
+    due: Instant,
+    /// Deletions sent so far (a record Ray wrote back after one is deleted again, a few times).
+    tries: u32,
+}
+
+/// Deletes the jobs whose time has come, and again any that Ray wrote back meanwhile.
+async fn delete_due(sh: &Arc<Shared>, listed: &HashMap<String, RayJob>) {
+    let due: Vec<String> = {
+        let mut d = sh.deletions.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        d.retain(|x| {
+            x.due > now || (listed.get(&x.id).is_some_and(RayJob::terminal) && x.tries < 3)
+        });
+        d.iter_mut()
+            .filter(|x| x.due <= now)
+            .map(|x| {
+                x.tries += 1;
+                x.due = now + 2 * DELETE_DELAY;
+                x.id.clone()
+            })
+            .collect()
+    };
+    for id in due {
+        if let Err(e) = sh
+            .api
+            .json(Method::DELETE, &format!("/api/jobs/{id}"), None)
+            .await
+        {
+            tracing::warn!(job = %id, "ray: cannot delete the finished job: {e}");
+        }
+    }
+}
+
 /// What the executor and its poller share.
 struct Shared {
     /// Settings.
@@ -681,6 +725,8 @@ struct Shared {
     events: mpsc::UnboundedSender<ExecEvent>,
     /// Jobs in flight by (study, trial).
     jobs: Mutex<HashMap<(String, u64), Job>>,
+    /// Finished jobs to delete from Ray (`delete_finished`).
+    deletions: Mutex<Vec<Deletion>>,
     /// Wakes the poller early (a job to submit or stop).
     wake: Notify,
 }
@@ -699,7 +745,7 @@ impl RayExecutor {
         events: mpsc::UnboundedSender<ExecEvent>,
     ) -> Result<RayExecutor, String> {
         let interval = match &cfg.poll_interval {
-            Some(s) => crate::duration::parse_duration(s)
+            Some(s) => crate::model::duration::parse_duration(s)
                 .map_err(|e| format!("executor.ray.poll_interval: {e}"))?,
             None => 2.0,
         };
@@ -710,7 +756,7 @@ impl RayExecutor {
             ));
         }
         if let Some(m) = &cfg.memory {
-            crate::study::parse_bytes(m).map_err(|e| format!("executor.ray.memory: {e}"))?;
+            crate::model::study::parse_bytes(m).map_err(|e| format!("executor.ray.memory: {e}"))?;
         }
         if let Some((k, v)) = cfg
             .resources
@@ -732,6 +778,7 @@ impl RayExecutor {
             api,
             events,
             jobs: Mutex::default(),
+            deletions: Mutex::default(),
             wake: Notify::new(),
         });
         let poller = shared.clone();
@@ -957,7 +1004,12 @@ async fn poll(sh: &Arc<Shared>) {
             launch: j.launch.clone(),
         })
         .collect();
-    if snapshot.is_empty() {
+    let deleting = !sh
+        .deletions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty();
+    if snapshot.is_empty() && !deleting {
         return;
     }
     // Reports first, so a pruner sees them before the outcome.
@@ -981,6 +1033,7 @@ async fn poll(sh: &Arc<Shared>) {
     for j in sh.lock().values_mut() {
         j.unreachable_since = None;
     }
+    delete_due(sh, &listed).await;
     let t = now();
     let mut actions = Vec::new();
     for s in &snapshot {
@@ -1157,7 +1210,7 @@ async fn poll(sh: &Arc<Shared>) {
                         outcome: AttemptOutcome::Failed {
                             reason: format!(
                                 "cannot submit to Ray for {}: {e}",
-                                crate::duration::format_secs(SUBMIT_PATIENCE.as_secs_f64())
+                                crate::model::duration::format_secs(SUBMIT_PATIENCE.as_secs_f64())
                             ),
                             stderr_tail: None,
                         },
@@ -1233,13 +1286,14 @@ async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
             jobs.remove(&s.key);
         }
         if sh.cfg.delete_finished && deletable {
-            if let Err(e) = sh
-                .api
-                .json(Method::DELETE, &format!("/api/jobs/{}", s.id), None)
-                .await
-            {
-                tracing::warn!(job = %s.id, "ray: cannot delete the finished job: {e}");
-            }
+            sh.deletions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Deletion {
+                    id: s.id.clone(),
+                    due: Instant::now() + DELETE_DELAY,
+                    tries: 0,
+                });
         }
         let _ = sh.events.send(ExecEvent::Finished {
             study: s.launch.study.clone(),
@@ -1264,7 +1318,7 @@ async fn unreachable(sh: &Arc<Shared>, snapshot: &[Snapshot], e: &ApiError) {
                 continue;
             };
             let since = *j.unreachable_since.get_or_insert_with(Instant::now);
-            let patience = crate::duration::format_secs(SUBMIT_PATIENCE.as_secs_f64());
+            let patience = crate::model::duration::format_secs(SUBMIT_PATIENCE.as_secs_f64());
             if s.phase == Phase::Submitted && marker(&files(&s.launch).exit).is_some() {
                 Action::Collect(None)
             } else if since.elapsed() < SUBMIT_PATIENCE {
@@ -1311,8 +1365,8 @@ fn last_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slots::Slot;
-    use crate::study::{TrialSpec, Workload};
+    use crate::gpu::slots::Slot;
+    use crate::model::study::{TrialSpec, Workload};
     use quantune_strategies::{ParamValue, Params};
 
     fn cfg(extra: &str) -> RayConfig {

@@ -156,7 +156,7 @@ impl SlurmExecutor {
         events: mpsc::UnboundedSender<ExecEvent>,
     ) -> Result<SlurmExecutor, String> {
         let interval = match &cfg.poll_interval {
-            Some(s) => crate::duration::parse_duration(s)
+            Some(s) => crate::model::duration::parse_duration(s)
                 .map_err(|e| format!("executor.slurm.poll_interval: {e}"))?,
             None => 2.0,
         };
@@ -510,7 +510,7 @@ async fn poll(
                 Some("TIMEOUT" | "DEADLINE") => AttemptOutcome::Failed {
                     reason: format!(
                         "timeout after {} (Slurm job {id}: time limit)",
-                        crate::duration::format_secs(launch.spec.timeout_secs)
+                        crate::model::duration::format_secs(launch.spec.timeout_secs)
                     ),
                     stderr_tail,
                 },
@@ -570,7 +570,7 @@ async fn poll(
                     "TIMEOUT" | "DEADLINE" => AttemptOutcome::Failed {
                         reason: format!(
                             "timeout after {} (Slurm job {id}: {s})",
-                            crate::duration::format_secs(launch.spec.timeout_secs)
+                            crate::model::duration::format_secs(launch.spec.timeout_secs)
                         ),
                         stderr_tail,
                     },
@@ -647,8 +647,8 @@ fn paths_for(l: &Launch) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slots::Slot;
-    use crate::study::{TrialSpec, Workload};
+    use crate::gpu::slots::Slot;
+    use crate::model::study::{TrialSpec, Workload};
     use quantune_strategies::{ParamValue, Params};
 
     #[test]

@@ -636,3 +636,74 @@ fn a_job_recorded_but_never_submitted_is_submitted_after_a_restart() {
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["status"], "SUCCEEDED");
 }
+
+#[test]
+fn a_lost_job_supervisor_reruns_the_trial_without_costing_a_retry() {
+    let Some(r) = ray() else { return };
+    let ray_lost = unique("ray-lost");
+    let d = daemon(r);
+    // retries = 0: only a re-run that costs no retry can complete this trial after the loss.
+    submit(
+        &d,
+        ray_lost,
+        &study(
+            ray_lost,
+            1,
+            1,
+            "retries = 0\nenv = { MODE = \"sleep\", SLEEP = \"6\" }",
+        ),
+    );
+    wait_until(
+        &d,
+        "a running Ray job",
+        120,
+        |t| t[0]["job_state"] == "RUNNING",
+        ray_lost,
+    );
+    // What a lost node does to a job: its supervisor actor dies. The entrypoint's shell (its
+    // command line names the attempt's files) is the supervisor's child.
+    let pattern = format!("{ray_lost}/0/start\\.1");
+    let t = Instant::now();
+    let shell = loop {
+        let out = Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .unwrap();
+        let pids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if let Some(pid) = pids.lines().next() {
+            break pid.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no entrypoint process"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let status = std::fs::read_to_string(format!("/proc/{shell}/status")).unwrap();
+    let supervisor = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(Command::new("kill")
+        .args(["-9", &supervisor])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        d.wait_study(ray_lost, Duration::from_secs(120)),
+        "completed",
+        "{}",
+        d.log()
+    );
+    let t = &d.trials(ray_lost)[0];
+    assert_eq!(t["state"], "complete", "{t}");
+    assert_eq!(t["attempt"], 2, "{t}");
+    let reason = t["failed_attempts"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("requeued by quantune: Ray job ")
+            && reason.contains("JOB_SUPERVISOR_ACTOR_DIED"),
+        "{reason}"
+    );
+}

@@ -229,7 +229,7 @@ fn wait_ray_status(r: &Ray, id: &str, status: &str) {
             return;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(30),
+            t.elapsed() < Duration::from_secs(60),
             "Ray job {id} is {s}, not {status}"
         );
         std::thread::sleep(Duration::from_millis(200));

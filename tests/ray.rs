@@ -707,3 +707,33 @@ fn a_lost_job_supervisor_reruns_the_trial_without_costing_a_retry() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_refused_token_shows_in_the_job_state() {
+    let Some(r) = ray() else { return };
+    let ray_auth = unique("ray-auth");
+    let shared = tempfile::tempdir().unwrap();
+    // No token_file: the test cluster refuses every request.
+    let d = Daemon::start(
+        2,
+        &format!(
+            "[executor.ray]\naddress = {:?}\nshared_dir = {:?}\npoll_interval = \"1s\"\n",
+            r.address,
+            shared.path()
+        ),
+    );
+    submit(&d, ray_auth, &study(ray_auth, 1, 1, ""));
+    let trials = wait_until(
+        &d,
+        "the refusal",
+        60,
+        |t| t.len() == 1 && t[0]["job_state"].is_string(),
+        ray_auth,
+    );
+    assert_eq!(
+        trials[0]["job_state"],
+        "UNAUTHORIZED (check executor.ray.token_file / headers_file)"
+    );
+    assert!(r.jobs(&format!("quantune-{ray_auth}-")).is_empty());
+    assert!(d.log().contains("HTTP 401"), "{}", d.log());
+}

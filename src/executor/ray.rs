@@ -1309,6 +1309,13 @@ async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
 /// it had is re-run without costing a retry (its node and its log are out of reach).
 async fn unreachable(sh: &Arc<Shared>, snapshot: &[Snapshot], e: &ApiError) {
     tracing::warn!("ray: cannot list jobs: {e}");
+    // What `quantune status` shows meanwhile: a refused token is the operator's to fix.
+    let label = match e {
+        ApiError::Status(401 | 403, _) => {
+            "UNAUTHORIZED (check executor.ray.token_file / headers_file)"
+        }
+        _ => "UNREACHABLE",
+    };
     let mut actions = Vec::new();
     let mut states = Vec::new();
     for s in snapshot {
@@ -1322,8 +1329,8 @@ async fn unreachable(sh: &Arc<Shared>, snapshot: &[Snapshot], e: &ApiError) {
             if s.phase == Phase::Submitted && marker(&files(&s.launch).exit).is_some() {
                 Action::Collect(None)
             } else if since.elapsed() < SUBMIT_PATIENCE {
-                if j.state != "UNREACHABLE" {
-                    j.state = "UNREACHABLE".into();
+                if j.state != label {
+                    j.state = label.into();
                     states.push(s.launch.clone());
                 }
                 Action::Wait
@@ -1339,7 +1346,7 @@ async fn unreachable(sh: &Arc<Shared>, snapshot: &[Snapshot], e: &ApiError) {
         actions.push((s, action));
     }
     for l in states {
-        sh.send_state(&l, "UNREACHABLE");
+        sh.send_state(&l, label);
     }
     collect(sh, actions).await;
 }

@@ -1450,6 +1450,28 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_examples_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for f in ["deploy/quantune.toml", "configs/daemon/quantune.toml"] {
+            let text = std::fs::read_to_string(root.join(f)).unwrap();
+            let block: String = text
+                .lines()
+                .skip_while(|l| *l != "# [executor.ray]")
+                .skip(1)
+                .take_while(|l| l.starts_with("# "))
+                .map(|l| format!("{}\n", &l[2..]))
+                .collect();
+            assert!(
+                block.contains("shared_dir"),
+                "{f}: no [executor.ray] example"
+            );
+            let c: RayConfig = toml::from_str(&block).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(c.address, "http://ray-head:8265", "{f}");
+            assert!(c.token_file.is_some(), "{f}");
+        }
+    }
+
+    #[test]
     fn runtime_env_checks_name_the_key() {
         let t = |s: &str| check_runtime_env(&toml::from_str(s).unwrap());
         assert!(

@@ -34,7 +34,7 @@ pub struct DaemonConfig {
     pub web: bool,
     /// Token-protected TCP listener (`[tcp]`).
     pub tcp: Option<TcpConfig>,
-    /// Executor settings (`[executor.slurm]`).
+    /// Executor settings (`[executor.slurm]`, `[executor.ray]`).
     #[serde(default)]
     pub executor: ExecutorsConfig,
 }
@@ -45,6 +45,8 @@ pub struct DaemonConfig {
 pub struct ExecutorsConfig {
     /// `[executor.slurm]`: run `trial.executor = "slurm"` studies as Slurm jobs.
     pub slurm: Option<crate::executor::slurm::SlurmConfig>,
+    /// `[executor.ray]`: run `trial.executor = "ray"` studies as Ray jobs.
+    pub ray: Option<crate::executor::ray::RayConfig>,
 }
 
 /// `[tcp]`: an HTTP listener beside the Unix socket; every request on it needs

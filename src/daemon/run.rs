@@ -26,7 +26,14 @@ pub async fn run(
     let name = def.name.clone();
     let gpus = discover_gpus(true);
     let cpu_slots = cpu_slots.unwrap_or_else(crate::daemon::config::cores);
-    let (engine, ev_rx) = start_engine(state_dir, cpu_slots, &gpus, 1, Some(name.clone()), None)?;
+    let (engine, ev_rx) = start_engine(
+        state_dir,
+        cpu_slots,
+        &gpus,
+        1,
+        Some(name.clone()),
+        Default::default(),
+    )?;
     let mut finished = engine.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));

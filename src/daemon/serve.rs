@@ -7,8 +7,10 @@
 use crate::daemon::access::{Peer, Token};
 use crate::daemon::api::{router, tcp_router, AppState};
 use crate::daemon::config::DaemonConfig;
+use crate::daemon::config::ExecutorsConfig;
 use crate::executor::local::LocalExecutor;
-use crate::executor::slurm::{SlurmConfig, SlurmExecutor};
+use crate::executor::ray::RayExecutor;
+use crate::executor::slurm::SlurmExecutor;
 use crate::executor::Executor;
 use crate::gpu::{self, GpuDiscovery};
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -81,8 +83,8 @@ pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
-/// Opens the store under `state_dir` and builds the scheduler with a local executor (and a
-/// Slurm one when configured); returns
+/// Opens the store under `state_dir` and builds the scheduler with a local executor (and the
+/// Slurm and Ray ones when configured); returns
 /// it with the executor's event stream, for [`Scheduler::run`]. Shared by `serve` and `run`.
 pub fn start_engine(
     state_dir: &Path,
@@ -90,7 +92,7 @@ pub fn start_engine(
     gpus: &GpuDiscovery,
     trials_per_gpu: u32,
     only_study: Option<String>,
-    slurm: Option<SlurmConfig>,
+    executor: ExecutorsConfig,
 ) -> Result<(
     Arc<Scheduler>,
     mpsc::UnboundedReceiver<crate::executor::ExecEvent>,
@@ -100,9 +102,14 @@ pub fn start_engine(
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
         LocalExecutor::new(ev_tx.clone(), KILL_GRACE).with_cache_dir(state_dir.join("cache")),
     )];
-    if let Some(cfg) = slurm {
+    if let Some(cfg) = executor.slurm {
         executors.push(Arc::new(
-            SlurmExecutor::new(cfg, ev_tx).map_err(anyhow::Error::msg)?,
+            SlurmExecutor::new(cfg, ev_tx.clone()).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    if let Some(cfg) = executor.ray {
+        executors.push(Arc::new(
+            RayExecutor::new(cfg, ev_tx).map_err(anyhow::Error::msg)?,
         ));
     }
     let cfg = SchedulerConfig {
@@ -161,7 +168,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         &gpus,
         cfg.trials_per_gpu,
         None,
-        cfg.executor.slurm.clone(),
+        cfg.executor.clone(),
     )?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let state = AppState {

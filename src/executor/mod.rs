@@ -4,6 +4,7 @@
 pub mod local;
 pub mod metrics_tail;
 pub mod protocol;
+pub mod ray;
 pub mod slurm;
 
 use crate::gpu::slots::Slot;

@@ -89,7 +89,10 @@ pub struct Ranking {
 
 impl Ranking {
     /// Ranks `trials` (any order) for `def`.
-    pub fn of<'a>(def: &StudyDefinition, trials: impl IntoIterator<Item = &'a TrialRecord>) -> Self {
+    pub fn of<'a>(
+        def: &StudyDefinition,
+        trials: impl IntoIterator<Item = &'a TrialRecord>,
+    ) -> Self {
         let mut good: Vec<(u64, Vec<f64>)> = Vec::new();
         let mut bad: Vec<(u64, f64)> = Vec::new();
         for t in trials {

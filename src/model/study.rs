@@ -765,17 +765,17 @@ fn validate(
     let executor = t.executor.unwrap_or_else(|| "local".into());
     match executor.as_str() {
         "local" => {}
-        "slurm" if workload == Workload::QatBench => {
+        "slurm" | "ray" if workload == Workload::QatBench => {
             return Err(e(
                 "trial.executor",
                 "workload = \"builtin:qat-bench\" runs on this machine's CPU slots (it starts the daemon's own binary, which compute nodes may not have); remove executor or set it to \"local\"".into(),
             ))
         }
-        "slurm" => {}
+        "slurm" | "ray" => {}
         other => {
             return Err(e(
                 "trial.executor",
-                format!("unknown executor \"{other}\"; allowed: \"local\", \"slurm\""),
+                format!("unknown executor \"{other}\"; allowed: \"local\", \"slurm\", \"ray\""),
             ))
         }
     }

@@ -204,7 +204,9 @@ impl Core {
     /// `ask`: a queued trial, or a new one from the strategy (computed off the loop; the
     /// reply waits for it).
     pub(crate) fn ask_now(&mut self, name: &str, reply: Reply<(u64, Params)>) {
-        let Core { env, studies, turn, .. } = self;
+        let Core {
+            env, studies, turn, ..
+        } = self;
         let Some(rt) = studies.get_mut(name) else {
             let _ = reply.send(Err(not_found(name)));
             return;
@@ -338,7 +340,10 @@ impl Core {
         let t = super::now();
         apply_outcome(env, rt, turn, n, outcome, t);
         check_study(env, rt, turn, t);
-        let view = rt.trial(n).map(TrialView::from).ok_or_else(|| no_trial(name, n));
+        let view = rt
+            .trial(n)
+            .map(TrialView::from)
+            .ok_or_else(|| no_trial(name, n));
         turn.reply(reply, view);
     }
 
@@ -400,7 +405,9 @@ impl Core {
             return;
         };
         if results.is_empty() {
-            let _ = reply.send(Err(SchedulerError::BadRequest("no results to import".into())));
+            let _ = reply.send(Err(SchedulerError::BadRequest(
+                "no results to import".into(),
+            )));
             return;
         }
         for (i, r) in results.iter().enumerate() {
@@ -541,12 +548,19 @@ fn import_key(results: &[crate::model::results::ImportedResult]) -> String {
         h.update(serde_json::to_vec(r).unwrap_or_default());
         h.update(b"\n");
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Converts enqueued values to their parameters' types (an integer for a float parameter,
 /// and back); refuses names that are not parameters.
-fn convert_params(def: &StudyDefinition, name: &str, params: &mut Params) -> Result<(), SchedulerError> {
+fn convert_params(
+    def: &StudyDefinition,
+    name: &str,
+    params: &mut Params,
+) -> Result<(), SchedulerError> {
     for (k, v) in params.iter_mut() {
         let p = def
             .space
@@ -560,7 +574,9 @@ fn convert_params(def: &StudyDefinition, name: &str, params: &mut Params) -> Res
             quantune_strategies::ParamValue::Float(x) => crate::model::results::Field::Num(*x),
             quantune_strategies::ParamValue::Int(i) => crate::model::results::Field::Num(*i as f64),
             quantune_strategies::ParamValue::Bool(b) => crate::model::results::Field::Bool(*b),
-            quantune_strategies::ParamValue::Str(s) => crate::model::results::Field::Text(s.clone()),
+            quantune_strategies::ParamValue::Str(s) => {
+                crate::model::results::Field::Text(s.clone())
+            }
         };
         *v = crate::model::results::param_value(&p.domain, &field)
             .map_err(|e| SchedulerError::BadRequest(format!("{k}: {e}")))?;
@@ -601,4 +617,3 @@ fn check_import(data: &[u8]) -> Result<(), SchedulerError> {
     }
     Ok(())
 }
-

@@ -29,8 +29,7 @@ impl Core {
             .studies
             .iter()
             .filter(|(_, rt)| {
-                rt.record.state == StudyState::Running
-                    && rt.def.trial.workload.daemon_runs_trials()
+                rt.record.state == StudyState::Running && rt.def.trial.workload.daemon_runs_trials()
             })
             .filter(|(n, _)| self.env.only_study.as_ref().is_none_or(|o| o == *n))
             .map(|(n, _)| n.clone())
@@ -110,10 +109,9 @@ impl Core {
         } else {
             Exclusions::none()
         };
-        let queued = rt.queued().find(|n| {
-            rt.trial(*n)
-                .is_some_and(|tr| exclusions.allows(&tr.params))
-        });
+        let queued = rt
+            .queued()
+            .find(|n| rt.trial(*n).is_some_and(|tr| exclusions.allows(&tr.params)));
         if let Some(n) = queued {
             start_on(env, rt, turn, gpu_reserved, n, slot, t);
             return true;
@@ -131,12 +129,7 @@ impl Core {
 
     /// A suggestion came back from its worker: create the trial and do with it what it was
     /// wanted for; then serve the study's waiting asks and enqueues.
-    pub fn suggested(
-        &mut self,
-        study: &str,
-        n: u64,
-        result: Result<Params, StrategyError>,
-    ) {
+    pub fn suggested(&mut self, study: &str, n: u64, result: Result<Params, StrategyError>) {
         let Core {
             env,
             studies,
@@ -156,7 +149,12 @@ impl Core {
         let t = super::now();
         let number = rt.trials().len() as u64;
         if number != n {
-            tracing::debug!(study, n, number, "trials were added while the suggestion ran");
+            tracing::debug!(
+                study,
+                n,
+                number,
+                "trials were added while the suggestion ran"
+            );
         }
         let result = result.and_then(|p| {
             if rt.def.space.contains(&p) {

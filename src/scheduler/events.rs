@@ -34,7 +34,9 @@ impl Core {
                 step,
                 values,
             } => {
-                let Some(rt) = studies.get_mut(&study) else { return };
+                let Some(rt) = studies.get_mut(&study) else {
+                    return;
+                };
                 let current = rt
                     .trial(trial)
                     .is_some_and(|tr| tr.attempt == attempt && tr.state == TrialState::Running);
@@ -53,7 +55,9 @@ impl Core {
                 attempt,
                 job_id,
             } => {
-                let Some(rt) = studies.get_mut(&study) else { return };
+                let Some(rt) = studies.get_mut(&study) else {
+                    return;
+                };
                 let fresh = rt.trial(trial).is_some_and(|tr| {
                     tr.attempt == attempt
                         && tr.state == TrialState::Running
@@ -71,7 +75,9 @@ impl Core {
                 attempt,
                 state,
             } => {
-                let Some(rt) = studies.get_mut(&study) else { return };
+                let Some(rt) = studies.get_mut(&study) else {
+                    return;
+                };
                 if rt.trial(trial).is_some_and(|tr| tr.attempt == attempt)
                     && rt.job_states.get(&trial) != Some(&state)
                 {
@@ -85,7 +91,9 @@ impl Core {
                 attempt,
                 outcome,
             } => {
-                let Some(rt) = studies.get_mut(&study) else { return };
+                let Some(rt) = studies.get_mut(&study) else {
+                    return;
+                };
                 let current = rt
                     .trial(trial)
                     .is_some_and(|tr| tr.attempt == attempt && tr.state == TrialState::Running);

@@ -295,7 +295,9 @@ impl Scheduler {
         let Some((mut core, mut commands)) =
             self.core.lock().unwrap_or_else(|p| p.into_inner()).take()
         else {
-            return Err(SchedulerError::Internal("the scheduler loop already ran".into()));
+            return Err(SchedulerError::Internal(
+                "the scheduler loop already ran".into(),
+            ));
         };
         let mut tick = tokio::time::interval(Duration::from_millis(1000));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -355,7 +357,8 @@ impl Scheduler {
 
     /// Registers a new study.
     pub async fn submit(&self, def: StudyDefinition, source: String) -> Result<StudySummary> {
-        self.call(|r| Command::Submit(Box::new(def), source, r)).await
+        self.call(|r| Command::Submit(Box::new(def), source, r))
+            .await
     }
 
     /// Stops starting new trials of a study; running ones go on.
@@ -392,7 +395,8 @@ impl Scheduler {
 
     /// `tell`: finishes a running external trial.
     pub async fn tell(&self, name: &str, n: u64, outcome: TellOutcome) -> Result<TrialView> {
-        self.call(|r| Command::Tell(name.into(), n, outcome, r)).await
+        self.call(|r| Command::Tell(name.into(), n, outcome, r))
+            .await
     }
 
     /// Imports exported JSON lines as new studies and loads them.
@@ -412,7 +416,8 @@ impl Scheduler {
 
     /// Queues a configuration to run before any new suggestion (`quantune enqueue`).
     pub async fn enqueue(&self, name: &str, params: Params) -> Result<TrialView> {
-        self.call(|r| Command::Enqueue(name.into(), params, r)).await
+        self.call(|r| Command::Enqueue(name.into(), params, r))
+            .await
     }
 
     /// Every study as export JSON lines (`quantune backup`), taken between two turns: one
@@ -438,7 +443,11 @@ impl Scheduler {
 
     /// Every study, by name.
     pub fn studies(&self) -> Vec<StudySummary> {
-        self.snapshots.studies().iter().map(|s| s.summary()).collect()
+        self.snapshots
+            .studies()
+            .iter()
+            .map(|s| s.summary())
+            .collect()
     }
 
     /// One study.
@@ -522,8 +531,12 @@ impl Scheduler {
         for s in &studies {
             let name = s.record.name.as_str();
             let get = |k: &str| s.counts.get(k).copied().unwrap_or(0) as i64;
-            m.trials_running.with_label_values(&[name]).set(get("running"));
-            m.trials_queued.with_label_values(&[name]).set(get("queued"));
+            m.trials_running
+                .with_label_values(&[name])
+                .set(get("running"));
+            m.trials_queued
+                .with_label_values(&[name])
+                .set(get("queued"));
             slurm_busy += s.slurm_running;
         }
         let u = self.slots();

@@ -53,8 +53,7 @@ impl StudySnapshot {
 
     /// The first `top` leaderboard rows.
     pub fn leaderboard(&self, top: Option<usize>) -> Vec<Row> {
-        self.ranking()
-            .rows(&self.def, |n| self.trials.get(n), top)
+        self.ranking().rows(&self.def, |n| self.trials.get(n), top)
     }
 
     /// The study as `studies`/`status` show it.
@@ -82,8 +81,11 @@ impl StudySnapshot {
             created_at: self.record.created_at,
             updated_at: self.record.updated_at,
             budget: BudgetUsage {
-                wall_s: (if finished { self.record.updated_at } else { now }
-                    - self.record.created_at)
+                wall_s: (if finished {
+                    self.record.updated_at
+                } else {
+                    now
+                } - self.record.created_at)
                     .max(0.0),
                 max_wall_s: self.def.budget.max_wall_secs,
                 gpu_hours: gpu_hours(&self.def, self.trials.iter(), now),

@@ -74,8 +74,10 @@ impl StudyRuntime {
     ) -> Result<StudyRuntime, String> {
         let def: StudyDefinition = serde_json::from_value(record.definition.clone())
             .map_err(|e| format!("stored definition of '{}' is unreadable: {e}", record.name))?;
-        let strategy: Arc<dyn Strategy> =
-            Arc::from(registry::build(&def.strategy.kind, &def.strategy.options())?);
+        let strategy: Arc<dyn Strategy> = Arc::from(registry::build(
+            &def.strategy.kind,
+            &def.strategy.options(),
+        )?);
         for (i, t) in trials.iter().enumerate() {
             if t.number != i as u64 {
                 return Err(format!(

@@ -28,7 +28,10 @@ pub fn costs_retry(reason: &str) -> bool {
 }
 
 /// The objective and constraint metrics a final result lacks.
-pub fn missing_metrics<'a>(def: &'a StudyDefinition, metrics: &BTreeMap<String, f64>) -> Vec<&'a str> {
+pub fn missing_metrics<'a>(
+    def: &'a StudyDefinition,
+    metrics: &BTreeMap<String, f64>,
+) -> Vec<&'a str> {
     def.objectives
         .iter()
         .map(|o| o.metric.as_str())
@@ -172,7 +175,8 @@ pub(crate) fn record_report(
         others: &others,
         metrics: &rt.def.pruner.metrics,
     };
-    p.decide(&ctx).map(|r| format!("pruned at step {step}: {r}"))
+    p.decide(&ctx)
+        .map(|r| format!("pruned at step {step}: {r}"))
 }
 
 /// Records how an attempt ended.

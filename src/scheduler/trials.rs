@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(t.get(599).unwrap().reason.as_deref(), Some("changed"));
         // Chunks the change did not touch are still shared.
         assert!(Arc::ptr_eq(&snap.chunks[0], &t.chunks[0]));
-        assert_eq!(t.iter().map(|r| r.number).collect::<Vec<_>>(), (0..600).collect::<Vec<_>>());
+        assert_eq!(
+            t.iter().map(|r| r.number).collect::<Vec<_>>(),
+            (0..600).collect::<Vec<_>>()
+        );
         assert!(t.get(600).is_none());
     }
 }

@@ -49,11 +49,7 @@ impl Turn {
     }
 
     /// Replies `value` once the turn is durable (or the commit error if it is not).
-    pub fn reply<T: Send + 'static>(
-        &mut self,
-        tx: super::Reply<T>,
-        value: super::Result<T>,
-    ) {
+    pub fn reply<T: Send + 'static>(&mut self, tx: super::Reply<T>, value: super::Result<T>) {
         self.replies.push(Box::new(move |err| {
             let _ = tx.send(match err {
                 Some(e) => Err(e.clone()),

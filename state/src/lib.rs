@@ -21,9 +21,9 @@ pub mod records;
 pub mod store;
 pub mod transfer;
 
+pub use batch::Batch;
 pub use records::{
     AttemptRecord, Event, GpuUsage, Report, StudyRecord, StudyState, TrialRecord, TrialState,
 };
-pub use batch::Batch;
 pub use store::{Pending, Store, StoreError, SCHEMA_VERSION};
 pub use transfer::{ExportLine, ImportSummary};

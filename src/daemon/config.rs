@@ -39,15 +39,7 @@ pub struct DaemonConfig {
     pub executor: ExecutorsConfig,
 }
 
-/// `[executor.*]` tables.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecutorsConfig {
-    /// `[executor.slurm]`: run `trial.executor = "slurm"` studies as Slurm jobs.
-    pub slurm: Option<crate::executor::slurm::SlurmConfig>,
-    /// `[executor.ray]`: run `trial.executor = "ray"` studies as Ray jobs.
-    pub ray: Option<crate::executor::ray::RayConfig>,
-}
+pub use crate::executor::ExecutorsConfig;
 
 /// `[tcp]`: an HTTP listener beside the Unix socket; every request on it needs
 /// `Authorization: Bearer <token>`, the token read from `token_file` (mode 0600 or stricter).

@@ -8,10 +8,6 @@ use crate::daemon::access::{Peer, Token};
 use crate::daemon::api::{router, tcp_router, AppState};
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::config::ExecutorsConfig;
-use crate::executor::local::LocalExecutor;
-use crate::executor::ray::RayExecutor;
-use crate::executor::slurm::SlurmExecutor;
-use crate::executor::Executor;
 use crate::gpu::{self, GpuDiscovery};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use anyhow::{bail, Context, Result};
@@ -99,19 +95,8 @@ pub fn start_engine(
 )> {
     let store = open_store(state_dir)?;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
-        LocalExecutor::new(ev_tx.clone(), KILL_GRACE).with_cache_dir(state_dir.join("cache")),
-    )];
-    if let Some(cfg) = executor.slurm {
-        executors.push(Arc::new(
-            SlurmExecutor::new(cfg, ev_tx.clone()).map_err(anyhow::Error::msg)?,
-        ));
-    }
-    if let Some(cfg) = executor.ray {
-        executors.push(Arc::new(
-            RayExecutor::new(cfg, ev_tx).map_err(anyhow::Error::msg)?,
-        ));
-    }
+    let executors = crate::executor::build(executor, ev_tx, state_dir, KILL_GRACE)
+        .map_err(anyhow::Error::msg)?;
     let cfg = SchedulerConfig {
         run_root: state_dir.join("trials"),
         cpu_slots,
@@ -263,7 +248,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     served?;
     if let Ok(Ok(Err(e))) = outcome {
         bail!(
-            "stopped: the state store in {} could not be written ({e}); nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",
+            "stopped: the state store in {} could not be written (is its disk full?): {e}; nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",
             cfg.state_dir.display()
         );
     }

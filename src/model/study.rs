@@ -763,20 +763,23 @@ fn validate(
         ));
     }
     let executor = t.executor.unwrap_or_else(|| "local".into());
-    match executor.as_str() {
-        "local" => {}
-        "slurm" | "ray" if workload == Workload::QatBench => {
+    match crate::executor::KINDS.iter().find(|(k, _)| *k == executor) {
+        Some((_, false)) if workload == Workload::QatBench => {
             return Err(e(
                 "trial.executor",
                 "workload = \"builtin:qat-bench\" runs on this machine's CPU slots (it starts the daemon's own binary, which compute nodes may not have); remove executor or set it to \"local\"".into(),
             ))
         }
-        "slurm" | "ray" => {}
-        other => {
+        Some(_) => {}
+        None => {
+            let allowed: Vec<String> = crate::executor::KINDS
+                .iter()
+                .map(|(k, _)| format!("\"{k}\""))
+                .collect();
             return Err(e(
                 "trial.executor",
-                format!("unknown executor \"{other}\"; allowed: \"local\", \"slurm\", \"ray\""),
-            ))
+                format!("unknown executor \"{executor}\"; allowed: {}", allowed.join(", ")),
+            ));
         }
     }
 

@@ -221,8 +221,8 @@ pub struct Scheduler {
     finished_tx: broadcast::Sender<TrialRecord>,
     /// Bumped by every turn of the loop: the systemd watchdog pings only while it moves.
     heartbeat: Arc<AtomicU64>,
-    /// Whether this daemon has a Slurm executor (for the slot gauge).
-    has_slurm: bool,
+    /// The remote executors this daemon has (Slurm, Ray), for the slot gauge.
+    remote: Vec<&'static str>,
 }
 
 impl Scheduler {
@@ -238,7 +238,11 @@ impl Scheduler {
         let metrics = Arc::new(Metrics::new());
         let gpu_monitor = GpuMonitor::new(cfg.gpus.iter().map(|g| g.index).collect());
         let snapshots = Arc::new(Snapshots::default());
-        let has_slurm = executors.iter().any(|e| e.name() == "slurm");
+        let remote: Vec<&'static str> = executors
+            .iter()
+            .filter(|e| e.survives_restart())
+            .map(|e| e.name())
+            .collect();
         let env = Env {
             store: store.clone(),
             executors,
@@ -279,7 +283,7 @@ impl Scheduler {
             gpu_monitor,
             finished_tx,
             heartbeat: Arc::new(AtomicU64::new(0)),
-            has_slurm,
+            remote,
         })
     }
 
@@ -527,7 +531,7 @@ impl Scheduler {
         m.trials_running.reset();
         m.trials_queued.reset();
         let studies = self.snapshots.studies();
-        let mut slurm_busy = 0;
+        let mut remote_busy: BTreeMap<&str, u64> = BTreeMap::new();
         for s in &studies {
             let name = s.record.name.as_str();
             let get = |k: &str| s.counts.get(k).copied().unwrap_or(0) as i64;
@@ -537,7 +541,11 @@ impl Scheduler {
             m.trials_queued
                 .with_label_values(&[name])
                 .set(get("queued"));
-            slurm_busy += s.slurm_running;
+            for (ex, n) in &s.remote_running {
+                if let Some(name) = self.remote.iter().find(|r| **r == ex.as_str()) {
+                    *remote_busy.entry(name).or_insert(0) += n;
+                }
+            }
         }
         let u = self.slots();
         for (kind, total, busy) in [
@@ -549,10 +557,9 @@ impl Scheduler {
                 .with_label_values(&[kind, "free"])
                 .set(total.saturating_sub(busy) as i64);
         }
-        if self.has_slurm {
-            m.slots
-                .with_label_values(&["slurm", "busy"])
-                .set(slurm_busy as i64);
+        for name in &self.remote {
+            let busy = remote_busy.get(name).copied().unwrap_or(0);
+            m.slots.with_label_values(&[name, "busy"]).set(busy as i64);
         }
         m.studies.set(studies.len() as i64);
         m.render()

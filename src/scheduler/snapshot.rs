@@ -32,8 +32,8 @@ pub struct StudySnapshot {
     pub budgeted: u64,
     /// Imported trials.
     pub imported: u64,
-    /// Trials running on Slurm (for the slot gauge).
-    pub slurm_running: u64,
+    /// Trials running on each remote executor (Slurm, Ray), for the slot gauge.
+    pub remote_running: BTreeMap<String, u64>,
     /// Whether the study still schedules or waits on trials.
     pub active: bool,
     /// The ranking's cache key.
@@ -176,13 +176,16 @@ impl Snapshots {
                 .collect(),
             budgeted: rt.budgeted(),
             imported: rt.imported(),
-            slurm_running: rt
-                .running()
-                .filter(|n| {
-                    rt.trial(*n)
-                        .is_some_and(|t| t.executor.as_deref() == Some("slurm"))
-                })
-                .count() as u64,
+            remote_running: {
+                let mut m = BTreeMap::new();
+                for n in rt.running() {
+                    let ex = rt.trial(n).and_then(|t| t.executor.as_deref());
+                    if let Some(ex) = ex.filter(|e| !matches!(*e, "local" | "external")) {
+                        *m.entry(ex.to_string()).or_insert(0) += 1;
+                    }
+                }
+                m
+            },
             active: !rt.record.state.is_finished() || rt.count(TrialState::Running) > 0,
             rank_version: rt.rank_version,
             ranking,

@@ -2003,16 +2003,7 @@ impl Engine {
                 self.gpu_list()
             )));
         }
-        if params.len() < rt.def.space.dim() {
-            let suggested = suggest(rt, n, &impossible).map_err(|e| {
-                EngineError::Conflict(format!(
-                    "cannot fill the missing parameters from the strategy: {e}; give every parameter"
-                ))
-            })?;
-            for (k, v) in suggested {
-                params.entry(k).or_insert(v);
-            }
-        }
+        params = crate::study::complete_params(&rt.def.space, params, || suggest(rt, n, &impossible))?;
         let tr = TrialRecord::new(name, n, params, now());
         self.store.put_trial(&tr)?;
         tracing::info!(study = %name, trial = n, "trial enqueued");

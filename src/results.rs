@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportedResult {
-    /// Every parameter of the study's space.
+    /// Every parameter of the study's space that exists for these values (a conditional
+    /// parameter whose condition does not hold is left out).
     pub params: Params,
     /// Final metrics: at least every objective and constraint metric.
     pub metrics: BTreeMap<String, f64>,
@@ -572,8 +573,18 @@ pub fn check(
             ));
         }
     }
-    for p in def.space.params() {
+    let active = def.space.active(params);
+    for (p, active) in def.space.params().iter().zip(active) {
         match params.get(&p.name) {
+            // A conditional parameter whose condition does not hold is absent, and must be.
+            None if !active => {}
+            Some(_) if !active => {
+                return Err(def
+                    .space
+                    .check_params(params)
+                    .err()
+                    .unwrap_or_else(|| format!("{} must not be given", p.name)))
+            }
             None => return Err(format!("lacks parameter {}", p.name)),
             Some(v) if !p.domain.contains(v) => {
                 return Err(format!(
@@ -725,6 +736,7 @@ pub fn convert(
             }
         }
     }
+    let given: Vec<String> = params.keys().cloned().collect();
     for (name, v) in &mapping.defaults {
         if !params.contains_key(name) {
             if let Some(p) = params_by_name(name) {
@@ -739,11 +751,20 @@ pub fn convert(
             }
         }
     }
-    if let Some(p) = def
+    // A default applies only where its parameter exists (a conditional one may not).
+    let active = def.space.active(&params);
+    for (p, active) in def.space.params().iter().zip(&active) {
+        if !active && !given.contains(&p.name) {
+            params.remove(&p.name);
+        }
+    }
+    let active = def.space.active(&params);
+    if let Some((p, _)) = def
         .space
         .params()
         .iter()
-        .find(|p| !params.contains_key(&p.name))
+        .zip(&active)
+        .find(|(p, a)| **a && !params.contains_key(&p.name))
     {
         return Err(format!(
             "lacks parameter {} (add a column, --map COLUMN={}, or a [defaults] value in a --mapping file)",

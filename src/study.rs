@@ -272,6 +272,9 @@ struct RawParam {
     values: Option<Vec<i64>>,
     choices: Option<Vec<ParamValue>>,
     requires: Option<BTreeMap<String, RawRequirement>>,
+    /// `when = { parent = [values…] }`: the parameter exists only when every parent has one
+    /// of its listed values.
+    when: Option<BTreeMap<String, Vec<ParamValue>>>,
 }
 
 /// `requires.<choice> = { compute_capability = "8.9" }` of a categorical parameter.
@@ -518,6 +521,7 @@ fn validate(
     }
     let mut params = Vec::new();
     let mut requires = Vec::new();
+    let mut conditions = BTreeMap::new();
     for (pname, mut rp) in raw.space {
         let p = format!("space.{pname}");
         if pname.is_empty()
@@ -532,6 +536,9 @@ fn validate(
             ));
         }
         let raw_requires = rp.requires.take();
+        if let Some(when) = rp.when.take() {
+            conditions.insert(pname.clone(), conditions_of(&p, when).map_err(|(k, m)| e(&k, m))?);
+        }
         let domain = param_domain(&p, rp)?;
         domain.validate().map_err(|m| e(&p, m))?;
         if let Some(raw_requires) = raw_requires {
@@ -542,7 +549,10 @@ fn validate(
         }
         params.push(Param::new(pname, domain));
     }
-    let space = SearchSpace::new(params).map_err(|m| e("space", m))?;
+    let space = SearchSpace::new(params)
+        .map_err(|m| e("space", m))?
+        .with_conditions(conditions)
+        .map_err(|(k, m)| e(&format!("space.{k}"), m))?;
 
     // [strategy]
     let kind = raw
@@ -649,6 +659,8 @@ fn validate(
             }
             for (i, arg) in command.iter().enumerate() {
                 check_placeholders(arg, &space)
+                    .map_err(|m| e(&format!("trial.command[{i}]"), m))?;
+                check_conditional_arg(&command, i, &space)
                     .map_err(|m| e(&format!("trial.command[{i}]"), m))?;
             }
         }
@@ -1002,6 +1014,77 @@ fn param_domain(p: &str, rp: RawParam) -> Result<Domain, (String, String)> {
     }
 }
 
+/// Why an enqueued trial's parameters could not be completed ([`complete_params`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FillError {
+    /// The given parameters are not a point of the space (an inactive conditional parameter
+    /// given, a value outside its domain): a bad request.
+    Bad(String),
+    /// Parameters are missing and the strategy could not suggest values for them.
+    NoSuggestion(String),
+}
+
+impl From<FillError> for crate::engine::EngineError {
+    fn from(e: FillError) -> Self {
+        match e {
+            FillError::Bad(m) => crate::engine::EngineError::BadRequest(m),
+            FillError::NoSuggestion(m) => crate::engine::EngineError::Conflict(format!(
+                "cannot fill the missing parameters from the strategy: {m}; give every parameter"
+            )),
+        }
+    }
+}
+
+/// The parameters of an enqueued trial (`POST …/trials`, `quantune enqueue`), completed:
+/// returned as they are when they already are a point of the space; otherwise the missing
+/// active parameters come from `suggest()` (the study's strategy) and the suggestion's
+/// parameters that the given values switch off are left out ([`SearchSpace::complete`]). A
+/// given conditional parameter whose condition the given values break is refused before the
+/// strategy is asked.
+pub fn complete_params<E: fmt::Display>(
+    space: &SearchSpace,
+    given: quantune_strategies::Params,
+    suggest: impl FnOnce() -> Result<quantune_strategies::Params, E>,
+) -> Result<quantune_strategies::Params, FillError> {
+    if space.contains(&given) {
+        return Ok(given);
+    }
+    let active = space.active(&given);
+    for (p, a) in space.params().iter().zip(active) {
+        let decided = space
+            .conditions_of(&p.name)
+            .iter()
+            .all(|c| given.contains_key(&c.parent));
+        if !a && decided && given.contains_key(&p.name) {
+            return Err(FillError::Bad(format!(
+                "{}: {}; remove it",
+                p.name,
+                space.why_inactive(&p.name, &given)
+            )));
+        }
+    }
+    let suggested = suggest().map_err(|e| FillError::NoSuggestion(e.to_string()))?;
+    space.complete(given, &suggested).map_err(FillError::Bad)
+}
+
+/// `space.<p>.when`: one condition per parent (checked against the space afterwards, by
+/// [`SearchSpace::with_conditions`]).
+fn conditions_of(
+    p: &str,
+    when: BTreeMap<String, Vec<ParamValue>>,
+) -> Result<Vec<quantune_strategies::Condition>, (String, String)> {
+    if when.is_empty() {
+        return Err((
+            format!("{p}.when"),
+            "names no parent; write when = { <parameter> = [values…] } or remove it".into(),
+        ));
+    }
+    Ok(when
+        .into_iter()
+        .map(|(parent, values)| quantune_strategies::Condition { parent, values })
+        .collect())
+}
+
 /// `space.<p>.requires`: each key a choice of the categorical parameter, each value what it
 /// needs.
 fn choice_requirements(
@@ -1124,6 +1207,28 @@ fn check_placeholders(arg: &str, space: &SearchSpace) -> Result<(), String> {
                 known.join(", ")
             ));
         }
+    }
+    Ok(())
+}
+
+/// A command element naming a conditional parameter is left out of trials that lack it
+/// (`executor::protocol::argv`); a lone `"{group_size}"` right after a `"--group-size"` flag
+/// would leave the flag without its value, so that spelling is refused.
+fn check_conditional_arg(command: &[String], i: usize, space: &SearchSpace) -> Result<(), String> {
+    let names = crate::executor::protocol::placeholders(&command[i])?;
+    let Some(cond) = names.iter().find(|n| !space.conditions_of(n).is_empty()) else {
+        return Ok(());
+    };
+    let Some(prev) = i.checked_sub(1).map(|j| &command[j]) else {
+        return Ok(());
+    };
+    let prev_is_flag = prev.starts_with('-')
+        && crate::executor::protocol::placeholders(prev).is_ok_and(|p| p.is_empty());
+    if prev_is_flag && !command[i].starts_with('-') {
+        return Err(format!(
+            "\"{}\" names the conditional parameter {cond}, and trials without {cond} leave this element out, but the flag \"{prev}\" before it would stay; write \"{prev}={{{cond}}}\" as one element",
+            command[i]
+        ));
     }
     Ok(())
 }

@@ -512,7 +512,7 @@ impl SearchSpace {
                     return Err(format!(
                         "{}: {}; remove it",
                         p.name,
-                        self.describe_inactive(&p.name, params)
+                        self.why_inactive(&p.name, params)
                     ))
                 }
                 _ => {}
@@ -737,8 +737,10 @@ impl SearchSpace {
         Ok(out)
     }
 
-    /// `inactive parameter`'s explanation: what its conditions need and what `params` has.
-    fn describe_inactive(&self, name: &str, params: &Params) -> String {
+    /// Why parameter `name` does not exist for these values: what its conditions need and
+    /// what `params` has (`only exists when quantization is "int4" (here quantization =
+    /// "bf16")`).
+    pub fn why_inactive(&self, name: &str, params: &Params) -> String {
         let Some(conds) = self.conditions.get(name) else {
             return "is not conditional".into();
         };

@@ -1046,6 +1046,87 @@ workload = "external"
         assert!(e.contains("lacks parameter batch_size"), "{e}");
     }
 
+    /// `def()` with group_size, which exists only for int4.
+    fn conditional_def() -> StudyDefinition {
+        let toml = r#"
+[study]
+name = "r"
+seed = 1
+[[objective]]
+metric = "latency_ms"
+direction = "minimize"
+[space.quantization]
+type = "categorical"
+choices = ["bf16", "int8", "int4"]
+[space.group_size]
+type = "int"
+values = [32, 64, 128]
+when = { quantization = ["int4"] }
+[budget]
+max_trials = 10
+[trial]
+workload = "external"
+"#;
+        crate::study::parse(toml, "r.toml", Path::new("/"), None).unwrap()
+    }
+
+    #[test]
+    fn conditional_parameters_are_absent_exactly_when_inactive() {
+        let def = conditional_def();
+        let m = Mapping::default();
+        // bf16 without group_size (a CSV cell left empty never becomes a field): fine.
+        let r = convert(
+            &def,
+            &m,
+            &row(&[("quantization", t("bf16")), ("latency_ms", t("3"))]),
+        )
+        .unwrap();
+        assert_eq!(r.params.len(), 1);
+        // int4 needs it.
+        let e = convert(
+            &def,
+            &m,
+            &row(&[("quantization", t("int4")), ("latency_ms", t("3"))]),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("lacks parameter group_size"), "{e}");
+        let r = convert(
+            &def,
+            &m,
+            &row(&[
+                ("quantization", t("int4")),
+                ("group_size", t("64")),
+                ("latency_ms", t("3")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(r.params["group_size"], ParamValue::Int(64));
+        // bf16 with a group size is refused, saying why.
+        let e = convert(
+            &def,
+            &m,
+            &row(&[
+                ("quantization", t("bf16")),
+                ("group_size", t("64")),
+                ("latency_ms", t("3")),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "group_size: only exists when quantization is \"int4\" (here quantization = \"bf16\"); remove it"
+        );
+        // A default for group_size applies only to int4 rows.
+        let d: Mapping = toml::from_str("[defaults]\ngroup_size = 128\n").unwrap();
+        d.check(&def).unwrap();
+        let bf16 = convert(&def, &d, &row(&[("quantization", t("bf16")), ("latency_ms", t("3"))]))
+            .unwrap();
+        assert!(!bf16.params.contains_key("group_size"));
+        let int4 = convert(&def, &d, &row(&[("quantization", t("int4")), ("latency_ms", t("3"))]))
+            .unwrap();
+        assert_eq!(int4.params["group_size"], ParamValue::Int(128));
+    }
+
     #[test]
     fn defaults_fill_missing_parameters() {
         let m: Mapping = toml::from_str("[defaults]\nquantization = \"bf16\"\n").unwrap();

@@ -1380,6 +1380,106 @@ command = ["python3", "t.py", "--lr", "{learning_rate}"]
         parse(s, "s.toml", Path::new("/tmp"), Some(1))
     }
 
+    const CONDITIONAL: &str = r#"
+[study]
+name = "cond"
+seed = 7
+
+[[objective]]
+metric = "loss"
+direction = "minimize"
+
+[space.quantization]
+type = "categorical"
+choices = ["bf16", "int8", "int4", "int8-int4"]
+
+[space.group_size]
+type = "int"
+values = [32, 64, 128]
+when = { quantization = ["int4", "int8-int4"] }
+
+[space.lr]
+type = "float"
+low = 1e-5
+high = 1e-2
+log = true
+
+[budget]
+max_trials = 4
+
+[trial]
+command = ["python", "train.py", "--group-size={group_size}"]
+"#;
+
+    #[test]
+    fn parses_conditions_and_locates_their_errors() {
+        let d = parse_str(CONDITIONAL).unwrap();
+        assert_eq!(
+            d.space.conditions_of("group_size"),
+            [quantune_strategies::Condition {
+                parent: "quantization".into(),
+                values: vec![ParamValue::Str("int4".into()), ParamValue::Str("int8-int4".into())],
+            }]
+        );
+        // The definition (as the store keeps it) round-trips with its conditions.
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<StudyDefinition>(&json).unwrap(), d);
+        let bad = CONDITIONAL.replace(r#"["int4", "int8-int4"]"#, r#"["int4", "int5"]"#);
+        let err = parse_str(&bad).unwrap_err();
+        assert_eq!(err.path, "space.group_size.when.quantization");
+        assert_eq!(err.line, Some(17));
+        assert!(err.message.contains("\"int5\" is not a value of \"quantization\""), "{err}");
+        let bad = CONDITIONAL.replace("when = { quantization", "when = { quant");
+        let err = parse_str(&bad).unwrap_err();
+        assert_eq!((err.path.as_str(), err.line), ("space.group_size.when.quant", Some(17)));
+        let bad = CONDITIONAL.replace("when = { quantization = [", "when = { lr = [1e-3, ");
+        let err = parse_str(&bad).unwrap_err();
+        assert!(err.message.contains("has a range, not listed values"), "{err}");
+        let bad = CONDITIONAL.replace("when = {", "whenever = {");
+        let err = parse_str(&bad).unwrap_err();
+        assert!(err.to_string().contains("whenever"), "{err}");
+    }
+
+    #[test]
+    fn complete_params_fills_and_refuses() {
+        let d = parse_str(CONDITIONAL).unwrap();
+        let p = |pairs: &[(&str, ParamValue)]| -> quantune_strategies::Params {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        };
+        let s = |x: &str| ParamValue::Str(x.into());
+        let lr = ("lr", ParamValue::Float(1e-3));
+        // Complete already: the strategy is not asked.
+        let given = p(&[("quantization", s("bf16")), lr.clone()]);
+        let got = complete_params(&d.space, given.clone(), || -> Result<_, String> {
+            panic!("asked")
+        })
+        .unwrap();
+        assert_eq!(got, given);
+        // A given group size for bf16 is refused before the strategy is asked.
+        let err = complete_params(
+            &d.space,
+            p(&[("quantization", s("bf16")), ("group_size", ParamValue::Int(64))]),
+            || -> Result<_, String> { panic!("asked") },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            FillError::Bad("group_size: only exists when quantization is \"int4\" or \"int8-int4\" (here quantization = \"bf16\"); remove it".into())
+        );
+        // int4 given, the suggestion had bf16: group size gets a value, lr the suggestion's.
+        let got = complete_params(&d.space, p(&[("quantization", s("int4"))]), || {
+            Ok::<_, String>(p(&[("quantization", s("bf16")), ("lr", ParamValue::Float(2e-4))]))
+        })
+        .unwrap();
+        assert!(d.space.contains(&got), "{got:?}");
+        assert_eq!(got["lr"], ParamValue::Float(2e-4));
+        let err = complete_params(&d.space, p(&[("quantization", s("int4"))]), || {
+            Err::<quantune_strategies::Params, _>("exhausted")
+        })
+        .unwrap_err();
+        assert_eq!(err, FillError::NoSuggestion("exhausted".into()));
+    }
+
     #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_bytes("20GiB"), Ok(20 << 30));

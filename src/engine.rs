@@ -2003,7 +2003,8 @@ impl Engine {
                 self.gpu_list()
             )));
         }
-        params = crate::study::complete_params(&rt.def.space, params, || suggest(rt, n, &impossible))?;
+        params =
+            crate::study::complete_params(&rt.def.space, params, || suggest(rt, n, &impossible))?;
         let tr = TrialRecord::new(name, n, params, now());
         self.store.put_trial(&tr)?;
         tracing::info!(study = %name, trial = n, "trial enqueued");

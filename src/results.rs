@@ -1119,11 +1119,19 @@ workload = "external"
         // A default for group_size applies only to int4 rows.
         let d: Mapping = toml::from_str("[defaults]\ngroup_size = 128\n").unwrap();
         d.check(&def).unwrap();
-        let bf16 = convert(&def, &d, &row(&[("quantization", t("bf16")), ("latency_ms", t("3"))]))
-            .unwrap();
+        let bf16 = convert(
+            &def,
+            &d,
+            &row(&[("quantization", t("bf16")), ("latency_ms", t("3"))]),
+        )
+        .unwrap();
         assert!(!bf16.params.contains_key("group_size"));
-        let int4 = convert(&def, &d, &row(&[("quantization", t("int4")), ("latency_ms", t("3"))]))
-            .unwrap();
+        let int4 = convert(
+            &def,
+            &d,
+            &row(&[("quantization", t("int4")), ("latency_ms", t("3"))]),
+        )
+        .unwrap();
         assert_eq!(int4.params["group_size"], ParamValue::Int(128));
     }
 

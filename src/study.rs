@@ -537,7 +537,10 @@ fn validate(
         }
         let raw_requires = rp.requires.take();
         if let Some(when) = rp.when.take() {
-            conditions.insert(pname.clone(), conditions_of(&p, when).map_err(|(k, m)| e(&k, m))?);
+            conditions.insert(
+                pname.clone(),
+                conditions_of(&p, when).map_err(|(k, m)| e(&k, m))?,
+            );
         }
         let domain = param_domain(&p, rp)?;
         domain.validate().map_err(|m| e(&p, m))?;
@@ -685,6 +688,12 @@ fn validate(
         Workload::QatBench => {
             use crate::workload::qat::settings;
             settings::check_space(&space)?;
+            if let Some(p) = space.conditions().keys().next() {
+                return Err(e(
+                    &format!("space.{p}.when"),
+                    "workload = \"builtin:qat-bench\" reads every parameter in every trial, so none can be conditional; remove `when`".into(),
+                ));
+            }
             for (i, o) in objectives.iter().enumerate() {
                 settings::check_metric(&o.metric)
                     .map_err(|m| e(&format!("objective[{i}].metric"), m))?;
@@ -1418,7 +1427,10 @@ command = ["python", "train.py", "--group-size={group_size}"]
             d.space.conditions_of("group_size"),
             [quantune_strategies::Condition {
                 parent: "quantization".into(),
-                values: vec![ParamValue::Str("int4".into()), ParamValue::Str("int8-int4".into())],
+                values: vec![
+                    ParamValue::Str("int4".into()),
+                    ParamValue::Str("int8-int4".into())
+                ],
             }]
         );
         // The definition (as the store keeps it) round-trips with its conditions.
@@ -1428,13 +1440,23 @@ command = ["python", "train.py", "--group-size={group_size}"]
         let err = parse_str(&bad).unwrap_err();
         assert_eq!(err.path, "space.group_size.when.quantization");
         assert_eq!(err.line, Some(17));
-        assert!(err.message.contains("\"int5\" is not a value of \"quantization\""), "{err}");
+        assert!(
+            err.message
+                .contains("\"int5\" is not a value of \"quantization\""),
+            "{err}"
+        );
         let bad = CONDITIONAL.replace("when = { quantization", "when = { quant");
         let err = parse_str(&bad).unwrap_err();
-        assert_eq!((err.path.as_str(), err.line), ("space.group_size.when.quant", Some(17)));
+        assert_eq!(
+            (err.path.as_str(), err.line),
+            ("space.group_size.when.quant", Some(17))
+        );
         let bad = CONDITIONAL.replace("when = { quantization = [", "when = { lr = [1e-3, ");
         let err = parse_str(&bad).unwrap_err();
-        assert!(err.message.contains("has a range, not listed values"), "{err}");
+        assert!(
+            err.message.contains("has a range, not listed values"),
+            "{err}"
+        );
         let bad = CONDITIONAL.replace("when = {", "whenever = {");
         let err = parse_str(&bad).unwrap_err();
         assert!(err.to_string().contains("whenever"), "{err}");
@@ -1444,7 +1466,10 @@ command = ["python", "train.py", "--group-size={group_size}"]
     fn complete_params_fills_and_refuses() {
         let d = parse_str(CONDITIONAL).unwrap();
         let p = |pairs: &[(&str, ParamValue)]| -> quantune_strategies::Params {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
         };
         let s = |x: &str| ParamValue::Str(x.into());
         let lr = ("lr", ParamValue::Float(1e-3));
@@ -1458,7 +1483,10 @@ command = ["python", "train.py", "--group-size={group_size}"]
         // A given group size for bf16 is refused before the strategy is asked.
         let err = complete_params(
             &d.space,
-            p(&[("quantization", s("bf16")), ("group_size", ParamValue::Int(64))]),
+            p(&[
+                ("quantization", s("bf16")),
+                ("group_size", ParamValue::Int(64)),
+            ]),
             || -> Result<_, String> { panic!("asked") },
         )
         .unwrap_err();
@@ -1468,7 +1496,10 @@ command = ["python", "train.py", "--group-size={group_size}"]
         );
         // int4 given, the suggestion had bf16: group size gets a value, lr the suggestion's.
         let got = complete_params(&d.space, p(&[("quantization", s("int4"))]), || {
-            Ok::<_, String>(p(&[("quantization", s("bf16")), ("lr", ParamValue::Float(2e-4))]))
+            Ok::<_, String>(p(&[
+                ("quantization", s("bf16")),
+                ("lr", ParamValue::Float(2e-4)),
+            ]))
         })
         .unwrap();
         assert!(d.space.contains(&got), "{got:?}");

@@ -84,7 +84,10 @@ parallel = 2
 fn well_formed(params: &Value) -> bool {
     let q = params["quantization"].as_str().unwrap_or_default();
     let int4 = q == "int4" || q == "int8-int4";
-    let keys: Vec<&String> = params.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    let keys: Vec<&String> = params
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
     params.get("lr").is_some_and(Value::is_f64)
         && params.get("group_size").is_some() == int4
         && keys.len() == if int4 { 3 } else { 2 }
@@ -107,10 +110,17 @@ fn every_strategy_runs_a_conditional_study() {
         ("bayes", "kind = \"bayes\"\ninitial_trials = 4", 12),
     ];
     for (kind, strategy, n) in kinds {
-        let file = d.write(&format!("{kind}.toml"), &study(&format!("cond-{kind}"), strategy, n, &command));
+        let file = d.write(
+            &format!("{kind}.toml"),
+            &study(&format!("cond-{kind}"), strategy, n, &command),
+        );
         let out = d.cli(&["validate", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("3 parameter(s) (1 conditional)"), "{}", text(&out));
+        assert!(
+            text(&out).contains("3 parameter(s) (1 conditional)"),
+            "{}",
+            text(&out)
+        );
         let out = d.cli(&["submit", file.to_str().unwrap()]);
         assert!(out.status.success(), "{kind}: {}", text(&out));
     }
@@ -128,27 +138,45 @@ fn every_strategy_runs_a_conditional_study() {
         for t in &trials {
             assert!(well_formed(&t["params"]), "{kind}: {:#}", t["params"]);
         }
-        let with = trials.iter().filter(|t| t["params"].get("group_size").is_some()).count();
-        assert!(with > 0 && with < trials.len(), "{kind}: {with} of {} have a group size", trials.len());
+        let with = trials
+            .iter()
+            .filter(|t| t["params"].get("group_size").is_some())
+            .count();
+        assert!(
+            with > 0 && with < trials.len(),
+            "{kind}: {with} of {} have a group size",
+            trials.len()
+        );
         if kind == "grid" {
             let mut seen: Vec<String> = trials.iter().map(|t| t["params"].to_string()).collect();
             seen.sort();
             seen.dedup();
-            assert_eq!(seen.len(), 16, "the grid visits each valid combination once");
+            assert_eq!(
+                seen.len(),
+                16,
+                "the grid visits each valid combination once"
+            );
         }
     }
     // The leaderboard: `-` where a trial has no group size (text), the key left out (JSON).
     let out = d.cli(&["leaderboard", "cond-random"]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    let col = header.iter().position(|h| *h == "group_size").expect("a group_size column");
+    let col = header
+        .iter()
+        .position(|h| *h == "group_size")
+        .expect("a group_size column");
     let bf16 = table
         .lines()
         .find(|l| l.contains(" bf16 ") || l.contains(" int8 "))
         .unwrap_or_else(|| panic!("no bf16/int8 row:\n{table}"));
     assert_eq!(bf16.split_whitespace().nth(col), Some("-"), "{table}");
     for row in d.leaderboard("cond-random") {
-        let params = if row.get("params").is_some() { &row["params"] } else { &row["trial"]["params"] };
+        let params = if row.get("params").is_some() {
+            &row["params"]
+        } else {
+            &row["trial"]["params"]
+        };
         assert!(well_formed(params), "{row:#}");
     }
     // Importance and the parallel-coordinates plot.
@@ -159,11 +187,23 @@ fn every_strategy_runs_a_conditional_study() {
         .iter()
         .map(|p| p["param"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"group_size") && names.contains(&"quantization"), "{imp:#}");
+    assert!(
+        names.contains(&"group_size") && names.contains(&"quantization"),
+        "{imp:#}"
+    );
     let svg = d.dir.path().join("parallel.svg");
-    let out = d.cli(&["plot", "cond-bayes", "--kind", "parallel", "--out", svg.to_str().unwrap()]);
+    let out = d.cli(&[
+        "plot",
+        "cond-bayes",
+        "--kind",
+        "parallel",
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(std::fs::read_to_string(&svg).unwrap().contains("group_size (when"));
+    assert!(std::fs::read_to_string(&svg)
+        .unwrap()
+        .contains("group_size (when"));
 }
 
 #[test]
@@ -171,13 +211,23 @@ fn enqueue_and_import_respect_the_conditions() {
     let d = Daemon::start(1, "");
     let file = d.write(
         "ext.toml",
-        &study("cond-ext", "kind = \"random\"", 20, "workload = \"external\""),
+        &study(
+            "cond-ext",
+            "kind = \"random\"",
+            20,
+            "workload = \"external\"",
+        ),
     );
     let out = d.cli(&["submit", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 
     // A group size for bf16 is refused, saying why and what to do.
-    let out = d.cli(&["enqueue", "cond-ext", "--params", r#"{"quantization": "bf16", "group_size": 64}"#]);
+    let out = d.cli(&[
+        "enqueue",
+        "cond-ext",
+        "--params",
+        r#"{"quantization": "bf16", "group_size": 64}"#,
+    ]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(r#"group_size: only exists when quantization is "int4" or "int8-int4" (here quantization = "bf16"); remove it"#),
@@ -185,10 +235,26 @@ fn enqueue_and_import_respect_the_conditions() {
         text(&out)
     );
     // int4 alone gets a group size (and a learning rate) filled in; bf16 alone gets none.
-    let t = d.json(&["enqueue", "cond-ext", "--params", r#"{"quantization": "int4"}"#]);
-    assert!(well_formed(&t["params"]) && t["params"]["group_size"].is_i64(), "{t:#}");
-    let t = d.json(&["enqueue", "cond-ext", "--params", r#"{"quantization": "bf16", "lr": 0.001}"#]);
-    assert_eq!(t["params"], serde_json::json!({"quantization": "bf16", "lr": 0.001}));
+    let t = d.json(&[
+        "enqueue",
+        "cond-ext",
+        "--params",
+        r#"{"quantization": "int4"}"#,
+    ]);
+    assert!(
+        well_formed(&t["params"]) && t["params"]["group_size"].is_i64(),
+        "{t:#}"
+    );
+    let t = d.json(&[
+        "enqueue",
+        "cond-ext",
+        "--params",
+        r#"{"quantization": "bf16", "lr": 0.001}"#,
+    ]);
+    assert_eq!(
+        t["params"],
+        serde_json::json!({"quantization": "bf16", "lr": 0.001})
+    );
     // Asked trials (external workload) satisfy the conditions too.
     for _ in 0..4 {
         let t = d.json(&["ask", "cond-ext"]);
@@ -210,13 +276,24 @@ fn enqueue_and_import_respect_the_conditions() {
     let out = d.cli(&["import", "cond-ext", csv.to_str().unwrap(), "--dry-run"]);
     let report = text(&out);
     assert!(!out.status.success(), "{report}");
-    assert!(report.contains("old.csv:4: lacks parameter group_size"), "{report}");
+    assert!(
+        report.contains("old.csv:4: lacks parameter group_size"),
+        "{report}"
+    );
     assert!(
         report.contains(r#"old.csv:5: group_size: only exists when quantization is "int4" or "int8-int4" (here quantization = "int8"); remove it"#),
         "{report}"
     );
-    assert!(!report.contains("old.csv:2:") && !report.contains("old.csv:3:"), "{report}");
-    let out = d.cli(&["import", "cond-ext", csv.to_str().unwrap(), "--skip-invalid"]);
+    assert!(
+        !report.contains("old.csv:2:") && !report.contains("old.csv:3:"),
+        "{report}"
+    );
+    let out = d.cli(&[
+        "import",
+        "cond-ext",
+        csv.to_str().unwrap(),
+        "--skip-invalid",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let imported: Vec<Value> = d
         .trials("cond-ext")

@@ -238,9 +238,15 @@ mod tests {
     fn argv_leaves_out_elements_of_absent_parameters() {
         let mut p = Params::new();
         p.insert("quantization".into(), ParamValue::Str("bf16".into()));
-        let command: Vec<String> = ["python", "train.py", "--q={quantization}", "--group-size={group_size}", "--trial={trial}"]
-            .map(String::from)
-            .to_vec();
+        let command: Vec<String> = [
+            "python",
+            "train.py",
+            "--q={quantization}",
+            "--group-size={group_size}",
+            "--trial={trial}",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(
             argv(&command, &p, "s", 3).unwrap(),
             ["python", "train.py", "--q=bf16", "--trial=3"]

@@ -286,7 +286,10 @@ workload = "external"
             .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
         assert!(svg.starts_with("<svg"), "{kind:?}");
         if kind == PlotKind::Parallel {
-            assert!(svg.contains("batch_size (when"), "the axis says it is conditional");
+            assert!(
+                svg.contains("batch_size (when"),
+                "the axis says it is conditional"
+            );
             // Every finished trial still draws one line (bf16 ones skip the batch_size axis).
             let lines = |s: &str| s.matches("<polyline").count();
             assert!(lines(&svg) >= 30, "{} lines", lines(&svg));
@@ -297,5 +300,9 @@ workload = "external"
         }
     }
     let imp = crate::importance::per_objective(&data.def, &data.trials, 0.25);
-    assert!(imp[0].importance.params.iter().any(|(p, _)| p == "batch_size"));
+    assert!(imp[0]
+        .importance
+        .params
+        .iter()
+        .any(|(p, _)| p == "batch_size"));
 }

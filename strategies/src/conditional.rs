@@ -128,7 +128,10 @@ impl ConditionalGrid {
             let mut parents = Params::new();
             for (k, &j) in self.parents.iter().enumerate() {
                 let p = &space.params()[j];
-                parents.insert(p.name.clone(), p.domain.grid_value(idx[k], self.grid_points));
+                parents.insert(
+                    p.name.clone(),
+                    p.domain.grid_value(idx[k], self.grid_points),
+                );
             }
             let active = space.active(&parents);
             for (name, v) in parents {
@@ -143,7 +146,10 @@ impl ConditionalGrid {
         for &j in free.iter().rev() {
             let p = &space.params()[j];
             let n = p.domain.cardinality().unwrap_or(self.grid_points).max(1);
-            params.insert(p.name.clone(), p.domain.grid_value(rest % n, self.grid_points));
+            params.insert(
+                p.name.clone(),
+                p.domain.grid_value(rest % n, self.grid_points),
+            );
             rest /= n;
         }
         params
@@ -171,7 +177,12 @@ pub fn groups(space: &SearchSpace) -> Vec<Vec<usize>> {
     let n = space.dim();
     // Depth: 0 for unconditional parameters, else one more than the deepest parent.
     let mut depth: Vec<Option<usize>> = vec![None; n];
-    fn depth_of(space: &SearchSpace, i: usize, memo: &mut Vec<Option<usize>>, guard: usize) -> usize {
+    fn depth_of(
+        space: &SearchSpace,
+        i: usize,
+        memo: &mut Vec<Option<usize>>,
+        guard: usize,
+    ) -> usize {
         if let Some(d) = memo[i] {
             return d;
         }
@@ -189,7 +200,9 @@ pub fn groups(space: &SearchSpace) -> Vec<Vec<usize>> {
         memo[i] = Some(d);
         d
     }
-    let mut by_key: BTreeMap<(usize, Vec<(String, String)>), Vec<usize>> = BTreeMap::new();
+    // (depth, conditions) → the group's parameters.
+    type Key = (usize, Vec<(String, String)>);
+    let mut by_key: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for i in 0..n {
         let d = depth_of(space, i, &mut depth, 0);
         let key: Vec<(String, String)> = {
@@ -427,18 +440,30 @@ mod tests {
         };
         let (k, m) = err(vec![("g", cond("quant", vec![s("int4")]))]);
         assert_eq!(k, "g.when.quant");
-        assert!(m.starts_with("\"quant\" is not a parameter of the study (parameters: g, lr, q)"), "{m}");
+        assert!(
+            m.starts_with("\"quant\" is not a parameter of the study (parameters: g, lr, q)"),
+            "{m}"
+        );
         let (k, m) = err(vec![("nope", cond("q", vec![s("int4")]))]);
-        assert_eq!((k.as_str(), m.starts_with("not a parameter")), ("nope", true));
+        assert_eq!(
+            (k.as_str(), m.starts_with("not a parameter")),
+            ("nope", true)
+        );
         let (k, m) = err(vec![("g", cond("g", vec![ParamValue::Int(32)]))]);
-        assert_eq!((k.as_str(), m.as_str()), ("g.when.g", "a parameter cannot be conditioned on itself"));
+        assert_eq!(
+            (k.as_str(), m.as_str()),
+            ("g.when.g", "a parameter cannot be conditioned on itself")
+        );
         let (k, m) = err(vec![("g", cond("lr", vec![ParamValue::Float(0.5)]))]);
         assert_eq!(k, "g.when.lr");
         assert!(m.contains("has a range, not listed values"), "{m}");
         let (_, m) = err(vec![("g", cond("q", vec![]))]);
         assert_eq!(m, "needs at least one value of \"q\"");
         let (_, m) = err(vec![("g", cond("q", vec![s("int3")]))]);
-        assert_eq!(m, "\"int3\" is not a value of \"q\" (its values: \"int4\", \"bf16\")");
+        assert_eq!(
+            m,
+            "\"int3\" is not a value of \"q\" (its values: \"int4\", \"bf16\")"
+        );
         let (_, m) = err(vec![("g", cond("q", vec![s("int4"), s("int4")]))]);
         assert_eq!(m, "\"int4\" appears twice");
         let (_, m) = err(vec![("lr", cond("g", vec![ParamValue::Int(48)]))]);
@@ -514,7 +539,10 @@ mod tests {
         );
         assert!(space.is_active("hqq_iters", &full));
         assert!(!space.is_active("hqq_iters", &int8));
-        assert!(space.check_params(&params(&[("x", ParamValue::Int(1))])).unwrap_err().starts_with("x: not a parameter"));
+        assert!(space
+            .check_params(&params(&[("x", ParamValue::Int(1))]))
+            .unwrap_err()
+            .starts_with("x: not a parameter"));
     }
 
     #[test]
@@ -528,7 +556,7 @@ mod tests {
         assert!(space.contains(&got), "{got:?}");
         assert_eq!(got["lr"], ParamValue::Float(1e-4));
         assert_eq!(got["group_size"], ParamValue::Int(64)); // the middle value
-        // The suggestion's inactive parameters are dropped.
+                                                            // The suggestion's inactive parameters are dropped.
         let fill = params(&[
             ("quantization", s("int4")),
             ("group_size", ParamValue::Int(128)),
@@ -538,11 +566,17 @@ mod tests {
         let got = space
             .complete(params(&[("quantization", s("bf16"))]), &fill)
             .unwrap();
-        assert_eq!(got, params(&[("quantization", s("bf16")), ("lr", ParamValue::Float(1e-4))]));
+        assert_eq!(
+            got,
+            params(&[("quantization", s("bf16")), ("lr", ParamValue::Float(1e-4))])
+        );
         // A given inactive parameter is an error, not silently dropped.
         let err = space
             .complete(
-                params(&[("quantization", s("bf16")), ("group_size", ParamValue::Int(32))]),
+                params(&[
+                    ("quantization", s("bf16")),
+                    ("group_size", ParamValue::Int(32)),
+                ]),
                 &fill,
             )
             .unwrap_err();
@@ -555,7 +589,8 @@ mod tests {
         let json = serde_json::to_string(&space).unwrap();
         let back: SearchSpace = serde_json::from_str(&json).unwrap();
         assert_eq!(back, space);
-        let plain = SearchSpace::new(vec![Param::new("x", Domain::IntValues { values: vec![1] })]).unwrap();
+        let plain =
+            SearchSpace::new(vec![Param::new("x", Domain::IntValues { values: vec![1] })]).unwrap();
         let json = serde_json::to_string(&plain).unwrap();
         assert!(!json.contains("conditions"), "{json}");
         assert_eq!(serde_json::from_str::<SearchSpace>(&json).unwrap(), plain);
@@ -692,8 +727,14 @@ mod tests {
         for kind in registry::AVAILABLE_KINDS {
             let h = run(kind, 30, 11);
             // Both sides of the condition occur.
-            assert!(h.iter().any(|o| o.params.contains_key("group_size")), "{kind}");
-            assert!(h.iter().any(|o| !o.params.contains_key("group_size")), "{kind}");
+            assert!(
+                h.iter().any(|o| o.params.contains_key("group_size")),
+                "{kind}"
+            );
+            assert!(
+                h.iter().any(|o| !o.params.contains_key("group_size")),
+                "{kind}"
+            );
         }
     }
 
@@ -713,7 +754,10 @@ mod tests {
             }
         }
         assert!(int4 >= 25, "{int4} of 60 late trials were int4");
-        assert!(g128 * 2 > int4, "group size 128 in {g128} of {int4} int4 trials");
+        assert!(
+            g128 * 2 > int4,
+            "group size 128 in {g128} of {int4} int4 trials"
+        );
     }
 
     #[test]

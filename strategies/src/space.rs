@@ -504,7 +504,9 @@ impl SearchSpace {
                     let why = self
                         .conditions
                         .get(&p.name)
-                        .map(|c| format!(" (it exists because {})", self.describe_present(c, params)))
+                        .map(|c| {
+                            format!(" (it exists because {})", self.describe_present(c, params))
+                        })
                         .unwrap_or_default();
                     return Err(format!("{}: missing{why}; give it a value", p.name));
                 }
@@ -546,8 +548,7 @@ impl SearchSpace {
 
     /// Whether parameter `name` exists in a trial with these values (false for an unknown name).
     pub fn is_active(&self, name: &str, params: &Params) -> bool {
-        self.index_of(name)
-            .is_some_and(|i| self.active(params)[i])
+        self.index_of(name).is_some_and(|i| self.active(params)[i])
     }
 
     /// Whether any parameter is conditional.
@@ -615,7 +616,10 @@ impl SearchSpace {
                     ));
                 };
                 let domain = &self.params[j].domain;
-                if !matches!(domain, Domain::Categorical { .. } | Domain::IntValues { .. }) {
+                if !matches!(
+                    domain,
+                    Domain::Categorical { .. } | Domain::IntValues { .. }
+                ) {
                     return Err((
                         key,
                         format!(
@@ -625,10 +629,7 @@ impl SearchSpace {
                     ));
                 }
                 if c.values.is_empty() {
-                    return Err((
-                        key,
-                        format!("needs at least one value of \"{}\"", c.parent),
-                    ));
+                    return Err((key, format!("needs at least one value of \"{}\"", c.parent)));
                 }
                 for (i, v) in c.values.iter().enumerate() {
                     if !domain.contains(v) {
@@ -684,7 +685,10 @@ impl SearchSpace {
                 }
             }
         }
-        self.conditions = conditions.into_iter().filter(|(_, c)| !c.is_empty()).collect();
+        self.conditions = conditions
+            .into_iter()
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
         Ok(self)
     }
 
@@ -694,7 +698,12 @@ impl SearchSpace {
     /// simply never occurs.
     pub fn with_domains(&self, params: Vec<Param>) -> Result<Self, String> {
         let mut space = SearchSpace::new(params)?;
-        if space.params.iter().map(|p| &p.name).ne(self.params.iter().map(|p| &p.name)) {
+        if space
+            .params
+            .iter()
+            .map(|p| &p.name)
+            .ne(self.params.iter().map(|p| &p.name))
+        {
             return Err("the restricted space must have the same parameters".into());
         }
         space.conditions = self.conditions.clone();
@@ -892,7 +901,9 @@ pub fn same_choice(a: &ParamValue, b: &ParamValue) -> bool {
 /// A listed-value domain's values as an error message shows them.
 fn domain_values(domain: &Domain) -> String {
     match domain {
-        Domain::Categorical { choices } => choices.iter().map(quoted).collect::<Vec<_>>().join(", "),
+        Domain::Categorical { choices } => {
+            choices.iter().map(quoted).collect::<Vec<_>>().join(", ")
+        }
         Domain::IntValues { values } => values
             .iter()
             .map(ToString::to_string)

@@ -683,6 +683,10 @@ mod tests {
         q + g + (lr.log10() + 3.0).powi(2) * 0.1
     }
 
+    pub(super) fn run_pub(kind: &str, n: u64, seed: u64) -> Vec<Observation> {
+        run(kind, n, seed)
+    }
+
     /// Runs `kind` for `n` trials on the qat space, feeding back `loss`; returns the trials.
     fn run(kind: &str, n: u64, seed: u64) -> Vec<Observation> {
         let space = qat_space();
@@ -762,14 +766,25 @@ mod tests {
 
     #[test]
     fn bayes_finds_the_good_conditional_region() {
-        let mut best = f64::INFINITY;
-        for seed in 0..2 {
-            for o in run("bayes", 24, seed) {
-                best = best.min(o.metrics["loss"]);
-            }
+        // The optimum is 0.3 (int4, 128, lr 1e-3); bf16 cannot go below 1.0. Random search
+        // averages 0.37 at 30 trials (10 seeds) and picks int4 in a quarter of its trials.
+        for seed in 0..3 {
+            let h = run("bayes", 30, seed);
+            let best = h
+                .iter()
+                .map(|o| o.metrics["loss"])
+                .fold(f64::INFINITY, f64::min);
+            assert!(best < 0.32, "seed {seed}: best {best}");
+            let late_int4 = h
+                .iter()
+                .skip(15)
+                .filter(|o| o.params["quantization"] == s("int4"))
+                .count();
+            assert!(
+                late_int4 >= 10,
+                "seed {seed}: {late_int4} of 15 late trials int4"
+            );
         }
-        // The optimum is 0.3 (int4, 128, lr 1e-3); bf16 cannot go below 1.0.
-        assert!(best < 0.6, "{best}");
     }
 
     #[test]
@@ -941,6 +956,37 @@ mod tests {
                 Err(StrategyError::Exhausted { total }) => prop_assert!(t >= total),
                 Err(StrategyError::Invalid(m)) => prop_assert!(m.contains("more than"), "{}", m),
             }
+        }
+    }
+}
+/// The numbers quoted in docs/STRATEGIES.md ("Conditional parameters"): mean and worst best
+/// loss over 10 seeds at 30 trials on the test space (optimum 0.3: int4, group size 128, lr
+/// 1e-3), and how many of trials 15–29 chose int4. Run with
+/// `cargo test --release -p quantune-strategies --lib conditional_search_quality -- --ignored --nocapture`.
+#[cfg(test)]
+mod quality {
+    #[test]
+    #[ignore]
+    fn conditional_search_quality() {
+        for kind in ["random", "sobol", "tpe", "bayes"] {
+            let mut bests = Vec::new();
+            let mut late_int4 = 0;
+            for seed in 0..10 {
+                let h = super::tests::run_pub(kind, 30, seed);
+                bests.push(
+                    h.iter()
+                        .map(|o| o.metrics["loss"])
+                        .fold(f64::INFINITY, f64::min),
+                );
+                late_int4 += h
+                    .iter()
+                    .skip(15)
+                    .filter(|o| o.params["quantization"] == crate::ParamValue::Str("int4".into()))
+                    .count();
+            }
+            let mean = bests.iter().sum::<f64>() / bests.len() as f64;
+            let worst = bests.iter().copied().fold(0.0, f64::max);
+            println!("{kind}: mean best {mean:.4}, worst {worst:.4}, late int4 {late_int4}/150");
         }
     }
 }

@@ -818,6 +818,8 @@ impl SearchSpace {
     }
 
     /// Number of grid points when each float gets `float_points` values; `None` on overflow.
+    /// For a conditional space this is the full product, an upper bound:
+    /// [`crate::conditional::ConditionalGrid::total`] counts the valid points.
     pub fn grid_size(&self, float_points: u64) -> Option<u64> {
         self.params.iter().try_fold(1u64, |acc, p| {
             acc.checked_mul(p.domain.cardinality().unwrap_or(float_points))

@@ -419,20 +419,23 @@ impl SearchSpace {
     /// A missing coordinate (a slice shorter than `dim()`) counts as 0.5; extra ones are ignored.
     pub fn from_unit(&self, u: &[f64]) -> Params {
         debug_assert_eq!(u.len(), self.dim(), "unit point has the wrong dimension");
+        if self.conditions.is_empty() {
+            return self
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let ui = u.get(i).copied().unwrap_or(0.5);
+                    (p.name.clone(), p.domain.from_unit(ui))
+                })
+                .collect();
+        }
         let values: Vec<ParamValue> = self
             .params
             .iter()
             .enumerate()
             .map(|(i, p)| p.domain.from_unit(u.get(i).copied().unwrap_or(0.5)))
             .collect();
-        if self.conditions.is_empty() {
-            return self
-                .params
-                .iter()
-                .zip(values)
-                .map(|(p, v)| (p.name.clone(), v))
-                .collect();
-        }
         let active = self.active_by(|j| values.get(j));
         self.params
             .iter()

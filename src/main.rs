@@ -123,8 +123,12 @@ fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
             .iter()
             .map(|o| format!("{} {:?}", o.metric, o.direction).to_lowercase())
             .collect();
+        let conditional = match def.space.conditions().len() {
+            0 => String::new(),
+            n => format!(" ({n} conditional)"),
+        };
         println!(
-            "ok: {}: study '{}': {} parameter(s), objectives [{}], {} constraint(s), strategy {}, {} trials ({} at once)",
+            "ok: {}: study '{}': {} parameter(s){conditional}, objectives [{}], {} constraint(s), strategy {}, {} trials ({} at once)",
             file.display(),
             def.name,
             def.space.dim(),

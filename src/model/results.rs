@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportedResult {
-    /// Every parameter of the study's space.
+    /// Every parameter of the study's space that exists for these values (a conditional
+    /// parameter whose condition does not hold is left out).
     pub params: Params,
     /// Final metrics: at least every objective and constraint metric.
     pub metrics: BTreeMap<String, f64>,
@@ -568,8 +569,18 @@ pub fn check(
             ));
         }
     }
-    for p in def.space.params() {
+    let active = def.space.active(params);
+    for (p, active) in def.space.params().iter().zip(active) {
         match params.get(&p.name) {
+            // A conditional parameter whose condition does not hold is absent, and must be.
+            None if !active => {}
+            Some(_) if !active => {
+                return Err(def
+                    .space
+                    .check_params(params)
+                    .err()
+                    .unwrap_or_else(|| format!("{} must not be given", p.name)))
+            }
             None => return Err(format!("lacks parameter {}", p.name)),
             Some(v) if !p.domain.contains(v) => {
                 return Err(format!(
@@ -721,6 +732,7 @@ pub fn convert(
             }
         }
     }
+    let given: Vec<String> = params.keys().cloned().collect();
     for (name, v) in &mapping.defaults {
         if !params.contains_key(name) {
             if let Some(p) = params_by_name(name) {
@@ -735,11 +747,20 @@ pub fn convert(
             }
         }
     }
-    if let Some(p) = def
+    // A default applies only where its parameter exists (a conditional one may not).
+    let active = def.space.active(&params);
+    for (p, active) in def.space.params().iter().zip(&active) {
+        if !active && !given.contains(&p.name) {
+            params.remove(&p.name);
+        }
+    }
+    let active = def.space.active(&params);
+    if let Some((p, _)) = def
         .space
         .params()
         .iter()
-        .find(|p| !params.contains_key(&p.name))
+        .zip(&active)
+        .find(|(p, a)| **a && !params.contains_key(&p.name))
     {
         return Err(format!(
             "lacks parameter {} (add a column, --map COLUMN={}, or a [defaults] value in a --mapping file)",
@@ -892,6 +913,95 @@ workload = "external"
         f.retain(|(k, _)| *k != "batch_size");
         let e = convert(&def(), &m, &row(&f)).unwrap_err();
         assert!(e.contains("lacks parameter batch_size"), "{e}");
+    }
+
+    /// `def()` with group_size, which exists only for int4.
+    fn conditional_def() -> StudyDefinition {
+        let toml = r#"
+[study]
+name = "r"
+seed = 1
+[[objective]]
+metric = "latency_ms"
+direction = "minimize"
+[space.quantization]
+type = "categorical"
+choices = ["bf16", "int8", "int4"]
+[space.group_size]
+type = "int"
+values = [32, 64, 128]
+when = { quantization = ["int4"] }
+[budget]
+max_trials = 10
+[trial]
+workload = "external"
+"#;
+        crate::model::study::parse(toml, "r.toml", Path::new("/"), None).unwrap()
+    }
+
+    #[test]
+    fn conditional_parameters_are_absent_exactly_when_inactive() {
+        let def = conditional_def();
+        let m = Mapping::default();
+        // bf16 without group_size (a CSV cell left empty never becomes a field): fine.
+        let r = convert(
+            &def,
+            &m,
+            &row(&[("quantization", t("bf16")), ("latency_ms", t("3"))]),
+        )
+        .unwrap();
+        assert_eq!(r.params.len(), 1);
+        // int4 needs it.
+        let e = convert(
+            &def,
+            &m,
+            &row(&[("quantization", t("int4")), ("latency_ms", t("3"))]),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("lacks parameter group_size"), "{e}");
+        let r = convert(
+            &def,
+            &m,
+            &row(&[
+                ("quantization", t("int4")),
+                ("group_size", t("64")),
+                ("latency_ms", t("3")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(r.params["group_size"], ParamValue::Int(64));
+        // bf16 with a group size is refused, saying why.
+        let e = convert(
+            &def,
+            &m,
+            &row(&[
+                ("quantization", t("bf16")),
+                ("group_size", t("64")),
+                ("latency_ms", t("3")),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "group_size: only exists when quantization is \"int4\" (here quantization = \"bf16\"); remove it"
+        );
+        // A default for group_size applies only to int4 rows.
+        let d: Mapping = toml::from_str("[defaults]\ngroup_size = 128\n").unwrap();
+        d.check(&def).unwrap();
+        let bf16 = convert(
+            &def,
+            &d,
+            &row(&[("quantization", t("bf16")), ("latency_ms", t("3"))]),
+        )
+        .unwrap();
+        assert!(!bf16.params.contains_key("group_size"));
+        let int4 = convert(
+            &def,
+            &d,
+            &row(&[("quantization", t("int4")), ("latency_ms", t("3"))]),
+        )
+        .unwrap();
+        assert_eq!(int4.params["group_size"], ParamValue::Int(128));
     }
 
     #[test]

@@ -272,6 +272,9 @@ struct RawParam {
     values: Option<Vec<i64>>,
     choices: Option<Vec<ParamValue>>,
     requires: Option<BTreeMap<String, RawRequirement>>,
+    /// `when = { parent = [values…] }`: the parameter exists only when every parent has one
+    /// of its listed values.
+    when: Option<BTreeMap<String, Vec<ParamValue>>>,
 }
 
 /// `requires.<choice> = { compute_capability = "8.9" }` of a categorical parameter.
@@ -518,6 +521,7 @@ fn validate(
     }
     let mut params = Vec::new();
     let mut requires = Vec::new();
+    let mut conditions = BTreeMap::new();
     for (pname, mut rp) in raw.space {
         let p = format!("space.{pname}");
         if pname.is_empty()
@@ -532,6 +536,12 @@ fn validate(
             ));
         }
         let raw_requires = rp.requires.take();
+        if let Some(when) = rp.when.take() {
+            conditions.insert(
+                pname.clone(),
+                conditions_of(&p, when).map_err(|(k, m)| e(&k, m))?,
+            );
+        }
         let domain = param_domain(&p, rp)?;
         domain.validate().map_err(|m| e(&p, m))?;
         if let Some(raw_requires) = raw_requires {
@@ -542,7 +552,10 @@ fn validate(
         }
         params.push(Param::new(pname, domain));
     }
-    let space = SearchSpace::new(params).map_err(|m| e("space", m))?;
+    let space = SearchSpace::new(params)
+        .map_err(|m| e("space", m))?
+        .with_conditions(conditions)
+        .map_err(|(k, m)| e(&format!("space.{k}"), m))?;
 
     // [strategy]
     let kind = raw
@@ -650,6 +663,8 @@ fn validate(
             for (i, arg) in command.iter().enumerate() {
                 check_placeholders(arg, &space)
                     .map_err(|m| e(&format!("trial.command[{i}]"), m))?;
+                check_conditional_arg(&command, i, &space)
+                    .map_err(|m| e(&format!("trial.command[{i}]"), m))?;
             }
         }
         Workload::External => {
@@ -673,6 +688,12 @@ fn validate(
         Workload::QatBench => {
             use crate::workload::qat::settings;
             settings::check_space(&space)?;
+            if let Some(p) = space.conditions().keys().next() {
+                return Err(e(
+                    &format!("space.{p}.when"),
+                    "workload = \"builtin:qat-bench\" reads every parameter in every trial, so none can be conditional; remove `when`".into(),
+                ));
+            }
             for (i, o) in objectives.iter().enumerate() {
                 settings::check_metric(&o.metric)
                     .map_err(|m| e(&format!("objective[{i}].metric"), m))?;
@@ -1005,6 +1026,66 @@ fn param_domain(p: &str, rp: RawParam) -> Result<Domain, (String, String)> {
     }
 }
 
+/// Why an enqueued trial's parameters could not be completed ([`complete_params`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FillError {
+    /// The given parameters are not a point of the space (an inactive conditional parameter
+    /// given, a value outside its domain): a bad request.
+    Bad(String),
+    /// Parameters are missing and the strategy could not suggest values for them.
+    NoSuggestion(String),
+}
+
+/// The parameters of an enqueued trial (`POST …/trials`, `quantune enqueue`), completed:
+/// returned as they are when they already are a point of the space; otherwise the missing
+/// active parameters come from `suggest()` (the study's strategy) and the suggestion's
+/// parameters that the given values switch off are left out ([`SearchSpace::complete`]). A
+/// given conditional parameter whose condition the given values break is refused before the
+/// strategy is asked.
+pub fn complete_params<E: fmt::Display>(
+    space: &SearchSpace,
+    given: quantune_strategies::Params,
+    suggest: impl FnOnce() -> Result<quantune_strategies::Params, E>,
+) -> Result<quantune_strategies::Params, FillError> {
+    if space.contains(&given) {
+        return Ok(given);
+    }
+    let active = space.active(&given);
+    for (p, a) in space.params().iter().zip(active) {
+        let decided = space
+            .conditions_of(&p.name)
+            .iter()
+            .all(|c| given.contains_key(&c.parent));
+        if !a && decided && given.contains_key(&p.name) {
+            return Err(FillError::Bad(format!(
+                "{}: {}; remove it",
+                p.name,
+                space.why_inactive(&p.name, &given)
+            )));
+        }
+    }
+    let suggested = suggest().map_err(|e| FillError::NoSuggestion(e.to_string()))?;
+    space.complete(given, &suggested).map_err(FillError::Bad)
+}
+
+/// `space.<p>.when`: one condition per parent (checked against the space afterwards, by
+/// [`SearchSpace::with_conditions`]).
+fn conditions_of(
+    p: &str,
+    when: BTreeMap<String, Vec<ParamValue>>,
+) -> Result<Vec<quantune_strategies::Condition>, (String, String)> {
+    if when.is_empty() {
+        return Err((
+            format!("{p}.when"),
+            "names no parent; write when = { <parameter> = [values…] } or remove it".into(),
+        ));
+    }
+    Ok(when
+        .into_iter()
+        .map(|(parent, values)| quantune_strategies::Condition { parent, values })
+        .collect())
+}
+
 /// `space.<p>.requires`: each key a choice of the categorical parameter, each value what it
 /// needs.
 fn choice_requirements(
@@ -1127,6 +1208,28 @@ fn check_placeholders(arg: &str, space: &SearchSpace) -> Result<(), String> {
                 known.join(", ")
             ));
         }
+    }
+    Ok(())
+}
+
+/// A command element naming a conditional parameter is left out of trials that lack it
+/// (`executor::protocol::argv`); a lone `"{group_size}"` right after a `"--group-size"` flag
+/// would leave the flag without its value, so that spelling is refused.
+fn check_conditional_arg(command: &[String], i: usize, space: &SearchSpace) -> Result<(), String> {
+    let names = crate::executor::protocol::placeholders(&command[i])?;
+    let Some(cond) = names.iter().find(|n| !space.conditions_of(n).is_empty()) else {
+        return Ok(());
+    };
+    let Some(prev) = i.checked_sub(1).map(|j| &command[j]) else {
+        return Ok(());
+    };
+    let prev_is_flag = prev.starts_with('-')
+        && crate::executor::protocol::placeholders(prev).is_ok_and(|p| p.is_empty());
+    if prev_is_flag && !command[i].starts_with('-') {
+        return Err(format!(
+            "\"{}\" names the conditional parameter {cond}, and trials without {cond} leave this element out, but the flag \"{prev}\" before it would stay; write \"{prev}={{{cond}}}\" as one element",
+            command[i]
+        ));
     }
     Ok(())
 }
@@ -1276,6 +1379,128 @@ command = ["python3", "t.py", "--lr", "{learning_rate}"]
 
     fn parse_str(s: &str) -> Result<StudyDefinition, StudyError> {
         parse(s, "s.toml", Path::new("/tmp"), Some(1))
+    }
+
+    const CONDITIONAL: &str = r#"
+[study]
+name = "cond"
+seed = 7
+
+[[objective]]
+metric = "loss"
+direction = "minimize"
+
+[space.quantization]
+type = "categorical"
+choices = ["bf16", "int8", "int4", "int8-int4"]
+
+[space.group_size]
+type = "int"
+values = [32, 64, 128]
+when = { quantization = ["int4", "int8-int4"] }
+
+[space.lr]
+type = "float"
+low = 1e-5
+high = 1e-2
+log = true
+
+[budget]
+max_trials = 4
+
+[trial]
+command = ["python", "train.py", "--group-size={group_size}"]
+"#;
+
+    #[test]
+    fn parses_conditions_and_locates_their_errors() {
+        let d = parse_str(CONDITIONAL).unwrap();
+        assert_eq!(
+            d.space.conditions_of("group_size"),
+            [quantune_strategies::Condition {
+                parent: "quantization".into(),
+                values: vec![
+                    ParamValue::Str("int4".into()),
+                    ParamValue::Str("int8-int4".into())
+                ],
+            }]
+        );
+        // The definition (as the store keeps it) round-trips with its conditions.
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<StudyDefinition>(&json).unwrap(), d);
+        let bad = CONDITIONAL.replace(r#"["int4", "int8-int4"]"#, r#"["int4", "int5"]"#);
+        let err = parse_str(&bad).unwrap_err();
+        assert_eq!(err.path, "space.group_size.when.quantization");
+        assert_eq!(err.line, Some(17));
+        assert!(
+            err.message
+                .contains("\"int5\" is not a value of \"quantization\""),
+            "{err}"
+        );
+        let bad = CONDITIONAL.replace("when = { quantization", "when = { quant");
+        let err = parse_str(&bad).unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.line),
+            ("space.group_size.when.quant", Some(17))
+        );
+        let bad = CONDITIONAL.replace("when = { quantization = [", "when = { lr = [1e-3, ");
+        let err = parse_str(&bad).unwrap_err();
+        assert!(
+            err.message.contains("has a range, not listed values"),
+            "{err}"
+        );
+        let bad = CONDITIONAL.replace("when = {", "whenever = {");
+        let err = parse_str(&bad).unwrap_err();
+        assert!(err.to_string().contains("whenever"), "{err}");
+    }
+
+    #[test]
+    fn complete_params_fills_and_refuses() {
+        let d = parse_str(CONDITIONAL).unwrap();
+        let p = |pairs: &[(&str, ParamValue)]| -> quantune_strategies::Params {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let s = |x: &str| ParamValue::Str(x.into());
+        let lr = ("lr", ParamValue::Float(1e-3));
+        // Complete already: the strategy is not asked.
+        let given = p(&[("quantization", s("bf16")), lr.clone()]);
+        let got = complete_params(&d.space, given.clone(), || -> Result<_, String> {
+            panic!("asked")
+        })
+        .unwrap();
+        assert_eq!(got, given);
+        // A given group size for bf16 is refused before the strategy is asked.
+        let err = complete_params(
+            &d.space,
+            p(&[
+                ("quantization", s("bf16")),
+                ("group_size", ParamValue::Int(64)),
+            ]),
+            || -> Result<_, String> { panic!("asked") },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            FillError::Bad("group_size: only exists when quantization is \"int4\" or \"int8-int4\" (here quantization = \"bf16\"); remove it".into())
+        );
+        // int4 given, the suggestion had bf16: group size gets a value, lr the suggestion's.
+        let got = complete_params(&d.space, p(&[("quantization", s("int4"))]), || {
+            Ok::<_, String>(p(&[
+                ("quantization", s("bf16")),
+                ("lr", ParamValue::Float(2e-4)),
+            ]))
+        })
+        .unwrap();
+        assert!(d.space.contains(&got), "{got:?}");
+        assert_eq!(got["lr"], ParamValue::Float(2e-4));
+        let err = complete_params(&d.space, p(&[("quantization", s("int4"))]), || {
+            Err::<quantune_strategies::Params, _>("exhausted")
+        })
+        .unwrap_err();
+        assert_eq!(err, FillError::NoSuggestion("exhausted".into()));
     }
 
     #[test]

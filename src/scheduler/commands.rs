@@ -11,7 +11,7 @@ use super::transitions::{
 use super::{Command, Core, Reply, TellOutcome, Want, IMPORT_REASON};
 use crate::executor::AttemptOutcome;
 use crate::gpu::hardware;
-use crate::model::study::{StudyDefinition, Workload};
+use crate::model::study::{complete_params, FillError, StudyDefinition, Workload};
 use crate::model::wire::{StudySummary, TrialView};
 use quantune_state::{StudyRecord, StudyState, TrialRecord, TrialState};
 use quantune_strategies::restrict::Exclusions;
@@ -526,10 +526,21 @@ impl Core {
             ))));
             return;
         }
-        if params.len() >= rt.def.space.dim() {
-            let view = queue(rt, turn, params, super::now());
-            turn.reply(reply, Ok(view));
-        } else if rt.suggesting.is_some() {
+        // Complete as given (or refused as it is)? Else the strategy fills the gaps.
+        let needs = "the strategy's suggestion is needed";
+        match complete_params(&rt.def.space, params.clone(), || Err::<Params, _>(needs)) {
+            Ok(params) => {
+                let view = queue(rt, turn, params, super::now());
+                turn.reply(reply, Ok(view));
+                return;
+            }
+            Err(FillError::Bad(m)) => {
+                let _ = reply.send(Err(SchedulerError::BadRequest(m)));
+                return;
+            }
+            Err(FillError::NoSuggestion(_)) => {}
+        }
+        if rt.suggesting.is_some() {
             rt.wants.push_back(Want::Enqueue(params, reply));
         } else {
             request_suggestion(env, rt, Want::Enqueue(params, reply));

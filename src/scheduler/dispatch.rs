@@ -206,12 +206,19 @@ impl Core {
                 strategy_failed(env, rt, turn, e, &Exclusions::none(), t);
                 let _ = reply.send(Err(SchedulerError::Conflict(msg)));
             }
-            (Want::Enqueue(mut params, reply), Ok(suggested)) => {
-                for (k, v) in suggested {
-                    params.entry(k).or_insert(v);
+            (Want::Enqueue(params, reply), Ok(suggested)) => {
+                match crate::model::study::complete_params(&rt.def.space, params, || {
+                    Ok::<_, String>(suggested)
+                }) {
+                    Ok(params) => {
+                        let view = queue(rt, turn, params, t);
+                        turn.reply(reply, Ok(view));
+                    }
+                    Err(crate::model::study::FillError::Bad(m))
+                    | Err(crate::model::study::FillError::NoSuggestion(m)) => {
+                        let _ = reply.send(Err(SchedulerError::BadRequest(m)));
+                    }
                 }
-                let view = queue(rt, turn, params, t);
-                turn.reply(reply, Ok(view));
             }
             (Want::Enqueue(_, reply), Err(e)) => {
                 let _ = reply.send(Err(SchedulerError::Conflict(format!(

@@ -124,7 +124,9 @@ fn trial_cells(t: &TrialView, params: &[String], metrics: &[String], exact: bool
         cells.push(match t.params.get(p) {
             Some(quantune_strategies::ParamValue::Float(f)) => num(*f, exact),
             Some(v) => v.to_string(),
-            None => String::new(),
+            // A conditional parameter the trial does not have: `-` for people, empty in CSV.
+            None if exact => String::new(),
+            None => "-".into(),
         });
     }
     for m in metrics {

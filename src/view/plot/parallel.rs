@@ -131,8 +131,9 @@ where
     };
     order.sort_by_key(rank);
     for (t, c) in &order {
+        // A conditional parameter the trial lacks is skipped: the line joins its neighbours.
         let pts: Vec<(f64, f64)> = (0..k)
-            .map_while(|axis| ypos(t, axis).map(|y| (axis as f64, y)))
+            .filter_map(|axis| ypos(t, axis).map(|y| (axis as f64, y)))
             .collect();
         let style = match c {
             Class::Complete | Class::Imported if Some(t.number) == best => BEST.stroke_width(3),
@@ -157,11 +158,14 @@ where
                 p.domain,
                 Domain::Float { log: true, .. } | Domain::Int { log: true, .. }
             );
-            let name = if log {
+            let mut name = if log {
                 format!("{} (log)", p.name)
             } else {
                 p.name.clone()
             };
+            if !def.space.conditions_of(&p.name).is_empty() {
+                name.push_str(" (when …)");
+            }
             (name, ticks(&p.domain))
         } else {
             let i = axis - params.len();

@@ -239,3 +239,70 @@ fn only_failed_trials_still_render() {
             .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
     }
 }
+
+#[test]
+fn conditional_parameters_render_and_are_skipped_where_absent() {
+    // batch_size exists only for int8 and int4: the bf16 trials lack it.
+    let mut data = study(2);
+    let source = r#"[study]
+name = "viz"
+seed = 3
+[[objective]]
+metric = "latency_ms"
+direction = "minimize"
+[[objective]]
+metric = "throughput"
+direction = "maximize"
+[[constraint]]
+metric = "eval_loss_delta"
+max = 0.05
+[space.learning_rate]
+type = "float"
+low = 1e-5
+high = 1e-2
+log = true
+[space.batch_size]
+type = "int"
+values = [8, 16, 32, 64]
+when = { quantization = ["int8", "int4"] }
+[space.quantization]
+type = "categorical"
+choices = ["bf16", "int8", "int4"]
+[budget]
+max_trials = 64
+[trial]
+workload = "external"
+"#;
+    data.def = crate::model::study::parse(source, "viz.toml", Path::new("/"), None).unwrap();
+    for t in &mut data.trials {
+        if t.params["quantization"] == ParamValue::Str("bf16".into()) {
+            t.params.remove("batch_size");
+        }
+        assert!(data.def.space.contains(&t.params));
+    }
+    let plain = study(2);
+    for kind in PlotKind::ALL {
+        let svg = render_svg(&data, kind, &PlotOptions::default())
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert!(svg.starts_with("<svg"), "{kind:?}");
+        if kind == PlotKind::Parallel {
+            assert!(
+                svg.contains("batch_size (when"),
+                "the axis says it is conditional"
+            );
+            // Every finished trial still draws one line (bf16 ones skip the batch_size axis).
+            let lines = |s: &str| s.matches("<polyline").count();
+            assert!(lines(&svg) >= 30, "{} lines", lines(&svg));
+            assert_eq!(
+                lines(&svg),
+                lines(&render_svg(&plain, kind, &PlotOptions::default()).unwrap())
+            );
+        }
+    }
+    let imp = crate::model::importance::per_objective(&data.def, &data.trials, 0.25);
+    assert!(imp[0]
+        .importance
+        .params
+        .iter()
+        .any(|(p, _)| p == "batch_size"));
+}

@@ -7,12 +7,12 @@ use quantune_strategies::Params;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A trial as the API and `--format json` show it (SPEC §6).
+/// A trial as the API and `--format json` show it (docs/CLI.md, "Trial object").
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrialView {
     /// Trial number.
     pub trial: u64,
-    /// State name (SPEC §3).
+    /// State name (docs/TRIALS.md).
     pub state: String,
     /// Parameters.
     pub params: Params,

@@ -46,7 +46,14 @@ fn ci_python() -> Option<PathBuf> {
 /// Installs `python/` into `python`'s environment with pip, as a user would.
 fn pip_install(python: &Path) {
     let out = Command::new(python)
-        .args(["-m", "pip", "install", "-q", "--force-reinstall", "--no-deps"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--force-reinstall",
+            "--no-deps",
+        ])
         .arg(repo().join("python"))
         .output()
         .unwrap();
@@ -197,8 +204,14 @@ fn torchao_recipe_runs_every_scheme_through_quantune_run_on_cpu() {
                 .as_f64()
                 .unwrap_or_else(|| panic!("{scheme}: no {k}"))
         };
-        assert!(m("ttft_ms") > 0.0 && m("ttft_ms_p90") >= m("ttft_ms"), "{t:#}");
-        assert!(m("tpot_ms") > 0.0 && m("tpot_ms_p90") >= m("tpot_ms"), "{t:#}");
+        assert!(
+            m("ttft_ms") > 0.0 && m("ttft_ms_p90") >= m("ttft_ms"),
+            "{t:#}"
+        );
+        assert!(
+            m("tpot_ms") > 0.0 && m("tpot_ms_p90") >= m("tpot_ms"),
+            "{t:#}"
+        );
         assert!(m("tpot_ms_spread") >= 0.0, "{t:#}");
         assert!(m("throughput_tok_s") > 0.0, "{t:#}");
         assert!(m("eval_loss_delta").abs() < 1.0, "{t:#}");

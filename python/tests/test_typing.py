@@ -7,9 +7,10 @@ import subprocess
 import sys
 import unittest
 
-import quantune
+from daemon import REPO
 
-PKG = os.path.dirname(os.path.abspath(quantune.__file__))
+# The checkout's copy (checking the installed one would put site-packages on mypy's path).
+PKG = os.path.join(REPO, "python", "quantune")
 FILES = ["__init__.py", "trial.py", "client.py", "study.py", "_toml.py"]
 
 
@@ -25,7 +26,7 @@ class TypingTest(unittest.TestCase):
             [sys.executable, "-m", "mypy", "--strict", "--no-warn-return-any",
              "--no-warn-unused-ignores", "--ignore-missing-imports", "--cache-dir", os.devnull,
              *[os.path.join(PKG, f) for f in FILES]],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, cwd=os.path.join(REPO, "python"),
         )
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertTrue(os.path.exists(os.path.join(PKG, "py.typed")))

@@ -505,7 +505,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   file=sys.stderr)
             return 2
         ids = tok(open(a.text, encoding="utf-8").read())["input_ids"]
-        model = transformers.AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=dtype)
+        model = transformers.AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype)
         vocab = int(model.config.vocab_size)
     model.to(device=device, dtype=dtype)
     params_m = sum(p.numel() for p in model.parameters()) / 1e6

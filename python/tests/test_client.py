@@ -9,7 +9,7 @@ import unittest
 import quantune
 from quantune import ApiError, Client, DaemonUnreachable, Study, TrialPruned
 
-from daemon import TOKEN, Daemon
+from daemon import REPO, TOKEN, Daemon
 
 D: Daemon
 
@@ -295,6 +295,28 @@ class StudyTest(unittest.TestCase):
         # optimize on a finished study returns at once.
         s.optimize(lambda t: 0.0, n_trials=3)
         self.assertEqual(s.trials(), [])
+
+
+class DocsTest(unittest.TestCase):
+    def test_the_documented_example_runs(self) -> None:
+        with open(os.path.join(REPO, "docs", "PYTHON.md"), encoding="utf-8") as f:
+            text = f.read()
+        section = text[text.index("## Driving a study") :]
+        start = section.index("```python\n") + len("```python\n")
+        code = section[start : section.index("\n```", start)]
+        old = dict(os.environ)
+        try:
+            os.environ.pop("QUANTUNE_URL", None)
+            os.environ["QUANTUNE_SOCKET"] = D.socket
+            ns: dict = {}
+            exec(compile(code, "docs/PYTHON.md", "exec"), ns)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        s = ns["study"]
+        self.assertEqual(len(s.trials()), 20)
+        self.assertEqual(s.state, "completed")
+        self.assertLess(s.best_value, 1.0)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ async fn fill(client: &Client, name: &str, n: usize) {
                 let q = quants[(lcg(&mut s) * 3.0) as usize % 3];
                 let lat = 1.0 + 9.0 * lcg(&mut s);
                 json!({
-                    "params": {"lr": 1e-5 + 1e-2 * lcg(&mut s), "batch": 1 + (lcg(&mut s) * 63.0) as i64, "quant": q},
+                    "params": {"lr": 1e-5 + 9e-3 * lcg(&mut s), "batch": 1 + (lcg(&mut s) * 63.0) as i64, "quant": q},
                     "metrics": {"latency_ms": lat, "tokens_per_s": 1000.0 / lat * (0.5 + lcg(&mut s))}
                 })
             })
@@ -151,7 +151,11 @@ fn run_noop(d: &Daemon, name: &str, trials: u64) -> f64 {
             "completed" => {
                 let complete = s["counts"]["complete"].as_u64().unwrap_or(0);
                 let imported = s["imported"].as_u64().unwrap_or(0);
-                assert_eq!(complete - imported, trials, "every trial must complete: {s}");
+                assert_eq!(
+                    complete - imported,
+                    trials,
+                    "every trial must complete: {s}"
+                );
                 // From the first trial's creation to the last one's end.
                 let trials_v = d.trials(name);
                 let own: Vec<&Value> = trials_v
@@ -210,7 +214,13 @@ fn main() {
     submit(
         &d,
         "big.toml",
-        &study("big", "random", TWO, "workload = \"external\"", "max_trials = 10"),
+        &study(
+            "big",
+            "random",
+            TWO,
+            "workload = \"external\"",
+            "max_trials = 10",
+        ),
     );
     submit(
         &d,
@@ -236,7 +246,11 @@ fn main() {
     let (first_board, boards, statuses) = rt.block_on(async {
         let t = Instant::now();
         client
-            .json::<Value>(hyper::Method::GET, "/v1/studies/big/leaderboard?top=10", None)
+            .json::<Value>(
+                hyper::Method::GET,
+                "/v1/studies/big/leaderboard?top=10",
+                None,
+            )
             .await
             .unwrap();
         let first = t.elapsed();
@@ -270,13 +284,20 @@ fn main() {
                     start.wait().await;
                     for _ in 0..rounds {
                         let t = Instant::now();
-                        if let Err(e) = c.json::<Value>(hyper::Method::GET, "/v1/status", None).await {
+                        if let Err(e) = c
+                            .json::<Value>(hyper::Method::GET, "/v1/status", None)
+                            .await
+                        {
                             errors.push(format!("status: {e}"));
                         }
                         times.push(("status", t.elapsed()));
                         let t = Instant::now();
                         if let Err(e) = c
-                            .json::<Value>(hyper::Method::GET, "/v1/studies/big/leaderboard?top=10", None)
+                            .json::<Value>(
+                                hyper::Method::GET,
+                                "/v1/studies/big/leaderboard?top=10",
+                                None,
+                            )
                             .await
                         {
                             errors.push(format!("leaderboard: {e}"));
@@ -329,7 +350,10 @@ fn main() {
         if out.status.success() {
             break t.elapsed();
         }
-        assert!(t.elapsed() < Duration::from_secs(120), "no answer after restart");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no answer after restart"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let rss_restarted = rss_mib(d.pid().unwrap());
@@ -375,12 +399,20 @@ fn main() {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_default();
-    println!("machine: {cpu}, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "machine: {cpu}, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     println!("| measure | value |");
     println!("| --- | --- |");
     println!("| import of {n} two-objective results (20k per request) | {import_s:.1} s |");
     println!("| daemon RSS after the import | {rss_after_import:.0} MiB |");
-    println!("| leaderboard top 10, first read (ranks {n} trials) | {} |", ms(first_board));
+    println!(
+        "| leaderboard top 10, first read (ranks {n} trials) | {} |",
+        ms(first_board)
+    );
     println!(
         "| leaderboard top 10, median / p99 of 30 | {} / {} |",
         ms(pct(&boards, 0.5)),
@@ -409,7 +441,10 @@ fn main() {
         );
     }
     println!("| daemon RSS after the load | {rss_after_load:.0} MiB |");
-    println!("| restart after kill -9 until `status big` answers | {:.2} s |", restart.as_secs_f64());
+    println!(
+        "| restart after kill -9 until `status big` answers | {:.2} s |",
+        restart.as_secs_f64()
+    );
     println!("| daemon RSS after the restart | {rss_restarted:.0} MiB |");
     println!("| no-op trials, fresh study ({noop}) | {fresh_rate:.0} trials/s |");
     println!("| no-op trials, numbered from {n} on ({noop}) | {deep_rate:.0} trials/s |");

@@ -8,7 +8,7 @@ use quantune_strategies::pareto;
 use serde::{Deserialize, Serialize};
 
 /// One leaderboard row.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Row {
     /// 1-based position for a single objective; the Pareto rank for several. `null` for
     /// infeasible trials.
@@ -29,7 +29,7 @@ pub struct Row {
 }
 
 /// A difference within measurement noise between a row and the row above it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Tie {
     /// The trial of the row above.
     pub with: u64,

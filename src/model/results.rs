@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 
 /// One result to store as an imported trial (the body of `POST /v1/studies/{name}/import`
 /// holds a list of these).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportedResult {
     /// Every parameter of the study's space that exists for these values (a conditional
     /// parameter whose condition does not hold is left out).
+    #[schemars(with = "crate::model::openapi::ParamsSchema")]
     pub params: Params,
     /// Final metrics: at least every objective and constraint metric.
     pub metrics: BTreeMap<String, f64>,
@@ -32,7 +33,7 @@ pub struct ImportedResult {
 }
 
 /// Body of `POST /v1/studies/{name}/import`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// The results, stored in this order.

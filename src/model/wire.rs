@@ -2,19 +2,22 @@
 //! requests it takes and the views it returns. The server is `crate::daemon::api`, the CLI's
 //! client `crate::client::http`; both use these types, so they cannot disagree.
 
+use crate::model::openapi;
 use quantune_state::{AttemptRecord, TrialRecord};
 use quantune_strategies::Params;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A trial as the API and `--format json` show it (docs/CLI.md, "Trial object").
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct TrialView {
     /// Trial number.
     pub trial: u64,
     /// State name (docs/TRIALS.md).
     pub state: String,
     /// Parameters.
+    #[schemars(with = "openapi::ParamsSchema")]
     pub params: Params,
     /// Final numeric metrics.
     pub metrics: BTreeMap<String, f64>,
@@ -30,6 +33,7 @@ pub struct TrialView {
     pub stderr_tail: Option<String>,
     /// Earlier attempts that failed or were interrupted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<openapi::AnyObject>")]
     pub failed_attempts: Vec<AttemptRecord>,
     /// `local` or `external`.
     pub executor: Option<String>,
@@ -45,6 +49,7 @@ pub struct TrialView {
     pub duration_s: Option<f64>,
     /// GPU-seconds and utilization samples (trials with `gpus > 0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<openapi::AnyObject>")]
     pub gpu: Option<quantune_state::GpuUsage>,
     /// Unix time created.
     pub created_at: f64,
@@ -84,7 +89,7 @@ impl From<&TrialRecord> for TrialView {
 }
 
 /// A study as `studies` and `status` show it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct StudySummary {
     /// Name.
     pub name: String,
@@ -125,7 +130,7 @@ pub struct StudySummary {
 }
 
 /// How much of a study's time budgets is used.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct BudgetUsage {
     /// Seconds since the study was created (until it finished).
     pub wall_s: f64,
@@ -138,7 +143,7 @@ pub struct BudgetUsage {
 }
 
 /// Body of `POST /v1/studies`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The study file's TOML text.
@@ -152,7 +157,7 @@ pub struct SubmitRequest {
 }
 
 /// Body of `POST …/report`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     /// The step.
@@ -162,7 +167,7 @@ pub struct ReportRequest {
 }
 
 /// Body of `POST …/tell`: exactly one of the three.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TellRequest {
     /// Final metrics.
@@ -177,16 +182,17 @@ pub struct TellRequest {
 }
 
 /// Reply of `ask`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct AskReply {
     /// Trial number.
     pub trial: u64,
     /// Its parameters.
+    #[schemars(with = "openapi::ParamsSchema")]
     pub params: Params,
 }
 
 /// Reply of `GET /v1/status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct DaemonStatus {
     /// quantune version.
     pub version: String,
@@ -195,11 +201,14 @@ pub struct DaemonStatus {
     /// State directory.
     pub state_dir: String,
     /// Slot usage.
+    #[schemars(with = "openapi::AnyObject")]
     pub slots: crate::gpu::slots::SlotUsage,
     /// GPUs found.
+    #[schemars(with = "openapi::AnyObject")]
     pub gpus: crate::gpu::GpuDiscovery,
     /// Each local GPU's last utilization sample and the trial holding it.
     #[serde(default)]
+    #[schemars(with = "Vec<openapi::AnyObject>")]
     pub gpu_usage: Vec<crate::gpu::monitor::GpuState>,
     /// Every study.
     pub studies: Vec<StudySummary>,

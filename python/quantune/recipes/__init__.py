@@ -1,0 +1,1 @@
+"""Complete trial scripts (``python -m quantune.recipes.NAME``); each needs its own packages."""

@@ -139,7 +139,7 @@ fn noop_study(name: &str, trials: u64) -> String {
     format!(
         "[study]\nname = \"{name}\"\nseed = 1\n{ONE}[space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n\
          [strategy]\nkind = \"random\"\n[budget]\nmax_trials = {trials}\nparallel = 2\nmax_failed = 1\n\
-         [trial]\ncommand = [\"sh\", \"-c\", \"echo '{{\\\"loss\\\": {{x}}}}' >> \\\"$QUANTUNE_METRICS_FILE\\\"\"]\ntimeout = \"1m\"\n"
+         [trial]\ncommand = [\"sh\", \"-c\", \"echo '{{{{\\\"loss\\\": {{x}}}}}}' >> \\\"$QUANTUNE_METRICS_FILE\\\"\"]\ntimeout = \"1m\"\n"
     )
 }
 

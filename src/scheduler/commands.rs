@@ -2,7 +2,7 @@
 //! state (answering at once when it is refused: nothing changed), changes the state, and
 //! replies once the turn is durable.
 
-use super::dispatch::{gpu_list, hand_out, impossible, not_handing_out, queue, request_suggestion};
+use super::dispatch::{gpu_list, hand_out, impossible, not_handing_out, queue};
 use super::error::{no_trial, not_found, SchedulerError};
 use super::study::StudyRuntime;
 use super::transitions::{
@@ -189,7 +189,21 @@ impl Core {
             ))));
             return;
         }
-        rt.wants.clear();
+        for w in std::mem::take(&mut rt.wants) {
+            match w {
+                Want::Slot { slot, .. } => self.slots.release(&slot),
+                Want::Ask(r) => {
+                    let _ = r.send(Err(SchedulerError::Conflict(format!(
+                        "study '{name}' was cancelled"
+                    ))));
+                }
+                Want::Enqueue(_, r) => {
+                    let _ = r.send(Err(SchedulerError::Conflict(format!(
+                        "study '{name}' was cancelled"
+                    ))));
+                }
+            }
+        }
         stop_study(
             env,
             rt,
@@ -205,7 +219,7 @@ impl Core {
     /// reply waits for it).
     pub(crate) fn ask_now(&mut self, name: &str, reply: Reply<(u64, Params)>) {
         let Core {
-            env, studies, turn, ..
+            studies, turn, ..
         } = self;
         let Some(rt) = studies.get_mut(name) else {
             let _ = reply.send(Err(not_found(name)));
@@ -219,10 +233,6 @@ impl Core {
         }
         if rt.record.state != StudyState::Running {
             let _ = reply.send(Err(not_handing_out(rt)));
-            return;
-        }
-        if rt.suggesting.is_some() {
-            rt.wants.push_back(Want::Ask(reply));
             return;
         }
         if rt.in_flight() >= rt.def.budget.parallel {
@@ -241,7 +251,7 @@ impl Core {
             return;
         }
         if rt.exhausted
-            || rt.budgeted() >= rt.def.budget.max_trials
+            || rt.budgeted() + rt.pending_new() >= rt.def.budget.max_trials
             || rt.budget_exhausted(t).is_some()
         {
             let _ = reply.send(Err(SchedulerError::Conflict(format!(
@@ -250,7 +260,8 @@ impl Core {
             ))));
             return;
         }
-        request_suggestion(env, rt, Want::Ask(reply));
+        // The strategy is asked at the end of the turn, with every other want of the study.
+        rt.wants.push_back(Want::Ask(reply));
     }
 
     fn report(
@@ -540,11 +551,7 @@ impl Core {
             }
             Err(FillError::NoSuggestion(_)) => {}
         }
-        if rt.suggesting.is_some() {
-            rt.wants.push_back(Want::Enqueue(params, reply));
-        } else {
-            request_suggestion(env, rt, Want::Enqueue(params, reply));
-        }
+        rt.wants.push_back(Want::Enqueue(params, reply));
     }
 }
 

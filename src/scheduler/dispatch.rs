@@ -1,8 +1,10 @@
 //! Which trial starts where: free slots go round-robin to the running studies with the fewest
 //! trials in flight, a queued trial (retry, enqueued) before a new one; a new trial's
 //! parameters come from the study's strategy, computed on a blocking worker over a snapshot
-//! of the history so that a slow fit never holds up the loop. While a study's suggestion is
-//! being computed it gets no other; asks and enqueues that need one wait in its `wants`.
+//! of the history so that a slow fit never holds up the loop. Everything of a study that needs
+//! a new trial in one turn — slots taken for it, asks, enqueues — waits in its `wants` and goes
+//! into one job at the end of the turn, each suggestion seeing the ones before it as pending;
+//! while a job runs, later wants wait for the next.
 
 use super::error::SchedulerError;
 use super::study::StudyRuntime;
@@ -61,6 +63,77 @@ impl Core {
                 break;
             }
         }
+        self.start_suggestions();
+    }
+
+    /// Starts one suggestion job for every study that has wants and no job running.
+    pub fn start_suggestions(&mut self) {
+        let names: Vec<String> = self
+            .studies
+            .iter()
+            .filter(|(_, rt)| rt.suggesting.is_empty() && !rt.wants.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.take_wants(&name);
+        }
+    }
+
+    /// Serves the study's wants that need no suggestion (an ask a queued trial can answer,
+    /// one the study refuses now) and sends the rest to the strategy as one job.
+    fn take_wants(&mut self, name: &str) {
+        let Core {
+            env,
+            studies,
+            slots,
+            turn,
+            stopping,
+            ..
+        } = self;
+        let Some(rt) = studies.get_mut(name) else {
+            return;
+        };
+        let t = super::now();
+        let wants = std::mem::take(&mut rt.wants);
+        let mut need = Vec::new();
+        for w in wants {
+            let running = rt.record.state == StudyState::Running && !*stopping;
+            let room = !rt.exhausted
+                && rt.budgeted() + ((need.len() + rt.suggesting.len()) as u64)
+                    < rt.def.budget.max_trials
+                && rt.budget_exhausted(t).is_none();
+            match w {
+                Want::Slot { slot, .. } if !running || !room => slots.release(&slot),
+                Want::Ask(reply) if !running => {
+                    let _ = reply.send(Err(not_handing_out(rt)));
+                }
+                Want::Ask(reply) => {
+                    let first_queued = rt.queued().next();
+                    if let Some(n) = first_queued {
+                        let out = hand_out(rt, turn, n, t);
+                        turn.reply(reply, Ok(out));
+                    } else if !room {
+                        let _ = reply.send(Err(SchedulerError::Conflict(format!(
+                            "study '{name}' has handed out all its trials (budget.max_trials = {})",
+                            rt.def.budget.max_trials
+                        ))));
+                    } else {
+                        need.push(Want::Ask(reply));
+                    }
+                }
+                Want::Enqueue(_, reply) if !room || rt.record.state.is_finished() => {
+                    let _ = reply.send(Err(SchedulerError::Conflict(format!(
+                        "study '{name}' has created all its trials (budget.max_trials = {}) or ended",
+                        rt.def.budget.max_trials
+                    ))));
+                }
+                other => need.push(other),
+            }
+        }
+        if !need.is_empty() {
+            request_suggestion(env, rt, need);
+        }
+        turn.touched.insert(name.to_string());
     }
 
     /// Starts (or asks the strategy for) one trial of `name` if it has room; whether it did.
@@ -74,10 +147,7 @@ impl Core {
             ..
         } = self;
         let rt = studies.get_mut(name).expect("listed study exists");
-        if rt.in_flight() >= rt.def.budget.parallel
-            || rt.record.state != StudyState::Running
-            || rt.suggesting.is_some()
-        {
+        if rt.in_flight() >= rt.def.budget.parallel || rt.record.state != StudyState::Running {
             return false;
         }
         let Some(ex) = env.executor_named(Some(rt.def.trial.executor.as_str())) else {
@@ -117,19 +187,46 @@ impl Core {
             return true;
         }
         if rt.exhausted
-            || rt.budgeted() >= rt.def.budget.max_trials
+            || rt.budgeted() + rt.pending_new() >= rt.def.budget.max_trials
             || rt.budget_exhausted(t).is_some()
         {
             slots.release(&slot);
             return false;
         }
-        request_suggestion(env, rt, Want::Slot { slot, exclusions });
+        // Reserved for the trial the next suggestion job creates.
+        rt.wants.push_back(Want::Slot { slot, exclusions });
         true
     }
 
-    /// A suggestion came back from its worker: create the trial and do with it what it was
-    /// wanted for; then serve the study's waiting asks and enqueues.
-    pub fn suggested(&mut self, study: &str, n: u64, result: Result<Params, StrategyError>) {
+    /// Suggestions came back from their worker: create each trial and do with it what it was
+    /// wanted for; then start the next job if more wants came meanwhile.
+    pub fn suggested(
+        &mut self,
+        study: &str,
+        n: u64,
+        results: Vec<Result<Params, StrategyError>>,
+    ) {
+        let Some(rt) = self.studies.get_mut(study) else {
+            return;
+        };
+        let wants = std::mem::take(&mut rt.suggesting);
+        rt.join_history();
+        if rt.trials().len() as u64 != n {
+            tracing::debug!(study, n, "trials were added while the suggestions ran");
+        }
+        for (want, result) in wants.into_iter().zip(results) {
+            self.one_suggested(study, want, result);
+        }
+        if let Some(rt) = self.studies.get_mut(study) {
+            let t = super::now();
+            check_study(&self.env, rt, &mut self.turn, t);
+        }
+        self.turn.touched.insert(study.to_string());
+        self.start_suggestions();
+    }
+
+    /// One suggestion, for one want.
+    fn one_suggested(&mut self, study: &str, want: Want, result: Result<Params, StrategyError>) {
         let Core {
             env,
             studies,
@@ -142,20 +239,8 @@ impl Core {
         let Some(rt) = studies.get_mut(study) else {
             return;
         };
-        let Some(want) = rt.suggesting.take() else {
-            return;
-        };
-        rt.join_history();
         let t = super::now();
         let number = rt.trials().len() as u64;
-        if number != n {
-            tracing::debug!(
-                study,
-                n,
-                number,
-                "trials were added while the suggestion ran"
-            );
-        }
         let result = result.and_then(|p| {
             if rt.def.space.contains(&p) {
                 Ok(p)
@@ -226,24 +311,6 @@ impl Core {
                 ))));
             }
         }
-        check_study(env, rt, turn, t);
-        turn.touched.insert(study.to_string());
-        self.serve_wants(study);
-    }
-
-    /// Serves what waited for the suggestion that just returned, until one needs another.
-    pub fn serve_wants(&mut self, study: &str) {
-        while let Some(rt) = self.studies.get_mut(study) {
-            if rt.suggesting.is_some() {
-                break;
-            }
-            let Some(w) = rt.wants.pop_front() else { break };
-            match w {
-                Want::Ask(reply) => self.ask_now(study, reply),
-                Want::Enqueue(params, reply) => self.enqueue_now(study, params, reply),
-                Want::Slot { slot, .. } => self.slots.release(&slot),
-            }
-        }
     }
 }
 
@@ -312,16 +379,20 @@ fn strategy_failed(
     }
 }
 
-/// Starts the suggestion of the study's next trial on a blocking worker; its result comes
-/// back as [`Internal::Suggested`].
-pub(crate) fn request_suggestion(env: &Env, rt: &mut StudyRuntime, want: Want) {
+/// Starts one job on a blocking worker that suggests a trial for each of `wants`, in order
+/// (each seeing the ones before it as pending); the results come back as
+/// [`Internal::Suggested`].
+pub(crate) fn request_suggestion(env: &Env, rt: &mut StudyRuntime, wants: Vec<Want>) {
     rt.join_history();
     let n = rt.trials().len() as u64;
-    let exclusions = match &want {
-        Want::Slot { exclusions, .. } => exclusions.clone(),
-        _ if rt.def.trial.workload.daemon_runs_trials() => impossible(env, &rt.def),
-        _ => Exclusions::none(),
-    };
+    let exclusions = wants
+        .iter()
+        .map(|w| match w {
+            Want::Slot { exclusions, .. } => exclusions.clone(),
+            _ if rt.def.trial.workload.daemon_runs_trials() => impossible(env, &rt.def),
+            _ => Exclusions::none(),
+        })
+        .collect();
     let pending: Vec<Params> = rt
         .queued()
         .chain(rt.running())
@@ -336,19 +407,13 @@ pub(crate) fn request_suggestion(env: &Env, rt: &mut StudyRuntime, want: Want) {
         pending,
         exclusions,
     };
-    rt.suggesting = Some(want);
+    rt.suggesting = wants;
     let inbox = env.inbox.clone();
     let metrics = env.metrics.clone();
     tokio::task::spawn_blocking(move || {
-        let t0 = std::time::Instant::now();
-        let kind = job.def.strategy.kind.clone();
         let study = job.study.clone();
-        let result = job.run();
-        metrics
-            .suggestion_seconds
-            .with_label_values(&[kind.as_str()])
-            .observe(t0.elapsed().as_secs_f64());
-        let _ = inbox.send(Internal::Suggested { study, n, result });
+        let results = job.run(&metrics);
+        let _ = inbox.send(Internal::Suggested { study, n, results });
     });
 }
 
@@ -360,27 +425,44 @@ struct Suggest {
     strategy: Arc<dyn Strategy>,
     history: Arc<Vec<Observation>>,
     pending: Vec<Params>,
-    exclusions: Exclusions,
+    /// One per suggestion: the choices its slot cannot run.
+    exclusions: Vec<Exclusions>,
 }
 
 impl Suggest {
-    /// Asks the strategy (dropping the shared history before returning, so that the loop can
-    /// extend it without a copy).
-    fn run(self) -> Result<Params, StrategyError> {
-        let ctx = SuggestContext {
-            space: &self.def.space,
-            objectives: &self.def.objectives,
-            constraints: &self.def.constraints,
-            history: &self.history,
-            pending: &self.pending,
-            trial_number: self.n,
-            seed: self.def.seed,
-        };
-        let suggestion = suggest_excluding(self.strategy.as_ref(), &ctx, &self.exclusions)?;
-        if let Some(note) = &suggestion.note {
-            tracing::warn!(study = %self.study, trial = self.n, strategy = self.strategy.name(), "{note}");
+    /// Asks the strategy once per suggestion (consuming the job, so that the shared history is
+    /// released before the results are sent and the loop can extend it without a copy).
+    fn run(mut self, metrics: &crate::model::metrics::Metrics) -> Vec<Result<Params, StrategyError>> {
+        let kind = self.def.strategy.kind.clone();
+        let mut out = Vec::with_capacity(self.exclusions.len());
+        for (i, ex) in self.exclusions.iter().enumerate() {
+            let t0 = std::time::Instant::now();
+            let trial_number = self.n + i as u64;
+            let ctx = SuggestContext {
+                space: &self.def.space,
+                objectives: &self.def.objectives,
+                constraints: &self.def.constraints,
+                history: &self.history,
+                pending: &self.pending,
+                trial_number,
+                seed: self.def.seed,
+            };
+            let r = suggest_excluding(self.strategy.as_ref(), &ctx, ex).map(|s| {
+                if let Some(note) = &s.note {
+                    tracing::warn!(study = %self.study, trial = trial_number, strategy = self.strategy.name(), "{note}");
+                }
+                s.params
+            });
+            metrics
+                .suggestion_seconds
+                .with_label_values(&[kind.as_str()])
+                .observe(t0.elapsed().as_secs_f64());
+            if let Ok(p) = &r {
+                self.pending.push(p.clone());
+            }
+            out.push(r);
         }
-        Ok(suggestion.params)
+        out
     }
 }
 

@@ -120,7 +120,7 @@ impl Core {
     /// Handles a message the loop sent itself.
     pub fn internal(&mut self, m: Internal) {
         match m {
-            Internal::Suggested { study, n, result } => self.suggested(&study, n, result),
+            Internal::Suggested { study, n, results } => self.suggested(&study, n, results),
         }
     }
 

@@ -140,11 +140,11 @@ pub(crate) enum Want {
 
 /// Messages the loop sends itself.
 pub(crate) enum Internal {
-    /// A suggestion computed on a worker, for trial `n` of `study`.
+    /// Suggestions computed on a worker for `study`, from trial `n` on, one per want.
     Suggested {
         study: String,
         n: u64,
-        result: std::result::Result<Params, StrategyError>,
+        results: Vec<std::result::Result<Params, StrategyError>>,
     },
 }
 

@@ -36,6 +36,8 @@ pub struct StudySnapshot {
     pub remote_running: BTreeMap<String, u64>,
     /// Whether the study still schedules or waits on trials.
     pub active: bool,
+    /// The best trial of a single-objective study (kept by the loop; no ranking needed).
+    best_single: Option<u64>,
     /// The ranking's cache key.
     rank_version: u64,
     /// The ranking, computed on first use and shared with later snapshots of the same
@@ -59,11 +61,13 @@ impl StudySnapshot {
     /// The study as `studies`/`status` show it.
     pub fn summary(&self) -> StudySummary {
         let now = crate::model::now();
-        let best = self
-            .ranking()
-            .best
-            .and_then(|n| self.trials.get(n))
-            .map(TrialView::from);
+        let best = if self.def.objectives.len() == 1 {
+            self.best_single
+        } else {
+            self.ranking().best
+        }
+        .and_then(|n| self.trials.get(n))
+        .map(TrialView::from);
         let finished = self.record.state.is_finished();
         StudySummary {
             name: self.record.name.clone(),
@@ -187,6 +191,7 @@ impl Snapshots {
                 m
             },
             active: !rt.record.state.is_finished() || rt.count(TrialState::Running) > 0,
+            best_single: rt.best.map(|(_, n)| n),
             rank_version: rt.rank_version,
             ranking,
         };

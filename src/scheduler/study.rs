@@ -54,15 +54,18 @@ pub(crate) struct StudyRuntime {
     pub job_states: BTreeMap<u64, String>,
     /// Why no trial could start although the study has room, for `status`.
     pub waiting: Option<String>,
-    /// A suggestion being computed off the loop, and what it is for.
-    pub suggesting: Option<Want>,
-    /// Requests that need a new trial, waiting for the suggestion in progress (asks,
-    /// enqueues): served in order once it returns.
+    /// Suggestions being computed off the loop (one job, in order), and what each is for.
+    pub suggesting: Vec<Want>,
+    /// Requests that need a new trial (slots taken for one, asks, enqueues), waiting for the
+    /// next job: all of them go into it at the end of the turn.
     pub wants: VecDeque<Want>,
     /// Bumped whenever a trial finishes or is imported: the leaderboard's cache key.
     pub rank_version: u64,
     /// Trials past the report cap (warned about once).
     pub capped: std::collections::HashSet<u64>,
+    /// The best feasible trial of a single-objective study (loss, number), kept as trials
+    /// finish so that `status` needs no ranking.
+    pub best: Option<(f64, u64)>,
 }
 
 impl StudyRuntime {
@@ -126,13 +129,16 @@ impl StudyRuntime {
             stop_reasons: HashMap::new(),
             job_states: BTreeMap::new(),
             waiting: None,
-            suggesting: None,
+            suggesting: Vec::new(),
             wants: VecDeque::new(),
             rank_version: 0,
             capped: Default::default(),
+            best: None,
         };
         for t in trials {
+            let n = t.number;
             rt.push(t);
+            rt.note_best(n);
         }
         Ok(rt)
     }
@@ -223,10 +229,21 @@ impl StudyRuntime {
         self.imported
     }
 
-    /// Trials running, plus a slot held for a trial whose parameters are being suggested:
-    /// what `budget.parallel` limits.
+    /// Trials running, plus slots held and asks waiting for trials whose parameters are being
+    /// suggested: what `budget.parallel` limits.
     pub fn in_flight(&self) -> u64 {
-        self.running.len() as u64 + u64::from(matches!(self.suggesting, Some(Want::Slot { .. })))
+        let waiting = self
+            .suggesting
+            .iter()
+            .chain(self.wants.iter())
+            .filter(|w| matches!(w, Want::Slot { .. } | Want::Ask(_)))
+            .count();
+        self.running.len() as u64 + waiting as u64
+    }
+
+    /// New trials asked for but not yet created (being suggested, or waiting to be).
+    pub fn pending_new(&self) -> u64 {
+        (self.suggesting.len() + self.wants.len()) as u64
     }
 
     /// Whether every trial has finished.
@@ -238,12 +255,34 @@ impl StudyRuntime {
     pub fn observe(&mut self, n: u64) {
         let Some(t) = self.trials.get(n) else { return };
         let o = observation(t, self.curves.get(&n));
-        if self.suggesting.is_some() {
+        if !self.suggesting.is_empty() {
             self.history_tail.push(o);
         } else {
             Arc::make_mut(&mut self.history).push(o);
         }
         self.rank_version += 1;
+        self.note_best(n);
+    }
+
+    /// Takes trial `n` into account for [`StudyRuntime::best`] (single objective only).
+    fn note_best(&mut self, n: u64) {
+        if self.def.objectives.len() != 1 {
+            return;
+        }
+        let Some(t) = self.trials.get(n) else { return };
+        if !crate::model::leaderboard::feasible(&self.def, t) {
+            return;
+        }
+        let Some(loss) = crate::model::leaderboard::losses(&self.def, t).map(|l| l[0]) else {
+            return;
+        };
+        let better = match self.best {
+            None => true,
+            Some((b, m)) => loss.total_cmp(&b).then(n.cmp(&m)).is_lt(),
+        };
+        if better {
+            self.best = Some((loss, n));
+        }
     }
 
     /// Moves what finished during a suggestion into the history (call when none is running).

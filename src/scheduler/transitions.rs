@@ -364,7 +364,7 @@ pub(crate) fn check_study(env: &Env, rt: &mut StudyRuntime, turn: &mut Turn, t: 
     }
     let budget_done =
         rt.budgeted() >= rt.def.budget.max_trials || rt.exhausted || exhausted_by.is_some();
-    if rt.all_finished() && rt.suggesting.is_none() && budget_done {
+    if rt.all_finished() && rt.pending_new() == 0 && budget_done {
         let msg = if rt.exhausted {
             Some("every point of the design was tried".into())
         } else if rt.budgeted() < rt.def.budget.max_trials {

@@ -5,6 +5,7 @@
 use super::error::disk_hint;
 use super::{Core, DaemonSnapshot, SchedulerError};
 use crate::executor::{CancelReason, Launch};
+use quantune_state::batch::ONE_TRANSACTION;
 use quantune_state::{Batch, Report, TrialState};
 use std::collections::BTreeSet;
 
@@ -65,26 +66,13 @@ impl Core {
     /// refuse every later write, and memory is ahead of what is durable).
     pub fn apply(&mut self) -> Result<(), SchedulerError> {
         let turn = std::mem::take(&mut self.turn);
-        let mut batch = Batch::default();
-        for name in &turn.new_studies {
-            if let Some(rt) = self.studies.get(name) {
-                batch.new_studies.push(rt.record.clone());
-            }
-        }
-        for name in turn.studies.difference(&turn.new_studies) {
-            if let Some(rt) = self.studies.get(name) {
-                batch.studies.push(rt.record.clone());
-            }
-        }
-        for (study, n) in &turn.trials {
-            if let Some(t) = self.studies.get(study).and_then(|rt| rt.trial(*n)) {
-                batch.trials.push(t.clone());
-            }
-        }
-        batch.reports = turn.reports;
-        if !batch.is_empty() {
+        let records = turn.new_studies.len()
+            + turn.studies.len()
+            + turn.trials.len()
+            + turn.reports.len();
+        if records > 0 {
             let t0 = std::time::Instant::now();
-            let written = self.env.store.commit(&batch);
+            let written = self.persist(&turn);
             self.env
                 .metrics
                 .flush_seconds
@@ -92,8 +80,7 @@ impl Core {
                 .observe(t0.elapsed().as_secs_f64());
             if let Err(e) = written {
                 let err = SchedulerError::Internal(format!(
-                    "cannot record {} change(s) in the store: {e}{}",
-                    batch.len(),
+                    "cannot record {records} change(s) in the store: {e}{}",
                     disk_hint(&e)
                 ));
                 tracing::error!("{err}; stopping so that a fresh start reloads what is durable");
@@ -128,6 +115,49 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Writes what the turn changed, as the live state holds it now, and flushes once. A turn
+    /// of at most [`ONE_TRANSACTION`] records is one transaction; a larger one (a big import)
+    /// is written (and flushed) in pieces of that size, so that neither quantune nor sled ever
+    /// holds a copy of all of it.
+    fn persist(&self, turn: &Turn) -> Result<(), quantune_state::StoreError> {
+        let store = &self.env.store;
+        let mut batch = Batch::default();
+        for name in &turn.new_studies {
+            if let Some(rt) = self.studies.get(name) {
+                batch.new_studies.push(rt.record.clone());
+            }
+        }
+        for name in turn.studies.difference(&turn.new_studies) {
+            if let Some(rt) = self.studies.get(name) {
+                batch.studies.push(rt.record.clone());
+            }
+        }
+        let mut trials = turn.trials.iter().peekable();
+        let mut reports = turn.reports.iter().peekable();
+        loop {
+            while batch.len() < ONE_TRANSACTION {
+                let Some((study, n)) = trials.next() else { break };
+                if let Some(t) = self.studies.get(study).and_then(|rt| rt.trial(*n)) {
+                    batch.trials.push(t.clone());
+                }
+            }
+            // Reports go after every trial (a report's trial must exist).
+            if trials.peek().is_none() {
+                while batch.len() < ONE_TRANSACTION {
+                    let Some(r) = reports.next() else { break };
+                    batch.reports.push(r.clone());
+                }
+            }
+            let last = trials.peek().is_none() && reports.peek().is_none();
+            if last {
+                return store.commit(&batch);
+            }
+            // Each piece is flushed too: sled keeps unflushed pages in memory.
+            store.commit(&batch)?;
+            batch = Batch::default();
+        }
     }
 
     /// Publishes the daemon-wide figures.

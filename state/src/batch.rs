@@ -23,6 +23,9 @@ pub struct Batch {
     pub reports: Vec<(String, u64, Report)>,
 }
 
+/// Records written in one transaction at most (see [`Store::commit`]).
+pub const ONE_TRANSACTION: usize = 2000;
+
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
@@ -63,8 +66,52 @@ impl Store {
             .collect()
     }
 
-    /// Writes `batch` in one transaction and flushes once. Durable when it returns `Ok`.
+    /// Writes `batch` and flushes once. Durable when it returns `Ok`. A batch of at most
+    /// [`ONE_TRANSACTION`] records is one transaction (all or nothing); a larger one (a big
+    /// import) goes in transactions of that many records, in order, so that memory stays
+    /// bounded: after a crash a prefix of it may be durable.
     pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if batch.len() <= ONE_TRANSACTION {
+            self.commit_pending(batch)?;
+            return self.sync();
+        }
+        let head = Batch {
+            new_studies: batch.new_studies.clone(),
+            studies: batch.studies.clone(),
+            ..Batch::default()
+        };
+        self.commit_pending(&head)?;
+        for chunk in batch.trials.chunks(ONE_TRANSACTION) {
+            self.commit_pending(&Batch {
+                trials: chunk.to_vec(),
+                ..Batch::default()
+            })?;
+        }
+        for chunk in batch.reports.chunks(ONE_TRANSACTION) {
+            self.commit_pending(&Batch {
+                reports: chunk.to_vec(),
+                ..Batch::default()
+            })?;
+        }
+        self.sync()
+    }
+
+    /// Makes everything written so far durable (shared with concurrent callers).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.sync()
+    }
+
+    /// Writes `batch` in one transaction without flushing: durable only after
+    /// [`Store::flush`]. For callers that build a large write in bounded pieces.
+    pub fn stage(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.commit_pending(batch)
+    }
+
+    /// One transaction for `batch`, without the flush.
+    fn commit_pending(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -140,8 +187,7 @@ impl Store {
                 tx.reports.insert(key.as_slice(), value.as_slice())?;
             }
             Ok(())
-        })?;
-        self.sync()
+        })
     }
 }
 

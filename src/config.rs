@@ -37,6 +37,10 @@ pub struct DaemonConfig {
     /// Executor settings (`[executor.slurm]`).
     #[serde(default)]
     pub executor: ExecutorsConfig,
+    /// How local trials are contained: `"auto"` (a cgroup each where the machine offers one,
+    /// else a child subreaper), `"cgroup"` or `"subreaper"` (docs/TRIALS.md).
+    #[serde(default)]
+    pub containment: crate::executor::contain::ContainmentMode,
 }
 
 /// `[executor.*]` tables.

@@ -146,6 +146,8 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         None => None,
     };
     raise_fd_limit();
+    crate::executor::contain::configure(cfg.containment);
+    crate::executor::contain::Containment::current().map_err(anyhow::Error::msg)?;
     let gpus = discover_gpus(cfg.gpu_discovery);
     match &gpus.note {
         Some(n) => tracing::info!("{n}"),

@@ -111,3 +111,62 @@ fn escaped_grandchildren_die_with_their_trial_in_a_cgroup_or_subreaper_box() {
 fn escaped_grandchildren_die_with_their_trial_under_the_subreaper_fallback() {
     escapees_die_with_their_trial("subreaper");
 }
+
+/// The daemon's peak resident memory so far (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb / 1024
+}
+
+/// The one trial of `study` once it is finished.
+fn finished_trial(d: &Daemon, study: &str) -> serde_json::Value {
+    d.wait_study(study, Duration::from_secs(30));
+    d.trials(study)[0].clone()
+}
+
+/// A 2 GiB metrics line without a newline and a FIFO in place of the metrics file: each fails
+/// its trial with a reason that says what is wrong, and the daemon's memory stays bounded.
+#[test]
+fn a_2gib_metrics_line_and_a_fifo_fail_their_trial_with_bounded_memory() {
+    let d = Daemon::start(2, "");
+    let pid = d.pid().unwrap();
+    let script = fixture("bad_metrics.sh").display().to_string();
+    for (name, mode) in [("longline", "longline"), ("fifo", "fifo")] {
+        let command = format!("[\"sh\", {script:?}, {mode:?}]");
+        let toml = study_toml_full(name, &command, 1, 1, "", "60s", "retries = 0");
+        let f = d.write(&format!("{name}.toml"), &toml);
+        let out = d.cli(&["submit", f.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let t = Instant::now();
+    let long = finished_trial(&d, "longline");
+    eprintln!("2 GiB line: trial ended after {:?}", t.elapsed());
+    assert_eq!(long["state"], "failed", "{long}");
+    let reason = long["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("line 1 is longer than 1024 KiB"),
+        "reason: {reason}"
+    );
+    let fifo = finished_trial(&d, "fifo");
+    assert_eq!(fifo["state"], "failed", "{fifo}");
+    let reason = fifo["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("is a FIFO, not a regular file"),
+        "reason: {reason}"
+    );
+    let peak = peak_rss_mib(pid);
+    eprintln!("daemon peak RSS {peak} MiB");
+    assert!(peak < 200, "the daemon's peak RSS was {peak} MiB");
+    // What the trial wrote stopped soon after the limit: the disk is not filled either.
+    let written = std::fs::metadata(d.state_dir().join("trials/longline/0/metrics.1.jsonl"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!("2 GiB line: {} MiB written before the trial was stopped", written >> 20);
+    assert!(written < 2 << 30, "the trial wrote its whole line ({written} bytes)");
+}

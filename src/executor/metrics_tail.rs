@@ -229,7 +229,7 @@ mod tests {
             attempt: 1,
             params: Default::default(),
             spec: std::sync::Arc::new(def.trial),
-            slot: crate::slots::Slot::default(),
+            slot: crate::slots::Slot::detached("cpu0"),
             run_dir: dir.to_path_buf(),
         }
     }

@@ -41,6 +41,54 @@ pub struct DaemonConfig {
     /// else a child subreaper), `"cgroup"` or `"subreaper"` (docs/TRIALS.md).
     #[serde(default)]
     pub containment: crate::executor::contain::ContainmentMode,
+    /// Connection limits of the API listeners (`[http]`).
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: how long a connection may take to send a request head or sit idle, and how
+/// many each listener holds (docs/DEPLOY.md, "Connections").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Time from a connection's accept (or its first byte after a response) to a complete
+    /// request head (default "10s").
+    pub header_timeout: Option<String>,
+    /// Time a keep-alive connection may sit between requests (default "60s").
+    pub idle_timeout: Option<String>,
+    /// Connections open at once, per listener (default 1024).
+    pub max_connections: Option<usize>,
+    /// On the Unix socket, the last connections below the cap kept for the CLI: once they
+    /// are in use each new connection closes the oldest idle or half-sent one (default 64).
+    pub cli_reserve: Option<usize>,
+}
+
+impl HttpConfig {
+    /// The limits of the Unix socket (`unix`, with the CLI reserve) or of a TCP listener.
+    pub fn limits(&self, unix: bool) -> Result<crate::api::listen::HttpLimits, String> {
+        let d = crate::api::listen::HttpLimits::default();
+        let dur = |key: &str, v: &Option<String>, default: std::time::Duration| match v {
+            None => Ok(default),
+            Some(t) => crate::duration::parse_duration(t)
+                .map(std::time::Duration::from_secs_f64)
+                .map_err(|e| format!("http.{key}: {e}")),
+        };
+        let max = self.max_connections.unwrap_or(d.max_connections);
+        if max == 0 {
+            return Err("http.max_connections must be at least 1".into());
+        }
+        let reserve = if unix {
+            self.cli_reserve.unwrap_or(64).min(max.saturating_sub(1))
+        } else {
+            0
+        };
+        Ok(crate::api::listen::HttpLimits {
+            header_timeout: dur("header_timeout", &self.header_timeout, d.header_timeout)?,
+            idle_timeout: dur("idle_timeout", &self.idle_timeout, d.idle_timeout)?,
+            max_connections: max,
+            reserve,
+        })
+    }
 }
 
 /// `[executor.*]` tables.
@@ -118,6 +166,9 @@ impl DaemonConfig {
                 ));
             }
         }
+        cfg.http
+            .limits(true)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         if cfg.cpu_slots == Some(0) {
             return Err(format!(
                 "{}: cpu_slots must be at least 1 (omit it to use the number of cores)",

@@ -4,7 +4,7 @@
 //! and on SIGTERM or SIGINT stops accepting requests, interrupts local trials, records them and
 //! exits.
 
-use crate::api::access::{Peer, Token};
+use crate::api::access::Token;
 use crate::api::server::{router, tcp_router, AppState};
 use crate::config::DaemonConfig;
 use crate::engine::{Engine, EngineConfig};
@@ -174,9 +174,6 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     };
     // One stop signal fans out to both listeners.
     let (quit_tx, quit_rx) = watch::channel(false);
-    let quit = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|q| *q).await;
-    };
     let tcp_server = match tcp {
         Some((addr, token)) => {
             let l = tokio::net::TcpListener::bind(&addr)
@@ -187,9 +184,9 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
                 l.local_addr()?
             );
             let app = tcp_router(state.clone(), token);
-            let server = axum::serve(l, app.into_make_service_with_connect_info::<Peer>())
-                .with_graceful_shutdown(quit(quit_rx.clone()));
-            Some(tokio::spawn(async move { server.await }))
+            let limits = cfg.http.limits(false).map_err(anyhow::Error::msg)?;
+            let server = crate::api::listen::serve(l, app, limits, quit_rx.clone(), "tcp");
+            Some(tokio::spawn(server))
         }
         None => None,
     };
@@ -235,10 +232,8 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         }
         let _ = quit_tx.send(true);
     });
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(quit(quit_rx))
-        .await
-        .context("API server failed");
+    let limits = cfg.http.limits(true).map_err(anyhow::Error::msg)?;
+    crate::api::listen::serve(listener, app, limits, quit_rx, "socket").await;
     if let Some(t) = tcp_server {
         let _ = t.await;
     }
@@ -251,7 +246,6 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         m.abort();
     }
     let _ = std::fs::remove_file(&cfg.socket);
-    served?;
     if crate::engine::store_io_failed() {
         bail!(
             "stopped: the state store in {} could not be written (is its disk full?); nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",

@@ -170,3 +170,103 @@ fn a_2gib_metrics_line_and_a_fifo_fail_their_trial_with_bounded_memory() {
     eprintln!("2 GiB line: {} MiB written before the trial was stopped", written >> 20);
     assert!(written < 2 << 30, "the trial wrote its whole line ({written} bytes)");
 }
+
+/// Opens `n` connections to the socket: even ones send nothing, odd ones half a request head.
+fn idle_and_half_sent(socket: &std::path::Path, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    use std::io::Write;
+    (0..n)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+            if i % 2 == 1 {
+                s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: q\r\nX-Slow: ")
+                    .unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+/// Whether the server has closed `s` (EOF or reset), waiting up to `wait`.
+fn closed_by_server(s: &mut std::os::unix::net::UnixStream, wait: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // A 408 or the like before the close is fine: read on to the end.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A `studies` command, timed.
+fn timed_cli(d: &Daemon) -> Duration {
+    let t = Instant::now();
+    let out = d.cli(&["studies"]);
+    assert!(out.status.success(), "the CLI failed: {}", text(&out));
+    t.elapsed()
+}
+
+/// 300 idle and half-sent connections (and a keep-alive one left idle after a request) are
+/// closed by the server within the configured timeouts, and the CLI answers throughout.
+#[test]
+fn idle_and_half_sent_connections_are_closed_within_the_timeouts() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(
+        1,
+        "[http]\nheader_timeout = \"1s\"\nidle_timeout = \"2s\"\nmax_connections = 1000\n",
+    );
+    let t0 = Instant::now();
+    let mut conns = idle_and_half_sent(&d.socket, 300);
+    // One request on a keep-alive connection, then silence.
+    let mut keep = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    keep.write_all(b"GET /v1/health HTTP/1.1\r\nHost: q\r\n\r\n")
+        .unwrap();
+    let mut got = [0u8; 4096];
+    let n = keep.read(&mut got).unwrap();
+    assert!(String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200"));
+    let keep_t = Instant::now();
+    for _ in 0..3 {
+        let took = timed_cli(&d);
+        assert!(took < Duration::from_secs(2), "the CLI took {took:?}");
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(c, Duration::from_secs(3)),
+            "connection {i} still open {:?} after it was opened (header_timeout = 1s)",
+            t0.elapsed()
+        );
+    }
+    let all = t0.elapsed();
+    eprintln!("300 idle/half-sent connections all closed {all:?} after opening (header_timeout 1s)");
+    assert!(all < Duration::from_millis(2500), "closing took {all:?}");
+    assert!(closed_by_server(&mut keep, Duration::from_secs(4)));
+    let idle = keep_t.elapsed();
+    eprintln!("idle keep-alive connection closed after {idle:?} (idle_timeout 2s)");
+    assert!(
+        idle >= Duration::from_millis(1900) && idle < Duration::from_millis(3500),
+        "idle keep-alive closed after {idle:?}"
+    );
+}
+
+/// More connections than the cap: the oldest idle ones are closed to make room, so the
+/// daemon's descriptors stay bounded and the CLI still gets in.
+#[test]
+fn a_connection_flood_cannot_crowd_out_the_cli() {
+    let d = Daemon::start(
+        1,
+        "[http]\nheader_timeout = \"60s\"\nmax_connections = 50\ncli_reserve = 10\n",
+    );
+    let pid = d.pid().unwrap();
+    let _conns = idle_and_half_sent(&d.socket, 300);
+    for _ in 0..3 {
+        let took = timed_cli(&d);
+        assert!(took < Duration::from_secs(2), "the CLI took {took:?}");
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    eprintln!("daemon holds {fds} descriptors with 300 connections pressing on a cap of 50");
+    assert!(fds < 120, "the daemon holds {fds} descriptors");
+}

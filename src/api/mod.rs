@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod client;
+pub mod listen;
 pub mod server;
 
 use quantune_state::{AttemptRecord, TrialRecord};

@@ -113,7 +113,12 @@ pub fn start_engine(
         trials_per_gpu,
         only_study,
     };
-    let engine = Engine::open(store, executors, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The first read of every record: a damaged store panics here, deep in sled.
+    let engine = quantune_state::damage::catch_panics(&state_dir.join("store"), || {
+        Engine::open(store, executors, cfg)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((Arc::new(engine), ev_rx))
 }
 
@@ -132,8 +137,10 @@ pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn serve(config: Option<&Path>) -> Result<()> {
-    // Before anything else: a SIGTERM during start-up then stops the daemon cleanly once up.
+    // Before anything else: a SIGTERM during start-up then stops the daemon cleanly once up,
+    // and a SIGHUP never kills it.
     let stop_signal = shutdown_signal();
+    ignore_hangup();
     let mut cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
     // Trials run in their own working directory: every path they are given must be absolute.
     cfg.state_dir = std::path::absolute(&cfg.state_dir)?;
@@ -252,8 +259,27 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
             cfg.state_dir.display()
         );
     }
+    // A clean stop: the next start can tell whether the store was cut short meanwhile.
+    quantune_state::damage::seal(&cfg.state_dir.join("store"));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Catches SIGHUP (whose default action would kill the daemon, leaving its socket file and
+/// orphaning its trials) and logs it: nothing is reloaded on SIGHUP; a changed config takes
+/// a restart (`systemctl restart quantune`), and running trials are re-queued then.
+pub fn ignore_hangup() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: ignored (nothing is reloaded on SIGHUP; restart the daemon to apply a changed config)");
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot catch SIGHUP ({e}); a SIGHUP would stop the daemon"),
+    }
 }
 
 /// Serves `GET /metrics` (only) on a plain TCP listener for Prometheus scrapers; everything

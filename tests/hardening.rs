@@ -270,3 +270,53 @@ fn a_connection_flood_cannot_crowd_out_the_cli() {
     eprintln!("daemon holds {fds} descriptors with 300 connections pressing on a cap of 50");
     assert!(fds < 120, "the daemon holds {fds} descriptors");
 }
+
+/// A SIGHUP is logged and ignored: the daemon goes on serving, its trials go on running.
+#[test]
+fn sighup_leaves_the_daemon_serving() {
+    let d = Daemon::start(1, "");
+    let pid = d.pid().unwrap();
+    for _ in 0..3 {
+        let st = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(pid_alive(pid), "SIGHUP killed the daemon:\n{}", d.log());
+    let out = d.cli(&["studies"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(d.log().contains("SIGHUP: ignored"), "{}", d.log());
+}
+
+/// A store whose file was cut short while the daemon was stopped: the next start exits with
+/// one short paragraph naming the file and the way back, and no panic.
+#[test]
+fn a_truncated_store_gives_a_short_error_naming_the_way_back() {
+    let mut d = Daemon::start(2, "");
+    let toml = common::study_toml("t", &common::objective_command(), 6, 2, "");
+    let f = d.write("t.toml", &toml);
+    assert!(d.cli(&["submit", f.to_str().unwrap()]).status.success());
+    d.wait_study("t", Duration::from_secs(30));
+    assert!(d.stop());
+    let db = d.state_dir().join("store/db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    let cut = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    cut.set_len(len / 2).unwrap();
+    drop(cut);
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    eprintln!("{} bytes of stderr; the error: {last}", err.len());
+    assert!(err.len() < 2000, "{} bytes of stderr:\n{err}", err.len());
+    assert!(!err.contains("panicked"), "{err}");
+    for want in ["damaged", "truncated", "quantune restore", db.to_str().unwrap()] {
+        assert!(last.contains(want), "no {want:?} in: {last}");
+    }
+}

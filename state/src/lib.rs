@@ -16,6 +16,7 @@
 //! assert_eq!(store.study("demo").unwrap().unwrap().state, StudyState::Running);
 //! ```
 
+pub mod damage;
 pub mod records;
 pub mod store;
 pub mod transfer;

@@ -94,6 +94,15 @@ pub enum StoreError {
         /// What went wrong.
         detail: String,
     },
+    /// The store's files are damaged (truncated, overwritten): found at open (see
+    /// [`crate::damage`]).
+    #[error("the state store file {path} is damaged: {detail}. quantune will not run on it. The way back: move the store aside (mv {dir} {dir}.damaged), start quantune again (it starts with an empty store) and load your latest backup with `quantune restore BACKUP_DIR` (made by `quantune backup`; exports load with `quantune import`).", dir = path.parent().unwrap_or(path).display(), path = path.display())]
+    Damaged {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it, in a line.
+        detail: String,
+    },
     /// An I/O error from sled (disk full, …).
     #[error("state store I/O error: {0}")]
     Io(#[from] sled::Error),
@@ -212,6 +221,14 @@ impl Store {
     /// process or from this one while the first `Store` is alive, fails with
     /// [`StoreError::Open`] whose message asks whether another quantune is using it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        crate::damage::check_seal(dir)?;
+        let store = crate::damage::catch_panics(dir, || Store::open_unguarded(dir))??;
+        crate::damage::unseal(dir);
+        Ok(store)
+    }
+
+    /// [`Store::open`] without the damage checks.
+    fn open_unguarded(dir: &Path) -> Result<Store, StoreError> {
         let open_err = |source: sled::Error| StoreError::Open {
             path: dir.to_path_buf(),
             source: explain_open_error(source),

@@ -320,3 +320,79 @@ fn a_truncated_store_gives_a_short_error_naming_the_way_back() {
         assert!(last.contains(want), "no {want:?} in: {last}");
     }
 }
+
+/// Kills the `quantune web` forwarder when the test ends.
+struct Forwarder(std::process::Child);
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One raw HTTP/1.0 request; returns the whole answer.
+fn raw_http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp
+}
+
+/// `quantune web` answers only requests that carry its token and name its own address as
+/// `Host` (a DNS-rebinding page names its own host), and listens on loopback only.
+#[test]
+fn the_web_forwarder_refuses_requests_without_its_token_or_with_a_foreign_host() {
+    use std::io::BufRead;
+    let d = Daemon::start(1, "web = true");
+    let out = d.cli(&["web", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not a loopback address"), "{}", text(&out));
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["web", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _fwd = Forwarder(child);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let (base, token) = url.split_once("/ui/?token=").expect("a token in the URL");
+    assert_eq!(token.len(), 32, "{url}");
+    let addr = base.trim_start_matches("http://");
+
+    let no_token = raw_http(addr, &format!("GET /ui/ HTTP/1.0\r\nHost: {addr}\r\n\r\n"));
+    assert!(no_token.starts_with("HTTP/1.0 403") || no_token.starts_with("HTTP/1.1 403"), "{no_token}");
+    assert!(no_token.contains("needs the token"), "{no_token}");
+    let wrong = raw_http(
+        addr,
+        &format!("GET /ui/?token={} HTTP/1.0\r\nHost: {addr}\r\n\r\n", "0".repeat(32)),
+    );
+    assert!(wrong.contains(" 403 "), "{wrong}");
+    let foreign = raw_http(
+        addr,
+        &format!("GET /ui/?token={token} HTTP/1.0\r\nHost: evil.example:80\r\n\r\n"),
+    );
+    assert!(foreign.contains(" 403 ") && foreign.contains("evil.example"), "{foreign}");
+
+    // The token in the URL opens the page and sets the cookie; the cookie alone then does.
+    let ok = raw_http(addr, &format!("GET /ui/?token={token} HTTP/1.0\r\nHost: {addr}\r\n\r\n"));
+    assert!(ok.contains(" 200 "), "{ok}");
+    assert!(ok.contains(&format!("quantune_web_token={token}")), "{ok}");
+    assert!(ok.contains("SameSite=Strict") && ok.contains("HttpOnly"), "{ok}");
+    let cookie = raw_http(
+        addr,
+        &format!("GET /ui/ HTTP/1.0\r\nHost: {addr}\r\nCookie: quantune_web_token={token}\r\n\r\n"),
+    );
+    assert!(cookie.contains(" 200 "), "{cookie}");
+}

@@ -41,6 +41,10 @@ pub struct DaemonConfig {
     /// else a child subreaper), `"cgroup"` or `"subreaper"` (docs/TRIALS.md).
     #[serde(default)]
     pub containment: crate::executor::contain::ContainmentMode,
+    /// The daemon's umask, in octal (`"0027"`): state files, logs and what trials create.
+    /// Unset: 0077 when the inherited umask leaves files readable by others (systemd's
+    /// `UMask=0027` is kept).
+    pub umask: Option<String>,
     /// Connection limits of the API listeners (`[http]`).
     #[serde(default)]
     pub http: HttpConfig,
@@ -166,6 +170,8 @@ impl DaemonConfig {
                 ));
             }
         }
+        cfg.umask_bits()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         cfg.http
             .limits(true)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -176,6 +182,33 @@ impl DaemonConfig {
             ));
         }
         Ok(cfg)
+    }
+
+    /// The configured umask, if any; the error says what is wrong with it.
+    pub fn umask_bits(&self) -> Result<Option<u32>, String> {
+        match &self.umask {
+            None => Ok(None),
+            Some(t) => match u32::from_str_radix(t.trim_start_matches("0o"), 8) {
+                Ok(bits) if bits <= 0o777 => Ok(Some(bits)),
+                _ => Err(format!(
+                    "umask = \"{t}\" is not an octal umask; write e.g. \"0077\" or \"0027\""
+                )),
+            },
+        }
+    }
+
+    /// Sets the process umask: the configured one, else 0077 unless the inherited one already
+    /// keeps others out. Returns the umask in force.
+    pub fn apply_umask(&self) -> u32 {
+        use nix::sys::stat::{umask, Mode};
+        let inherited = umask(Mode::from_bits_truncate(0o077)).bits() as u32;
+        let want = match self.umask_bits() {
+            Ok(Some(bits)) => bits,
+            _ if inherited & 0o007 == 0o007 => inherited,
+            _ => 0o077,
+        };
+        umask(Mode::from_bits_truncate(want as nix::libc::mode_t));
+        want
     }
 
     /// CPU slots to use.

@@ -153,6 +153,8 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         None => None,
     };
     raise_fd_limit();
+    let mask = cfg.apply_umask();
+    tracing::info!("umask {mask:04o} for state files, logs and trials");
     crate::executor::contain::configure(cfg.containment);
     crate::executor::contain::Containment::current().map_err(anyhow::Error::msg)?;
     let gpus = discover_gpus(cfg.gpu_discovery);

@@ -314,7 +314,11 @@ impl Guard {
 
 /// Constant-time comparison of two tokens.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// `path_and_query` without its `token=` parameter.
@@ -372,7 +376,8 @@ pub async fn proxy(endpoint: Endpoint, listen: &str) -> anyhow::Result<()> {
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let app = Router::new().fallback(move |req: Request| forward(endpoint.clone(), guard.clone(), req));
+    let app =
+        Router::new().fallback(move |req: Request| forward(endpoint.clone(), guard.clone(), req));
     let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop.await;

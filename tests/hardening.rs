@@ -167,8 +167,14 @@ fn a_2gib_metrics_line_and_a_fifo_fail_their_trial_with_bounded_memory() {
     let written = std::fs::metadata(d.state_dir().join("trials/longline/0/metrics.1.jsonl"))
         .map(|m| m.len())
         .unwrap_or(0);
-    eprintln!("2 GiB line: {} MiB written before the trial was stopped", written >> 20);
-    assert!(written < 2 << 30, "the trial wrote its whole line ({written} bytes)");
+    eprintln!(
+        "2 GiB line: {} MiB written before the trial was stopped",
+        written >> 20
+    );
+    assert!(
+        written < 2 << 30,
+        "the trial wrote its whole line ({written} bytes)"
+    );
 }
 
 /// Opens `n` connections to the socket: even ones send nothing, odd ones half a request head.
@@ -241,7 +247,9 @@ fn idle_and_half_sent_connections_are_closed_within_the_timeouts() {
         );
     }
     let all = t0.elapsed();
-    eprintln!("300 idle/half-sent connections all closed {all:?} after opening (header_timeout 1s)");
+    eprintln!(
+        "300 idle/half-sent connections all closed {all:?} after opening (header_timeout 1s)"
+    );
     assert!(all < Duration::from_millis(2500), "closing took {all:?}");
     assert!(closed_by_server(&mut keep, Duration::from_secs(4)));
     let idle = keep_t.elapsed();
@@ -266,7 +274,9 @@ fn a_connection_flood_cannot_crowd_out_the_cli() {
         let took = timed_cli(&d);
         assert!(took < Duration::from_secs(2), "the CLI took {took:?}");
     }
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
     eprintln!("daemon holds {fds} descriptors with 300 connections pressing on a cap of 50");
     assert!(fds < 120, "the daemon holds {fds} descriptors");
 }
@@ -316,7 +326,12 @@ fn a_truncated_store_gives_a_short_error_naming_the_way_back() {
     eprintln!("{} bytes of stderr; the error: {last}", err.len());
     assert!(err.len() < 2000, "{} bytes of stderr:\n{err}", err.len());
     assert!(!err.contains("panicked"), "{err}");
-    for want in ["damaged", "truncated", "quantune restore", db.to_str().unwrap()] {
+    for want in [
+        "damaged",
+        "truncated",
+        "quantune restore",
+        db.to_str().unwrap(),
+    ] {
         assert!(last.contains(want), "no {want:?} in: {last}");
     }
 }
@@ -350,7 +365,11 @@ fn the_web_forwarder_refuses_requests_without_its_token_or_with_a_foreign_host()
     let d = Daemon::start(1, "web = true");
     let out = d.cli(&["web", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("not a loopback address"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a loopback address"),
+        "{}",
+        text(&out)
+    );
     let mut child = std::process::Command::new(common::bin())
         .arg("--socket")
         .arg(&d.socket)
@@ -372,27 +391,101 @@ fn the_web_forwarder_refuses_requests_without_its_token_or_with_a_foreign_host()
     let addr = base.trim_start_matches("http://");
 
     let no_token = raw_http(addr, &format!("GET /ui/ HTTP/1.0\r\nHost: {addr}\r\n\r\n"));
-    assert!(no_token.starts_with("HTTP/1.0 403") || no_token.starts_with("HTTP/1.1 403"), "{no_token}");
+    assert!(
+        no_token.starts_with("HTTP/1.0 403") || no_token.starts_with("HTTP/1.1 403"),
+        "{no_token}"
+    );
     assert!(no_token.contains("needs the token"), "{no_token}");
     let wrong = raw_http(
         addr,
-        &format!("GET /ui/?token={} HTTP/1.0\r\nHost: {addr}\r\n\r\n", "0".repeat(32)),
+        &format!(
+            "GET /ui/?token={} HTTP/1.0\r\nHost: {addr}\r\n\r\n",
+            "0".repeat(32)
+        ),
     );
     assert!(wrong.contains(" 403 "), "{wrong}");
     let foreign = raw_http(
         addr,
         &format!("GET /ui/?token={token} HTTP/1.0\r\nHost: evil.example:80\r\n\r\n"),
     );
-    assert!(foreign.contains(" 403 ") && foreign.contains("evil.example"), "{foreign}");
+    assert!(
+        foreign.contains(" 403 ") && foreign.contains("evil.example"),
+        "{foreign}"
+    );
 
     // The token in the URL opens the page and sets the cookie; the cookie alone then does.
-    let ok = raw_http(addr, &format!("GET /ui/?token={token} HTTP/1.0\r\nHost: {addr}\r\n\r\n"));
+    let ok = raw_http(
+        addr,
+        &format!("GET /ui/?token={token} HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+    );
     assert!(ok.contains(" 200 "), "{ok}");
     assert!(ok.contains(&format!("quantune_web_token={token}")), "{ok}");
-    assert!(ok.contains("SameSite=Strict") && ok.contains("HttpOnly"), "{ok}");
+    assert!(
+        ok.contains("SameSite=Strict") && ok.contains("HttpOnly"),
+        "{ok}"
+    );
     let cookie = raw_http(
         addr,
         &format!("GET /ui/ HTTP/1.0\r\nHost: {addr}\r\nCookie: quantune_web_token={token}\r\n\r\n"),
     );
     assert!(cookie.contains(" 200 "), "{cookie}");
+}
+
+/// The smaller holes: state files readable by others, terminal escapes from a study printed
+/// raw, a NUL byte in a choice, `tell --failed ""` without a reason.
+#[test]
+fn state_files_are_private_escapes_are_shown_escaped_and_empty_or_nul_text_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    // What a login shell usually has: files readable by everyone.
+    // SAFETY: umask only sets this process's file mode mask.
+    unsafe { libc::umask(0o022) };
+    let d = Daemon::start(1, "");
+    // A choice that would clear the screen and set the terminal title.
+    let toml = study_toml_full("esc", &common::objective_command(), 1, 1, "", "30s", "").replace(
+        r#"choices = ["a", "b"]"#,
+        r#"choices = ["\u001b]0;pwned\u0007\u001b[2J"]"#,
+    );
+    let f = d.write("esc.toml", &toml);
+    let out = d.cli(&["submit", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    d.wait_study("esc", Duration::from_secs(30));
+    let out = d.cli(&["trials", "esc"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains(r"\x1b]0;pwned\x07\x1b[2J"), "{shown}");
+
+    for file in [
+        "store/db",
+        "trials/esc/0/stdout.1.log",
+        "trials/esc/0/metrics.1.jsonl",
+    ] {
+        let mode = std::fs::metadata(d.state_dir().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} has mode {mode:o}");
+    }
+
+    let nul = study_toml_full("nul", &common::objective_command(), 1, 1, "", "30s", "")
+        .replace(r#"choices = ["a", "b"]"#, r#"choices = ["a\u0000b", "c"]"#);
+    let f = d.write("nul.toml", &nul);
+    let out = d.cli(&["validate", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("NUL byte"), "{}", text(&out));
+
+    let ext =
+        "[study]\nname = \"ext\"\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
+               [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[budget]\nmax_trials = 2\n\
+               [trial]\nworkload = \"external\"\n";
+    let f = d.write("ext.toml", ext);
+    assert!(d.cli(&["submit", f.to_str().unwrap()]).status.success());
+    assert!(d.cli(&["ask", "ext"]).status.success());
+    let out = d.cli(&["tell", "ext", "0", "--failed", ""]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("needs a reason"), "{}", text(&out));
+    assert_eq!(d.trials("ext")[0]["state"], "running");
 }

@@ -148,10 +148,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -177,9 +174,8 @@ impl Drop for BusyGuard {
 impl hyper::service::Service<hyper::Request<Incoming>> for Service {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
         self.act.busy.fetch_add(1, Ordering::Relaxed);
@@ -349,5 +345,8 @@ fn deadline(act: &Activity, limits: &HttpLimits) -> Option<Instant> {
     if head != 0 {
         return Some(at(head, limits.header_timeout));
     }
-    Some(at(act.last_write.load(Ordering::Relaxed), limits.idle_timeout))
+    Some(at(
+        act.last_write.load(Ordering::Relaxed),
+        limits.idle_timeout,
+    ))
 }

@@ -111,7 +111,10 @@ impl Containment {
             })?),
         };
         match &cgroup_root {
-            Some(root) => tracing::info!("trials are contained by a cgroup each, under {}", root.display()),
+            Some(root) => tracing::info!(
+                "trials are contained by a cgroup each, under {}",
+                root.display()
+            ),
             None => {
                 // SAFETY: prctl with integer arguments only.
                 if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
@@ -278,11 +281,7 @@ impl TrialBox {
         let me = std::process::id() as i32;
         let own_group = nix::unistd::getpgrp().as_raw();
         let leader = self.leader;
-        let mut claimed = self
-            .owner
-            .claimed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut claimed = self.owner.claimed.lock().unwrap_or_else(|p| p.into_inner());
         let others: HashSet<i32> = claimed
             .iter()
             .filter(|(id, _)| **id != self.id)
@@ -292,8 +291,7 @@ impl TrialBox {
         for (pid, st) in &table {
             // An adopted orphan that died before anyone claimed it: reap it (nobody else
             // will, and a zombie holds its pid).
-            if st.state == 'Z' && st.ppid == me && st.pgrp != own_group && !others.contains(pid)
-            {
+            if st.state == 'Z' && st.ppid == me && st.pgrp != own_group && !others.contains(pid) {
                 if Some(*pid) != leader {
                     // SAFETY: waitpid on a specific pid this daemon adopted.
                     unsafe {
@@ -568,9 +566,12 @@ fn probe_cgroup() -> Result<PathBuf, String> {
                 Ok(())
             });
         }
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot move a process into a cgroup under {} ({e})", root.display()))?;
+        let status = cmd.status().map_err(|e| {
+            format!(
+                "cannot move a process into a cgroup under {} ({e})",
+                root.display()
+            )
+        })?;
         if !status.success() {
             return Err(format!("a probe process in {} failed", probe.display()));
         }

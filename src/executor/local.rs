@@ -348,11 +348,7 @@ async fn run_attempt(
 /// Copies a trial's stdout or stderr from its pipe to `path`, keeping the first `limit`
 /// bytes in the file (then a note saying the rest was dropped); returns the last
 /// [`STDERR_TAIL_BYTES`] of everything it read. Memory is constant however much comes.
-async fn capture(
-    mut from: impl tokio::io::AsyncRead + Unpin,
-    path: PathBuf,
-    limit: u64,
-) -> String {
+async fn capture(mut from: impl tokio::io::AsyncRead + Unpin, path: PathBuf, limit: u64) -> String {
     use tokio::io::AsyncWriteExt;
     let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
     let mut file = tokio::fs::File::create(&path).await.ok();

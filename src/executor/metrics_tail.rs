@@ -219,7 +219,8 @@ mod tests {
     use std::io::Write;
 
     fn launch(dir: &std::path::Path) -> Launch {
-        let src = "[study]\nname = \"t\"\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
+        let src =
+            "[study]\nname = \"t\"\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
                    [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[budget]\nmax_trials = 1\n\
                    [trial]\ncommand = [\"true\"]\n";
         let def = crate::study::parse(src, "t.toml", dir, None).unwrap();
@@ -244,7 +245,10 @@ mod tests {
         let mut tail = MetricsTail::new(path.clone());
         write!(f, "{{\"step\": 1, \"loss\": 2}}\n{{\"loss\"").unwrap();
         tail.poll(&l, &tx).await.unwrap();
-        assert!(matches!(rx.try_recv(), Ok(ExecEvent::Report { step: 1, .. })));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ExecEvent::Report { step: 1, .. })
+        ));
         write!(f, ": 1.5}}\n\n{{\"loss\": 1.25}}").unwrap();
         let done = tail.finish(&l, &tx).await.unwrap();
         assert_eq!(done.last_final.unwrap().0["loss"], 1.25);

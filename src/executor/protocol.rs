@@ -77,7 +77,12 @@ pub fn read_metrics_file(path: &std::path::Path) -> Result<String, String> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(format!("cannot read the metrics file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the metrics file {}: {e}",
+                path.display()
+            ))
+        }
     };
     let meta = f
         .metadata()
@@ -101,7 +106,10 @@ pub fn read_metrics_file(path: &std::path::Path) -> Result<String, String> {
     f.take(MAX_METRICS_FILE)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read the metrics file {}: {e}", path.display()))?;
-    if let Some(long) = bytes.split(|b| *b == b'\n').position(|l| l.len() > MAX_METRICS_LINE) {
+    if let Some(long) = bytes
+        .split(|b| *b == b'\n')
+        .position(|l| l.len() > MAX_METRICS_LINE)
+    {
         return Err(format!(
             "metrics file {} line {} is longer than {} KiB; write one short JSON object per line",
             path.display(),

@@ -532,15 +532,13 @@ async fn poll(
                     reason: format!("{REQUEUE_PREFIX}Slurm job {id} ended {s}"),
                     stderr_tail,
                 },
-                _ => {
-                    match protocol::read_metrics_file(&metrics) {
-                        Ok(text) => protocol::outcome(Exit::Code(code), &text, stderr_tail),
-                        Err(reason) => AttemptOutcome::Failed {
-                            reason,
-                            stderr_tail,
-                        },
-                    }
-                }
+                _ => match protocol::read_metrics_file(&metrics) {
+                    Ok(text) => protocol::outcome(Exit::Code(code), &text, stderr_tail),
+                    Err(reason) => AttemptOutcome::Failed {
+                        reason,
+                        stderr_tail,
+                    },
+                },
             }
         } else {
             // No marker: the job was killed, timed out, or is between squeue and the marker.

@@ -53,7 +53,9 @@ pub(crate) fn check_seal(dir: &Path) -> Result<(), StoreError> {
     else {
         return Ok(());
     };
-    let now = std::fs::metadata(db_file(dir)).map(|m| m.len()).unwrap_or(0);
+    let now = std::fs::metadata(db_file(dir))
+        .map(|m| m.len())
+        .unwrap_or(0);
     if now < sealed {
         return Err(StoreError::Damaged {
             path: db_file(dir),
@@ -125,7 +127,10 @@ mod tests {
         let e = catch_panics(&store, || -> u32 { panic!("{huge}") }).unwrap_err();
         let text = e.to_string();
         assert!(text.len() < 1200, "{} bytes", text.len());
-        assert!(text.contains("quantune restore") && text.contains("store/db"), "{text}");
+        assert!(
+            text.contains("quantune restore") && text.contains("store/db"),
+            "{text}"
+        );
         assert_eq!(catch_panics(&store, || 7).unwrap(), 7);
     }
 

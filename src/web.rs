@@ -270,21 +270,21 @@ impl Guard {
 
     /// Why `req` is refused, if it is: a foreign `Host` (DNS rebinding), or no valid token.
     /// `Ok(true)` when the token came in the query (the answer then sets the cookie).
-    fn check(&self, req: &Request) -> Result<bool, Response> {
+    fn check(&self, req: &Request) -> Result<bool, Box<Response>> {
         let host = req
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         if !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-            return Err((
+            return Err(Box::new((
                 StatusCode::FORBIDDEN,
                 format!(
                     "Host \"{host}\" is not this forwarder's address; open http://{}/ui/ as `quantune web` printed it\n",
                     self.hosts[0]
                 ),
             )
-                .into_response());
+                .into_response()));
         }
         let from_query = req
             .uri()
@@ -304,11 +304,13 @@ impl Guard {
         if from_cookie {
             return Ok(false);
         }
-        Err((
-            StatusCode::FORBIDDEN,
-            "this page needs the token in the URL that `quantune web` printed (…/ui/?token=…)\n",
-        )
-            .into_response())
+        Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "this page needs the token in the URL that `quantune web` printed (…/ui/?token=…)\n",
+            )
+                .into_response(),
+        ))
     }
 }
 
@@ -400,7 +402,7 @@ pub async fn proxy(endpoint: Endpoint, listen: &str) -> anyhow::Result<()> {
 async fn forward(endpoint: Endpoint, guard: Guard, req: Request) -> Response {
     let with_query = match guard.check(&req) {
         Ok(q) => q,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let path = req
         .uri()

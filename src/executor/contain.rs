@@ -291,12 +291,15 @@ impl TrialBox {
         for (pid, st) in &table {
             // An adopted orphan that died before anyone claimed it: reap it (nobody else
             // will, and a zombie holds its pid).
-            if st.state == 'Z' && st.ppid == me && st.pgrp != own_group && !others.contains(pid) {
-                if Some(*pid) != leader {
-                    // SAFETY: waitpid on a specific pid this daemon adopted.
-                    unsafe {
-                        libc::waitpid(*pid, std::ptr::null_mut(), libc::WNOHANG);
-                    }
+            if st.state == 'Z'
+                && st.ppid == me
+                && st.pgrp != own_group
+                && !others.contains(pid)
+                && Some(*pid) != leader
+            {
+                // SAFETY: waitpid on a specific pid this daemon adopted.
+                unsafe {
+                    libc::waitpid(*pid, std::ptr::null_mut(), libc::WNOHANG);
                 }
             }
         }

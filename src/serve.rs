@@ -40,15 +40,27 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<()> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // A holder that is gone (killed) may leave its lock with a child it was starting, between
+    // fork and exec (a trial joining its cgroup): that lasts moments, so wait for it.
+    let started = std::time::Instant::now();
     // SAFETY: flock on a descriptor this function owns; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             bail!("cannot lock {}: {err}", path.display());
         }
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
+        let _ = std::io::Seek::rewind(&mut file);
         let holder = holder.trim();
+        let gone = holder.parse::<i32>().is_ok_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        });
+        if gone && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         bail!(
             "the state directory {} is in use by another quantune process{}; stop it first, or give this one another state directory",
             state_dir.display(),

@@ -11,7 +11,7 @@ use super::access::Peer;
 use axum::extract::connect_info::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -279,8 +279,10 @@ pub async fn serve<L: Accept>(
         let all_closed = all_closed.clone();
         let mut quit = quit.clone();
         tokio::spawn(async move {
+            // No hyper timer: the timeouts are this supervisor's (hyper's own header timeout,
+            // 30 s from every keep-alive turn, would cut `idle_timeout` short).
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).keep_alive(true);
+            builder.keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(io), svc);
             tokio::pin!(conn);
             let mut stopping = false;

@@ -82,7 +82,13 @@ pub struct Containment {
     /// Held from a trial's spawn until its first process is claimed, and by every look for
     /// orphans: a first process just started is never taken for another trial's orphan.
     spawning: Mutex<()>,
+    /// The last look at `/proc`, shared by the boxes that look within [`TABLE_REUSE`] of it
+    /// (one scan per tick, however many trials run).
+    table: Mutex<Option<(std::time::Instant, Arc<HashMap<i32, Stat>>)>>,
 }
+
+/// How long one scan of `/proc` serves every box.
+const TABLE_REUSE: Duration = Duration::from_millis(50);
 
 static CURRENT: OnceLock<Result<Arc<Containment>, String>> = OnceLock::new();
 
@@ -130,7 +136,21 @@ impl Containment {
             claimed: Mutex::default(),
             next_id: Mutex::new(0),
             spawning: Mutex::new(()),
+            table: Mutex::new(None),
         })
+    }
+
+    /// The process table, scanned at most every [`TABLE_REUSE`]; `fresh` forces a new scan.
+    fn table(&self, fresh: bool) -> Arc<HashMap<i32, Stat>> {
+        let mut cached = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, t)) = cached.as_ref() {
+            if !fresh && at.elapsed() < TABLE_REUSE {
+                return t.clone();
+            }
+        }
+        let t = Arc::new(process_table());
+        *cached = Some((std::time::Instant::now(), t.clone()));
+        t
     }
 
     /// `"cgroup"` or `"subreaper"`.
@@ -272,12 +292,17 @@ impl TrialBox {
     /// Subreaper mode: looks for processes the trial started since the last look (a no-op
     /// for a cgroup, which the kernel keeps).
     pub fn track(&mut self) {
+        self.look(false);
+    }
+
+    /// [`TrialBox::track`], on a fresh scan when `fresh` (the end of the attempt).
+    fn look(&mut self, fresh: bool) {
         if self.cgroup.is_some() {
             return;
         }
         let owner = self.owner.clone();
         let _spawning = owner.spawning.lock().unwrap_or_else(|p| p.into_inner());
-        let table = process_table();
+        let table = owner.table(fresh);
         let me = std::process::id() as i32;
         let own_group = nix::unistd::getpgrp().as_raw();
         let leader = self.leader;
@@ -288,7 +313,7 @@ impl TrialBox {
             .flat_map(|(_, s)| s.iter().copied())
             .collect();
         let mut added = Vec::new();
-        for (pid, st) in &table {
+        for (pid, st) in table.iter() {
             // An adopted orphan that died before anyone claimed it: reap it (nobody else
             // will, and a zombie holds its pid).
             if st.state == 'Z'
@@ -305,7 +330,7 @@ impl TrialBox {
         }
         loop {
             let mut grew = false;
-            for (pid, st) in &table {
+            for (pid, st) in table.iter() {
                 if st.state == 'Z'
                     || st.state == 'X'
                     || self.known.get(pid) == Some(&st.start)
@@ -369,7 +394,7 @@ impl TrialBox {
                     );
                 }
             } else {
-                self.track();
+                self.look(true);
                 let live = self.live();
                 if live.is_empty() {
                     break;
@@ -397,7 +422,7 @@ impl TrialBox {
         match &self.cgroup {
             Some(dir) => cgroup_pids(dir),
             None => {
-                self.track();
+                self.look(true);
                 self.live()
             }
         }

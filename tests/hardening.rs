@@ -101,6 +101,36 @@ fn escapees_die_with_their_trial(containment: &str) {
     dead_within_2s(pid, "daemon stop");
 }
 
+/// The daemon is killed (`kill -9`) while a trial with an escaped grandchild runs: the next
+/// start ends the grandchild by what the trial's box recorded (its cgroup, or its pids), though
+/// the grandchild has no QUANTUNE_* variable to be found by.
+fn leftovers_of_a_killed_daemon_are_reaped(containment: &str) {
+    let mut d = Daemon::start(2, &format!("containment = \"{containment}\""));
+    let pidfile = escape_study(&d, "crash", "hang", "60s");
+    let pid = grandchild(&pidfile);
+    // Long enough for the subreaper box to have seen it (it looks every 0.1 s).
+    std::thread::sleep(Duration::from_millis(500));
+    d.kill9();
+    assert!(
+        pid_alive(pid),
+        "the grandchild died with the daemon already"
+    );
+    d.spawn();
+    dead_within_2s(pid, "restart after kill -9");
+    assert!(
+        d.log()
+            .contains("leftover process(es) of the interrupted attempt"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn leftovers_of_a_killed_daemon_are_reaped_by_cgroup_or_recorded_pids() {
+    leftovers_of_a_killed_daemon_are_reaped("auto");
+    leftovers_of_a_killed_daemon_are_reaped("subreaper");
+}
+
 #[test]
 fn escaped_grandchildren_die_with_their_trial_in_a_cgroup_or_subreaper_box() {
     // `auto`: a cgroup where this machine offers one (the log says which was used).

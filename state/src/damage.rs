@@ -1,9 +1,11 @@
 //! A damaged store is found when it is opened and reported in one short paragraph that names
 //! the file and the way back, never as a panic from deep inside sled.
 //!
-//! Two checks: a store the daemon closed cleanly carries a seal (`store.sealed` beside the
-//! store directory: the length of its `db` file then), so a `db` file found shorter at the next
-//! open was cut short while nobody used it (a copy or restore cut off, a full disk); and
+//! Three checks: a store closed cleanly carries a seal (`store.sealed` beside the store
+//! directory: the length of its `db` file and its next event number then), so a `db` file found
+//! shorter at the next open was cut short while nobody used it (a copy or restore cut off, a
+//! full disk), and an event log that ends earlier than sealed means sled met damage and rolled
+//! back to its last intact record (which it does silently); and
 //! whatever sled does while it opens and while the daemon first reads every record runs under
 //! [`catch_panics`], which turns a panic (an index out of bounds on a truncated log, a
 //! multi-megabyte message on flipped bytes) into [`StoreError::Damaged`] with the message cut
@@ -29,34 +31,55 @@ pub(crate) fn db_file(dir: &Path) -> PathBuf {
 }
 
 /// Records, after a clean stop, how long the store's `db` file is, for [`check_seal`] at the
-/// next open. Best effort: a seal that cannot be written only means no check.
+/// next open. Best effort: a seal that cannot be written only means no check. (The store
+/// seals itself again, with its event count, when it is dropped.)
 pub fn seal(dir: &Path) {
+    write_seal(dir, None);
+}
+
+/// Writes the seal: the `db` file's length and, when known, the next event number.
+pub(crate) fn write_seal(dir: &Path, next_event: Option<u64>) {
     if let Ok(meta) = std::fs::metadata(db_file(dir)) {
-        let _ = std::fs::write(seal_path(dir), format!("db_len {}\n", meta.len()));
+        let mut text = format!("db_len {}\n", meta.len());
+        if let Some(n) = next_event {
+            text.push_str(&format!("next_event {n}\n"));
+        }
+        let _ = std::fs::write(seal_path(dir), text);
     }
 }
 
-/// Fails if the store was sealed and its `db` file has since become shorter.
-pub(crate) fn check_seal(dir: &Path) -> Result<(), StoreError> {
+/// What a seal says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Seal {
+    /// The `db` file's length at the clean stop.
+    pub db_len: Option<u64>,
+    /// The next event number then.
+    pub next_event: Option<u64>,
+}
+
+/// Fails if the store was sealed and its `db` file has since become shorter; returns the
+/// seal (for [`check_events`] once the store is open).
+pub(crate) fn check_seal(dir: &Path) -> Result<Seal, StoreError> {
     let Ok(text) = std::fs::read_to_string(seal_path(dir)) else {
-        return Ok(());
+        return Ok(Seal::default());
     };
     if !dir.exists() {
         // The store was moved aside (the way back from damage): a fresh one starts here.
         unseal(dir);
-        return Ok(());
+        return Ok(Seal::default());
     }
-    let Some(sealed) = text
-        .trim()
-        .strip_prefix("db_len ")
-        .and_then(|n| n.parse::<u64>().ok())
-    else {
-        return Ok(());
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    let seal = Seal {
+        db_len: field("db_len "),
+        next_event: field("next_event "),
     };
     let now = std::fs::metadata(db_file(dir))
         .map(|m| m.len())
         .unwrap_or(0);
-    if now < sealed {
+    if let Some(sealed) = seal.db_len.filter(|s| now < *s) {
         return Err(StoreError::Damaged {
             path: db_file(dir),
             detail: format!(
@@ -64,7 +87,24 @@ pub(crate) fn check_seal(dir: &Path) -> Result<(), StoreError> {
             ),
         });
     }
-    Ok(())
+    Ok(seal)
+}
+
+/// Fails if the opened store's event log ends before where it ended at the sealed stop: sled
+/// found damage and rolled back to its last intact record, silently dropping the rest.
+pub(crate) fn check_events(dir: &Path, seal: Seal, next_event: u64) -> Result<(), StoreError> {
+    match seal.next_event {
+        Some(sealed) if next_event < sealed => Err(StoreError::Damaged {
+            path: db_file(dir),
+            detail: format!(
+                "its records end at event {} but reached event {} when quantune last stopped cleanly: {} change(s) were lost to damage in the file",
+                next_event.saturating_sub(1),
+                sealed - 1,
+                sealed - next_event
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Removes the seal once the store is open (the next clean stop writes a new one).
@@ -142,6 +182,11 @@ mod tests {
         std::fs::write(db_file(&store), vec![0u8; 1000]).unwrap();
         seal(&store);
         check_seal(&store).unwrap();
+        write_seal(&store, Some(8));
+        let s = check_seal(&store).unwrap();
+        check_events(&store, s, 8).unwrap();
+        let e = check_events(&store, s, 5).unwrap_err().to_string();
+        assert!(e.contains("3 change(s) were lost"), "{e}");
         std::fs::write(db_file(&store), vec![0u8; 10]).unwrap();
         let e = check_seal(&store).unwrap_err().to_string();
         assert!(e.contains("truncated") && e.contains("10 bytes"), "{e}");

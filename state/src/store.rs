@@ -138,6 +138,21 @@ pub struct Store {
     syncs: Mutex<SyncState>,
     /// Signalled when a flush ends.
     synced: Condvar,
+    /// Set when the store must not seal itself on drop (it was refused as damaged).
+    sealed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Store {
+    /// Seals the store (see [`crate::damage`]): its `db` length and next event number, so that
+    /// the next open can tell whether it was cut short or rolled back meanwhile.
+    fn drop(&mut self) {
+        if self.sealed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let _ = self.db.flush();
+        let next = *self.lock_writer();
+        crate::damage::write_seal(&self.path, Some(next));
+    }
 }
 
 /// Where the shared flush stands. Sync requests are numbered; a flush that starts after request
@@ -221,8 +236,16 @@ impl Store {
     /// process or from this one while the first `Store` is alive, fails with
     /// [`StoreError::Open`] whose message asks whether another quantune is using it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        crate::damage::check_seal(dir)?;
+        let seal = crate::damage::check_seal(dir)?;
         let store = crate::damage::catch_panics(dir, || Store::open_unguarded(dir))??;
+        let next_event = *store.lock_writer();
+        // Refused, the store is closed again without a new seal: the next start says the same.
+        if let Err(e) = crate::damage::check_events(dir, seal, next_event) {
+            store
+                .sealed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
         crate::damage::unseal(dir);
         Ok(store)
     }
@@ -269,6 +292,7 @@ impl Store {
             writer: Mutex::new(0),
             syncs: Mutex::default(),
             synced: Condvar::new(),
+            sealed: std::sync::atomic::AtomicBool::new(false),
             db,
         };
         if found.is_none() {

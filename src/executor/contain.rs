@@ -84,8 +84,11 @@ pub struct Containment {
     spawning: Mutex<()>,
     /// The last look at `/proc`, shared by the boxes that look within [`TABLE_REUSE`] of it
     /// (one scan per tick, however many trials run).
-    table: Mutex<Option<(std::time::Instant, Arc<HashMap<i32, Stat>>)>>,
+    table: Mutex<Option<(std::time::Instant, Arc<ProcessTable>)>>,
 }
+
+/// What `/proc` says about every process, by pid.
+type ProcessTable = HashMap<i32, Stat>;
 
 /// How long one scan of `/proc` serves every box.
 const TABLE_REUSE: Duration = Duration::from_millis(50);
@@ -141,7 +144,7 @@ impl Containment {
     }
 
     /// The process table, scanned at most every [`TABLE_REUSE`]; `fresh` forces a new scan.
-    fn table(&self, fresh: bool) -> Arc<HashMap<i32, Stat>> {
+    fn table(&self, fresh: bool) -> Arc<ProcessTable> {
         let mut cached = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, t)) = cached.as_ref() {
             if !fresh && at.elapsed() < TABLE_REUSE {

@@ -139,7 +139,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                     )
                 );
                 if let Some(w) = &s.waiting {
-                    println!("{w}");
+                    println!("{}", output::escape_control(w));
                 }
                 let trials: Vec<TrialView> = client
                     .json(
@@ -167,7 +167,9 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                     let m: Vec<String> = best
                         .metrics
                         .iter()
-                        .map(|(k, v)| format!("{k}={}", output::num(*v, false)))
+                        .map(|(k, v)| {
+                            format!("{}={}", output::escape_control(k), output::num(*v, false))
+                        })
                         .collect();
                     println!("best: trial {} {}", best.trial, m.join(" "));
                 }

@@ -461,6 +461,36 @@ fn the_web_forwarder_refuses_requests_without_its_token_or_with_a_foreign_host()
     assert!(cookie.contains(" 200 "), "{cookie}");
 }
 
+/// A trial that writes 80 MiB to stdout completes; its log keeps the first 64 MiB and ends with
+/// a note; the daemon's memory stays flat.
+#[test]
+fn trial_logs_are_capped_with_a_note() {
+    let d = Daemon::start(1, "");
+    let command = format!(
+        "[\"sh\", {:?}, \"chatty\"]",
+        fixture("bad_metrics.sh").display().to_string()
+    );
+    let toml = study_toml_full("chatty", &command, 1, 1, "", "60s", "retries = 0");
+    let f = d.write("chatty.toml", &toml);
+    assert!(d.cli(&["submit", f.to_str().unwrap()]).status.success());
+    let trial = finished_trial(&d, "chatty");
+    assert_eq!(trial["state"], "complete", "{trial}");
+    let log = d.state_dir().join("trials/chatty/0/stdout.1.log");
+    let len = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        len > 64 << 20 && len < (64 << 20) + 1024,
+        "stdout.1.log is {len} bytes"
+    );
+    let mut f = std::fs::File::open(&log).unwrap();
+    use std::io::{Read, Seek};
+    f.seek(std::io::SeekFrom::Start(64 << 20)).unwrap();
+    let mut note = String::new();
+    f.read_to_string(&mut note).unwrap();
+    assert!(note.contains("reached its limit of 64 MiB"), "{note:?}");
+    let peak = peak_rss_mib(d.pid().unwrap());
+    assert!(peak < 200, "the daemon's peak RSS was {peak} MiB");
+}
+
 /// The smaller holes: state files readable by others, terminal escapes from a study printed
 /// raw, a NUL byte in a choice, `tell --failed ""` without a reason.
 #[test]

@@ -347,11 +347,17 @@ async fn run_attempt(
 
 /// Copies a trial's stdout or stderr from its pipe to `path`, keeping the first `limit`
 /// bytes in the file (then a note saying the rest was dropped); returns the last
-/// [`STDERR_TAIL_BYTES`] of everything it read. Memory is constant however much comes.
-async fn capture(mut from: impl tokio::io::AsyncRead + Unpin, path: PathBuf, limit: u64) -> String {
-    use tokio::io::AsyncWriteExt;
+/// [`STDERR_TAIL_BYTES`] of everything it read. Memory is constant however much comes. The
+/// file is written directly (a write to the page cache does not block for long), so that the
+/// end of an attempt does not wait on the blocking pool.
+async fn capture(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    path: PathBuf,
+    limit: u64,
+) -> String {
+    use std::io::Write;
     let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
-    let mut file = tokio::fs::File::create(&path).await.ok();
+    let mut file = std::fs::File::create(&path).ok();
     let mut written: u64 = 0;
     let mut dropped: u64 = 0;
     let mut buf = vec![0u8; 64 << 10];
@@ -362,7 +368,7 @@ async fn capture(mut from: impl tokio::io::AsyncRead + Unpin, path: PathBuf, lim
                 let keep = (limit.saturating_sub(written)).min(n as u64) as usize;
                 if let Some(f) = file.as_mut() {
                     if keep > 0 {
-                        let _ = f.write_all(&buf[..keep]).await;
+                        let _ = f.write_all(&buf[..keep]);
                     }
                     if keep < n && dropped == 0 {
                         let note = format!(
@@ -370,7 +376,7 @@ async fn capture(mut from: impl tokio::io::AsyncRead + Unpin, path: PathBuf, lim
                             limit >> 20,
                             STDERR_TAIL_BYTES
                         );
-                        let _ = f.write_all(note.as_bytes()).await;
+                        let _ = f.write_all(note.as_bytes());
                     }
                 }
                 written += keep as u64;

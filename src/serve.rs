@@ -215,7 +215,14 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
     let app = router(state.clone());
     let scrape = match &cfg.metrics_listen {
-        Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
+        Some(addr) => Some(
+            serve_metrics(
+                addr,
+                state.clone(),
+                cfg.http.limits(false).map_err(anyhow::Error::msg)?,
+            )
+            .await?,
+        ),
         None => None,
     };
     if cfg.web {
@@ -299,7 +306,11 @@ pub fn ignore_hangup() {
 /// Serves `GET /metrics` (only) on a plain TCP listener for Prometheus scrapers; everything
 /// else there is a 404. Meant for loopback (`metrics_listen = "127.0.0.1:9464"`): it has no
 /// authentication, and a non-loopback address is logged as a warning.
-async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinHandle<()>> {
+async fn serve_metrics(
+    addr: &str,
+    state: AppState,
+    limits: crate::api::listen::HttpLimits,
+) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("metrics_listen = \"{addr}\": cannot listen there"))?;
@@ -311,10 +322,14 @@ async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinH
     let only_metrics = axum::Router::new()
         .route("/metrics", axum::routing::get(crate::api::server::metrics))
         .with_state(state);
+    // The same connection limits as a TCP API listener; stopped by aborting the task.
+    let limits = crate::api::listen::HttpLimits {
+        reserve: 0,
+        ..limits
+    };
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, only_metrics).await {
-            tracing::error!("metrics listener failed: {e}");
-        }
+        let (_keep, never) = watch::channel(false);
+        crate::api::listen::serve(listener, only_metrics, limits, never, "metrics").await;
     }))
 }
 

@@ -350,11 +350,7 @@ async fn run_attempt(
 /// [`STDERR_TAIL_BYTES`] of everything it read. Memory is constant however much comes. The
 /// file is written directly (a write to the page cache does not block for long), so that the
 /// end of an attempt does not wait on the blocking pool.
-async fn capture(
-    mut from: impl tokio::io::AsyncRead + Unpin,
-    path: PathBuf,
-    limit: u64,
-) -> String {
+async fn capture(mut from: impl tokio::io::AsyncRead + Unpin, path: PathBuf, limit: u64) -> String {
     use std::io::Write;
     let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
     let mut file = std::fs::File::create(&path).ok();

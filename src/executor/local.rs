@@ -192,16 +192,15 @@ async fn run_attempt(
             Ok(a) => a,
             Err(e) => return fail(e),
         },
-        None => {
-            let mut argv = Vec::with_capacity(launch.spec.command.len());
-            for arg in &launch.spec.command {
-                match protocol::substitute(arg, &launch.params, &launch.study, launch.trial) {
-                    Ok(a) => argv.push(a),
-                    Err(e) => return fail(format!("bad command template: {e}")),
-                }
-            }
-            argv
-        }
+        None => match protocol::argv(
+            &launch.spec.command,
+            &launch.params,
+            &launch.study,
+            launch.trial,
+        ) {
+            Ok(a) => a,
+            Err(e) => return fail(format!("bad command template: {e}")),
+        },
     };
     let mut bx = match Containment::current().and_then(|c| {
         c.open_box(&run_dir, launch.attempt)
@@ -320,7 +319,7 @@ async fn run_attempt(
         End::TimedOut => AttemptOutcome::Failed {
             reason: format!(
                 "timeout after {}",
-                crate::duration::format_secs(launch.spec.timeout_secs)
+                crate::model::duration::format_secs(launch.spec.timeout_secs)
             ),
             stderr_tail,
         },

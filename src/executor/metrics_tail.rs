@@ -223,14 +223,14 @@ mod tests {
             "[study]\nname = \"t\"\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
                    [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[budget]\nmax_trials = 1\n\
                    [trial]\ncommand = [\"true\"]\n";
-        let def = crate::study::parse(src, "t.toml", dir, None).unwrap();
+        let def = crate::model::study::parse(src, "t.toml", dir, None).unwrap();
         Launch {
             study: "t".into(),
             trial: 0,
             attempt: 1,
             params: Default::default(),
             spec: std::sync::Arc::new(def.trial),
-            slot: crate::slots::Slot::detached("cpu0"),
+            slot: crate::gpu::slots::Slot::detached("cpu0"),
             run_dir: dir.to_path_buf(),
         }
     }

@@ -172,8 +172,19 @@ impl Containment {
             *n += 1;
             *n
         };
+        // The record is for the crash reaper only: a trial still runs, contained, without it
+        // (on a full disk, say).
         let record = record_path(run_dir, attempt);
-        let mut file = std::fs::File::create(&record)?;
+        let mut file = match std::fs::File::create(&record) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot write {} ({e}); should the daemon be killed, this attempt's leftovers are not found on the next start",
+                    record.display()
+                );
+                None
+            }
+        };
         let (cgroup, procs) = match &self.cgroup_root {
             Some(root) => {
                 let dir = root.join(cgroup_name(run_dir, attempt));
@@ -188,7 +199,9 @@ impl Containment {
                         Err(e)
                     }
                 })?;
-                writeln!(file, "cgroup {}", dir.display())?;
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "cgroup {}", dir.display());
+                }
                 let procs = std::fs::OpenOptions::new()
                     .write(true)
                     .open(dir.join("cgroup.procs"))?;
@@ -226,8 +239,9 @@ pub struct TrialBox {
     /// The cgroup's `cgroup.procs`, open for the trial's first process to join between fork
     /// and exec.
     procs: Option<OwnedFd>,
-    /// `contain.N` in the trial directory, for the crash reaper.
-    record: std::fs::File,
+    /// `contain.N` in the trial directory, for the crash reaper (`None` if it could not be
+    /// created).
+    record: Option<std::fs::File>,
     /// The trial's first process.
     leader: Option<i32>,
     /// Subreaper mode: processes known to be the trial's, pid → start time (so that a reused
@@ -466,7 +480,9 @@ impl TrialBox {
     /// Records `pid` for the crash reaper.
     fn note(&mut self, pid: i32, start: u64) {
         self.known.insert(pid, start);
-        let _ = writeln!(self.record, "{pid} {start}");
+        if let Some(f) = self.record.as_mut() {
+            let _ = writeln!(f, "{pid} {start}");
+        }
     }
 }
 

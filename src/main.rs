@@ -39,6 +39,18 @@ fn main() -> ExitCode {
         return ExitCode::from(quantune::workload::qat::main(args) as u8);
     }
     quantune::view::color::init(cli.color);
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Run { .. } | Command::Web { .. }
+    ) {
+        // A one-shot command piped into `head` ends quietly when the pipe closes, like other
+        // Unix tools, instead of panicking on the failed print. (Those serving sockets keep
+        // SIGPIPE ignored: a client hanging up must not kill them.)
+        // SAFETY: resetting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let daemon = matches!(cli.command, Command::Serve { .. });
     init_tracing(daemon);
     let multi = matches!(cli.command, Command::Serve { .. } | Command::Run { .. });

@@ -152,8 +152,9 @@ timeout = "10m"
     }
 }
 
-/// Starts `quantune web` on a free loopback port; returns it and the page's base URL.
-fn start_proxy(d: &Daemon) -> (Group, String) {
+/// Starts `quantune web` on a free loopback port; returns it, the page's base URL and the
+/// token it printed.
+fn start_proxy(d: &Daemon) -> (Group, String, String) {
     let mut child = Command::new(bin())
         .arg("--socket")
         .arg(&d.socket)
@@ -167,13 +168,14 @@ fn start_proxy(d: &Daemon) -> (Group, String) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line
+    let printed = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .trim_end_matches("/ui/")
-        .to_string();
-    (Group(child), url)
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let (url, token) = printed
+        .split_once("/ui/?token=")
+        .unwrap_or_else(|| panic!("no token in {printed:?}"));
+    (Group(child), url.to_string(), token.to_string())
 }
 
 /// One raw HTTP/1.0 request to the proxy; returns the status line and the body.
@@ -194,23 +196,28 @@ fn web_page_shows_the_leaderboard_and_plots_in_chromium() {
     let d = Daemon::start(1, "web = true");
     fill_study(&d);
     let board = d.leaderboard("web-demo");
-    let (_proxy, url) = start_proxy(&d);
+    let (_proxy, url, token) = start_proxy(&d);
+    let host = url.trim_start_matches("http://");
+    let auth = format!("Host: {host}\r\nCookie: quantune_web_token={token}");
 
     // Without a browser: the proxy serves the page and nothing else, read-only.
-    let (status, body) = http(&url, "GET /ui/ HTTP/1.0\r\nHost: x\r\n\r\n");
+    let (status, body) = http(&url, &format!("GET /ui/ HTTP/1.0\r\n{auth}\r\n\r\n"));
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("/ui/studies/web-demo"), "{body}");
-    let (status, _) = http(&url, "GET /v1/studies HTTP/1.0\r\nHost: x\r\n\r\n");
+    let (status, _) = http(&url, &format!("GET /v1/studies HTTP/1.0\r\n{auth}\r\n\r\n"));
     assert!(
         status.contains("404"),
         "the API is not reachable through it: {status}"
     );
     let (status, _) = http(
         &url,
-        "POST /ui/studies/web-demo HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        &format!("POST /ui/studies/web-demo HTTP/1.0\r\n{auth}\r\nContent-Length: 0\r\n\r\n"),
     );
     assert!(status.contains("405"), "{status}");
-    let (status, body) = http(&url, "GET /ui/studies/nope HTTP/1.0\r\nHost: x\r\n\r\n");
+    let (status, body) = http(
+        &url,
+        &format!("GET /ui/studies/nope HTTP/1.0\r\n{auth}\r\n\r\n"),
+    );
     assert!(
         status.contains("404") && body.contains("no study named"),
         "{status} {body}"
@@ -227,7 +234,7 @@ fn web_page_shows_the_leaderboard_and_plots_in_chromium() {
         return;
     };
     let profile = tempfile::tempdir().unwrap();
-    let page = format!("{url}/ui/studies/web-demo");
+    let page = format!("{url}/ui/studies/web-demo?token={token}");
     let dom = run_chromium(&browser, profile.path(), &["--dump-dom", &page]);
 
     // The leaderboard table, row for row as `leaderboard --format json` has it.

@@ -139,7 +139,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                     )
                 );
                 if let Some(w) = &s.waiting {
-                    println!("{w}");
+                    println!("{}", table::escape_control(w));
                 }
                 let trials: Vec<TrialView> = client
                     .json(
@@ -167,7 +167,9 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
                     let m: Vec<String> = best
                         .metrics
                         .iter()
-                        .map(|(k, v)| format!("{k}={}", table::num(*v, false)))
+                        .map(|(k, v)| {
+                            format!("{}={}", table::escape_control(k), table::num(*v, false))
+                        })
                         .collect();
                     println!("best: trial {} {}", best.trial, m.join(" "));
                 }

@@ -331,6 +331,16 @@ async fn tell(
     let req: TellRequest = body(&bytes)?;
     let outcome = match (req.metrics, req.failed, req.infeasible) {
         (Some(m), None, None) => TellOutcome::Complete(m),
+        (None, Some(r), None) if r.trim().is_empty() => {
+            return Err(bad(
+                "\"failed\" needs a reason: say what went wrong, e.g. {\"failed\": \"CUDA out of memory\"}",
+            ))
+        }
+        (None, None, Some(r)) if r.trim().is_empty() => {
+            return Err(bad(
+                "\"infeasible\" needs a reason: say why the configuration cannot run, e.g. {\"infeasible\": \"needs 80 GB\"}",
+            ))
+        }
         (None, Some(r), None) => TellOutcome::Failed(r),
         (None, None, Some(r)) => TellOutcome::Infeasible(r),
         _ => {

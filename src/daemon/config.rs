@@ -37,6 +37,62 @@ pub struct DaemonConfig {
     /// Executor settings (`[executor.slurm]`, `[executor.ray]`).
     #[serde(default)]
     pub executor: ExecutorsConfig,
+    /// How local trials are contained: `"auto"` (a cgroup each where the machine offers one,
+    /// else a child subreaper), `"cgroup"` or `"subreaper"` (docs/TRIALS.md).
+    #[serde(default)]
+    pub containment: crate::executor::contain::ContainmentMode,
+    /// The daemon's umask, in octal (`"0027"`): state files, logs and what trials create.
+    /// Unset: 0077 when the inherited umask leaves files readable by others (systemd's
+    /// `UMask=0027` is kept).
+    pub umask: Option<String>,
+    /// Connection limits of the API listeners (`[http]`).
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: how long a connection may take to send a request head or sit idle, and how
+/// many each listener holds (docs/DEPLOY.md, "Connections").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Time from a connection's accept (or its first byte after a response) to a complete
+    /// request head (default "10s").
+    pub header_timeout: Option<String>,
+    /// Time a keep-alive connection may sit between requests (default "60s").
+    pub idle_timeout: Option<String>,
+    /// Connections open at once, per listener (default 1024).
+    pub max_connections: Option<usize>,
+    /// On the Unix socket, the last connections below the cap kept for the CLI: once they
+    /// are in use each new connection closes the oldest idle or half-sent one (default 64).
+    pub cli_reserve: Option<usize>,
+}
+
+impl HttpConfig {
+    /// The limits of the Unix socket (`unix`, with the CLI reserve) or of a TCP listener.
+    pub fn limits(&self, unix: bool) -> Result<crate::daemon::listen::HttpLimits, String> {
+        let d = crate::daemon::listen::HttpLimits::default();
+        let dur = |key: &str, v: &Option<String>, default: std::time::Duration| match v {
+            None => Ok(default),
+            Some(t) => crate::model::duration::parse_duration(t)
+                .map(std::time::Duration::from_secs_f64)
+                .map_err(|e| format!("http.{key}: {e}")),
+        };
+        let max = self.max_connections.unwrap_or(d.max_connections);
+        if max == 0 {
+            return Err("http.max_connections must be at least 1".into());
+        }
+        let reserve = if unix {
+            self.cli_reserve.unwrap_or(64).min(max.saturating_sub(1))
+        } else {
+            0
+        };
+        Ok(crate::daemon::listen::HttpLimits {
+            header_timeout: dur("header_timeout", &self.header_timeout, d.header_timeout)?,
+            idle_timeout: dur("idle_timeout", &self.idle_timeout, d.idle_timeout)?,
+            max_connections: max,
+            reserve,
+        })
+    }
 }
 
 pub use crate::executor::ExecutorsConfig;
@@ -108,6 +164,11 @@ impl DaemonConfig {
                 ));
             }
         }
+        cfg.umask_bits()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.http
+            .limits(true)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         if cfg.cpu_slots == Some(0) {
             return Err(format!(
                 "{}: cpu_slots must be at least 1 (omit it to use the number of cores)",
@@ -115,6 +176,33 @@ impl DaemonConfig {
             ));
         }
         Ok(cfg)
+    }
+
+    /// The configured umask, if any; the error says what is wrong with it.
+    pub fn umask_bits(&self) -> Result<Option<u32>, String> {
+        match &self.umask {
+            None => Ok(None),
+            Some(t) => match u32::from_str_radix(t.trim_start_matches("0o"), 8) {
+                Ok(bits) if bits <= 0o777 => Ok(Some(bits)),
+                _ => Err(format!(
+                    "umask = \"{t}\" is not an octal umask; write e.g. \"0077\" or \"0027\""
+                )),
+            },
+        }
+    }
+
+    /// Sets the process umask: the configured one, else 0077 unless the inherited one already
+    /// keeps others out. Returns the umask in force.
+    pub fn apply_umask(&self) -> u32 {
+        use nix::sys::stat::{umask, Mode};
+        let inherited = umask(Mode::from_bits_truncate(0o077)).bits() as u32;
+        let want = match self.umask_bits() {
+            Ok(Some(bits)) => bits,
+            _ if inherited & 0o007 == 0o007 => inherited,
+            _ => 0o077,
+        };
+        umask(Mode::from_bits_truncate(want as nix::libc::mode_t));
+        want
     }
 
     /// CPU slots to use.

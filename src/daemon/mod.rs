@@ -5,6 +5,7 @@
 pub mod access;
 pub mod api;
 pub mod config;
+pub mod listen;
 pub mod run;
 pub mod serve;
 pub mod web;

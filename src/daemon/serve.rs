@@ -4,7 +4,7 @@
 //! and on SIGTERM or SIGINT stops accepting requests, interrupts local trials, records them and
 //! exits.
 
-use crate::daemon::access::{Peer, Token};
+use crate::daemon::access::Token;
 use crate::daemon::api::{router, tcp_router, AppState};
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::config::ExecutorsConfig;
@@ -38,15 +38,27 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<()> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // A holder that is gone (killed) may leave its lock with a child it was starting, between
+    // fork and exec (a trial joining its cgroup): that lasts moments, so wait for it.
+    let started = std::time::Instant::now();
     // SAFETY: flock on a descriptor this function owns; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             bail!("cannot lock {}: {err}", path.display());
         }
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
+        let _ = std::io::Seek::rewind(&mut file);
         let holder = holder.trim();
+        let gone = holder.parse::<i32>().is_ok_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        });
+        if gone && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         bail!(
             "the state directory {} is in use by another quantune process{}; stop it first, or give this one another state directory",
             state_dir.display(),
@@ -105,7 +117,12 @@ pub fn start_engine(
         trials_per_gpu,
         only_study,
     };
-    let scheduler = Scheduler::open(store, executors, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The first read of every record: a damaged store panics here, deep in sled.
+    let scheduler = quantune_state::damage::catch_panics(&state_dir.join("store"), || {
+        Scheduler::open(store, executors, cfg)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((Arc::new(scheduler), ev_rx))
 }
 
@@ -124,8 +141,10 @@ pub fn discover_gpus(enabled: bool) -> GpuDiscovery {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn serve(config: Option<&Path>) -> Result<()> {
-    // Before anything else: a SIGTERM during start-up then stops the daemon cleanly once up.
+    // Before anything else: a SIGTERM during start-up then stops the daemon cleanly once up,
+    // and a SIGHUP never kills it.
     let stop_signal = crate::signal::shutdown_signal();
+    ignore_hangup();
     let mut cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
     // Trials run in their own working directory: every path they are given must be absolute.
     cfg.state_dir = std::path::absolute(&cfg.state_dir)?;
@@ -138,6 +157,10 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         None => None,
     };
     raise_fd_limit();
+    let mask = cfg.apply_umask();
+    tracing::info!("umask {mask:04o} for state files, logs and trials");
+    crate::executor::contain::configure(cfg.containment);
+    crate::executor::contain::Containment::current().map_err(anyhow::Error::msg)?;
     let gpus = discover_gpus(cfg.gpu_discovery);
     match &gpus.note {
         Some(n) => tracing::info!("{n}"),
@@ -164,9 +187,6 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     };
     // One stop signal fans out to both listeners.
     let (quit_tx, quit_rx) = watch::channel(false);
-    let quit = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|q| *q).await;
-    };
     let tcp_server = match tcp {
         Some((addr, token)) => {
             let l = tokio::net::TcpListener::bind(&addr)
@@ -177,9 +197,9 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
                 l.local_addr()?
             );
             let app = tcp_router(state.clone(), token);
-            let server = axum::serve(l, app.into_make_service_with_connect_info::<Peer>())
-                .with_graceful_shutdown(quit(quit_rx.clone()));
-            Some(tokio::spawn(async move { server.await }))
+            let limits = cfg.http.limits(false).map_err(anyhow::Error::msg)?;
+            let server = crate::daemon::listen::serve(l, app, limits, quit_rx.clone(), "tcp");
+            Some(tokio::spawn(server))
         }
         None => None,
     };
@@ -187,7 +207,14 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
     let app = router(state.clone());
     let scrape = match &cfg.metrics_listen {
-        Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
+        Some(addr) => Some(
+            serve_metrics(
+                addr,
+                state.clone(),
+                cfg.http.limits(false).map_err(anyhow::Error::msg)?,
+            )
+            .await?,
+        ),
         None => None,
     };
     if cfg.web {
@@ -229,10 +256,8 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
             }
         })
     };
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(quit(quit_rx))
-        .await
-        .context("API server failed");
+    let limits = cfg.http.limits(true).map_err(anyhow::Error::msg)?;
+    crate::daemon::listen::serve(listener, app, limits, quit_rx, "socket").await;
     if let Some(t) = tcp_server {
         let _ = t.await;
     }
@@ -245,21 +270,43 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         m.abort();
     }
     let _ = std::fs::remove_file(&cfg.socket);
-    served?;
     if let Ok(Ok(Err(e))) = outcome {
         bail!(
             "stopped: the state store in {} could not be written (is its disk full?): {e}; nothing acknowledged is lost, and trials that were running run again on the next start (systemd restarts the service)",
             cfg.state_dir.display()
         );
     }
+    // A clean stop: the next start can tell whether the store was cut short meanwhile.
+    quantune_state::damage::seal(&cfg.state_dir.join("store"));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Catches SIGHUP (whose default action would kill the daemon, leaving its socket file and
+/// orphaning its trials) and logs it: nothing is reloaded on SIGHUP; a changed config takes
+/// a restart (`systemctl restart quantune`), and running trials are re-queued then.
+pub fn ignore_hangup() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: ignored (nothing is reloaded on SIGHUP; restart the daemon to apply a changed config)");
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot catch SIGHUP ({e}); a SIGHUP would stop the daemon"),
+    }
 }
 
 /// Serves `GET /metrics` (only) on a plain TCP listener for Prometheus scrapers; everything
 /// else there is a 404. Meant for loopback (`metrics_listen = "127.0.0.1:9464"`): it has no
 /// authentication, and a non-loopback address is logged as a warning.
-async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinHandle<()>> {
+async fn serve_metrics(
+    addr: &str,
+    state: AppState,
+    limits: crate::daemon::listen::HttpLimits,
+) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("metrics_listen = \"{addr}\": cannot listen there"))?;
@@ -271,10 +318,14 @@ async fn serve_metrics(addr: &str, state: AppState) -> Result<tokio::task::JoinH
     let only_metrics = axum::Router::new()
         .route("/metrics", axum::routing::get(crate::daemon::api::metrics))
         .with_state(state);
+    // The same connection limits as a TCP API listener; stopped by aborting the task.
+    let limits = crate::daemon::listen::HttpLimits {
+        reserve: 0,
+        ..limits
+    };
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, only_metrics).await {
-            tracing::error!("metrics listener failed: {e}");
-        }
+        let (_keep, never) = watch::channel(false);
+        crate::daemon::listen::serve(listener, only_metrics, limits, never, "metrics").await;
     }))
 }
 

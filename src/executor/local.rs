@@ -1,15 +1,16 @@
-//! The local executor: each attempt is a child process started from argv (never a shell) in its
-//! own process group, speaking the trial protocol (docs/TRIALS.md) through its environment and a
-//! metrics file. Timeouts and cancellation signal the whole group: SIGTERM, then SIGKILL after
-//! a grace period.
+//! The local executor: each attempt is a child process started from argv (never a shell) in a
+//! box of its own (a cgroup or a subreaper's process tree, see [`super::contain`]), speaking
+//! the trial protocol (docs/TRIALS.md) through its environment and a metrics file. Timeouts and cancellation
+//! signal everything in the box: SIGTERM, then SIGKILL after a grace period; however the
+//! attempt ends, it is over (and its slot free) only when the box is empty. Its stdout and
+//! stderr go through pipes to capped log files ([`LOG_LIMIT`]).
 
+use super::contain::{self, Containment, TRACK_INTERVAL};
 use super::metrics_tail::MetricsTail;
 use super::protocol::{self, Exit};
 use super::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,14 @@ pub const STDERR_TAIL_BYTES: usize = 4096;
 
 /// How often a running trial's metrics file is read for new intermediate reports.
 const TAIL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The most of a trial's stdout, and of its stderr, kept in its log files (64 MiB each);
+/// beyond it the file ends with a note and the output is dropped.
+pub const LOG_LIMIT: u64 = 64 << 20;
+
+/// How long the end of an attempt waits for its output pipes to close once every process of
+/// the trial is gone.
+const PIPE_DRAIN: Duration = Duration::from_millis(500);
 
 /// Cancel switches of the attempts in flight, by (study, trial).
 type CancelSwitches = HashMap<(String, u64), watch::Sender<Option<CancelReason>>>;
@@ -123,27 +132,9 @@ impl Executor for LocalExecutor {
     }
 
     fn reap(&self, study: &str, trial: u64, attempt: u32, run_dir: &Path) {
-        // An attempt's processes (its descendants included, whatever group or session they
-        // moved to) carry its metrics file in their environment: a path unique to this state
-        // directory, study, trial and attempt.
-        let want = {
-            let mut v = b"QUANTUNE_METRICS_FILE=".to_vec();
-            v.extend_from_slice(
-                metrics_path(&absolute(run_dir), attempt)
-                    .as_os_str()
-                    .as_bytes(),
-            );
-            v
-        };
-        let own_group = nix::unistd::getpgrp();
-        let mut killed = 0;
-        for (pid, pgrp) in processes_with_env(&want) {
-            if pgrp != own_group && pgrp.as_raw() > 1 {
-                let _ = killpg(pgrp, Signal::SIGKILL);
-            }
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-            killed += 1;
-        }
+        // By what the attempt's box recorded (its cgroup, or its processes with their start
+        // times), not by anything the trial could have changed.
+        let killed = contain::reap_recorded(&absolute(run_dir), attempt);
         if killed > 0 {
             tracing::warn!(
                 study,
@@ -164,45 +155,6 @@ fn absolute(path: &Path) -> PathBuf {
 /// The metrics file of one attempt.
 fn metrics_path(run_dir: &Path, attempt: u32) -> PathBuf {
     run_dir.join(format!("metrics.{attempt}.jsonl"))
-}
-
-/// Live processes (pid, process group) whose environment holds the entry `want`
-/// (`NAME=value`). Reads `/proc`; processes of other users are not readable and not listed.
-fn processes_with_env(want: &[u8]) -> Vec<(Pid, Pid)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if !env.split(|b| *b == 0).any(|var| var == want) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        if fields.first() == Some(&"Z") {
-            continue;
-        }
-        if let Some(pgrp) = fields.get(2).and_then(|g| g.parse::<i32>().ok()) {
-            found.push((Pid::from_raw(pid), Pid::from_raw(pgrp)));
-        }
-    }
-    found
 }
 
 async fn run_attempt(
@@ -234,10 +186,6 @@ async fn run_attempt(
             metrics_path.display()
         ));
     }
-    let stdout = match std::fs::File::create(&stdout_path) {
-        Ok(f) => f,
-        Err(e) => return fail(format!("cannot create {}: {e}", stdout_path.display())),
-    };
     let argv = match &launch.spec.qat {
         // The built-in workload is this binary run as a trial (src/workload).
         Some(qat) => match crate::workload::qat::argv(qat, &launch.params, cache_dir) {
@@ -254,6 +202,13 @@ async fn run_attempt(
             Err(e) => return fail(format!("bad command template: {e}")),
         },
     };
+    let mut bx = match Containment::current().and_then(|c| {
+        c.open_box(&run_dir, launch.attempt)
+            .map_err(|e| format!("cannot set up the trial's {} box: {e}", c.kind()))
+    }) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
     let cuda: Vec<String> = launch.slot.gpus.iter().map(u32::to_string).collect();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -266,11 +221,11 @@ async fn run_attempt(
         .env("QUANTUNE_METRICS_FILE", &metrics_path)
         .env("CUDA_VISIBLE_DEVICES", cuda.join(","))
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(false);
-    let mut child = match cmd.spawn() {
+    bx.configure(&mut cmd);
+    let mut child = match bx.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
             return fail(format!(
@@ -280,45 +235,29 @@ async fn run_attempt(
             ))
         }
     };
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    let stderr_task = child.stderr.take().map(|mut err| {
-        let path = stderr_path.clone();
-        tokio::spawn(async move {
-            let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
-            let mut file = tokio::fs::File::create(&path).await.ok();
-            let mut buf = [0u8; 8192];
-            loop {
-                match err.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if let Some(f) = file.as_mut() {
-                            use tokio::io::AsyncWriteExt;
-                            let _ = f.write_all(&buf[..n]).await;
-                        }
-                        tail.extend(&buf[..n]);
-                        while tail.len() > STDERR_TAIL_BYTES {
-                            tail.pop_front();
-                        }
-                    }
-                }
-            }
-            let bytes: Vec<u8> = tail.into_iter().collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    });
+    let stdout_task = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(capture(out, stdout_path, LOG_LIMIT)));
+    let stderr_task = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(capture(err, stderr_path, LOG_LIMIT)));
 
     let mut tail = MetricsTail::new(metrics_path.clone());
     // A timeout too large for a Duration (e.g. "1000000000y") means none.
     let timeout = Duration::try_from_secs_f64(launch.spec.timeout_secs).unwrap_or(Duration::MAX);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut ticker = tokio::time::interval(TAIL_INTERVAL);
+    let mut ticker = tokio::time::interval(TRACK_INTERVAL);
     ticker.tick().await;
+    let mut last_tail = std::time::Instant::now();
     enum End {
         Exited(std::process::ExitStatus),
         WaitError(String),
         TimedOut,
         Cancelled(CancelReason),
+        Refused(String),
     }
     let end = loop {
         tokio::select! {
@@ -338,25 +277,44 @@ async fn run_attempt(
                     break End::Cancelled(why);
                 }
             }
-            _ = ticker.tick() => tail.poll(&launch, events).await,
+            _ = ticker.tick() => {
+                bx.track();
+                if last_tail.elapsed() >= TAIL_INTERVAL {
+                    last_tail = std::time::Instant::now();
+                    if let Err(e) = tail.poll(&launch, events).await {
+                        break End::Refused(e);
+                    }
+                }
+            }
         }
     };
-    if matches!(end, End::TimedOut | End::Cancelled(_)) {
-        terminate_group(pgid, &mut child, grace).await;
+    if matches!(end, End::TimedOut | End::Cancelled(_) | End::Refused(_)) {
+        // SIGTERM to everything in the box; SIGKILL (below) once the first process has
+        // exited or after the grace period.
+        bx.signal_all(Signal::SIGTERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            bx.signal_all(Signal::SIGKILL);
+        }
     }
-    // Whatever the leader did, nothing of the trial outlives it.
-    if let Some(pg) = pgid {
-        let _ = killpg(pg, Signal::SIGKILL);
-    }
+    // Whatever the first process did, nothing of the trial outlives it: the attempt is over
+    // (and its slot free) only once the box is empty.
+    bx.kill_all().await;
+    let _ = child.wait().await;
+    drop(bx);
+    // Every writer is gone, so the pipes are at their end; a process that escaped the box
+    // anyway may keep one open, and is not waited for.
     let stderr_tail = match stderr_task {
-        Some(t) => tokio::time::timeout(Duration::from_secs(5), t)
+        Some(t) => tokio::time::timeout(PIPE_DRAIN, t)
             .await
             .ok()
             .and_then(|r| r.ok()),
         None => None,
     };
+    if let Some(t) = stdout_task {
+        let _ = tokio::time::timeout(PIPE_DRAIN, t).await;
+    }
     let stderr_tail = stderr_tail.filter(|s| !s.is_empty());
-    tail.poll(&launch, events).await;
+    let metrics = tail.finish(&launch, events).await;
     match end {
         End::TimedOut => AttemptOutcome::Failed {
             reason: format!(
@@ -366,6 +324,10 @@ async fn run_attempt(
             stderr_tail,
         },
         End::Cancelled(why) => AttemptOutcome::Cancelled { why, stderr_tail },
+        End::Refused(reason) => AttemptOutcome::Failed {
+            reason,
+            stderr_tail,
+        },
         End::WaitError(e) => AttemptOutcome::Failed {
             reason: format!("lost the trial process: {e}"),
             stderr_tail,
@@ -377,18 +339,57 @@ async fn run_attempt(
                 (None, Some(sig)) => Exit::Signal(sig),
                 _ => Exit::Code(-1),
             };
-            let text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
-            protocol::outcome(exit, &text, stderr_tail)
+            protocol::outcome_of(exit, metrics, stderr_tail)
         }
     }
 }
 
-/// SIGTERM to the group, then SIGKILL after `grace` if the leader has not exited.
-async fn terminate_group(pgid: Option<Pid>, child: &mut tokio::process::Child, grace: Duration) {
-    let Some(pg) = pgid else { return };
-    let _ = killpg(pg, Signal::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = killpg(pg, Signal::SIGKILL);
-        let _ = child.wait().await;
+/// Copies a trial's stdout or stderr from its pipe to `path`, keeping the first `limit`
+/// bytes in the file (then a note saying the rest was dropped); returns the last
+/// [`STDERR_TAIL_BYTES`] of everything it read. Memory is constant however much comes. The
+/// file is written directly (a write to the page cache does not block for long), so that the
+/// end of an attempt does not wait on the blocking pool.
+async fn capture(mut from: impl tokio::io::AsyncRead + Unpin, path: PathBuf, limit: u64) -> String {
+    use std::io::Write;
+    let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
+    let mut file = std::fs::File::create(&path).ok();
+    let mut written: u64 = 0;
+    let mut dropped: u64 = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let keep = (limit.saturating_sub(written)).min(n as u64) as usize;
+                if let Some(f) = file.as_mut() {
+                    if keep > 0 {
+                        let _ = f.write_all(&buf[..keep]);
+                    }
+                    if keep < n && dropped == 0 {
+                        let note = format!(
+                            "\n[quantune: this log reached its limit of {} MiB; the rest of the output is dropped (the trial's record keeps its last {} bytes)]\n",
+                            limit >> 20,
+                            STDERR_TAIL_BYTES
+                        );
+                        let _ = f.write_all(note.as_bytes());
+                    }
+                }
+                written += keep as u64;
+                dropped += (n - keep) as u64;
+                tail.extend(&buf[..n]);
+                while tail.len() > STDERR_TAIL_BYTES {
+                    tail.pop_front();
+                }
+            }
+        }
     }
+    if dropped > 0 {
+        tracing::warn!(
+            "{}: {dropped} byte(s) of trial output over the {} MiB limit dropped",
+            path.display(),
+            limit >> 20
+        );
+    }
+    let bytes: Vec<u8> = tail.into_iter().collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -1,6 +1,7 @@
 //! Executors run one attempt of a trial somewhere and report what happened. The scheduler only
 //! sees this interface: start an attempt, cancel it, and a stream of [`ExecEvent`]s back.
 
+pub mod contain;
 pub mod local;
 pub mod metrics_tail;
 pub mod protocol;

@@ -81,6 +81,67 @@ fn scan(arg: &str, mut f: impl FnMut(&str) -> Result<String, String>) -> Result<
     Ok(out)
 }
 
+/// The longest metrics line accepted (1 MiB); a longer one fails the trial.
+pub const MAX_METRICS_LINE: usize = 1 << 20;
+
+/// The largest metrics file accepted (256 MiB); a larger one fails the trial.
+pub const MAX_METRICS_FILE: u64 = 256 << 20;
+
+/// Reads a finished metrics file whole, refusing one that is not a regular file or is over
+/// [`MAX_METRICS_FILE`] (the error says which). A missing file reads as empty.
+pub fn read_metrics_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the metrics file {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read the metrics file {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "$QUANTUNE_METRICS_FILE ({}) is {}, not a regular file; the trial must write its metrics lines to that file",
+            path.display(),
+            super::metrics_tail::kind_of(&meta)
+        ));
+    }
+    if meta.len() > MAX_METRICS_FILE {
+        return Err(format!(
+            "the metrics file {} is {} bytes, over the limit of {} MiB",
+            path.display(),
+            meta.len(),
+            MAX_METRICS_FILE >> 20
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_METRICS_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the metrics file {}: {e}", path.display()))?;
+    if let Some(long) = bytes
+        .split(|b| *b == b'\n')
+        .position(|l| l.len() > MAX_METRICS_LINE)
+    {
+        return Err(format!(
+            "metrics file {} line {} is longer than {} KiB; write one short JSON object per line",
+            path.display(),
+            long + 1,
+            MAX_METRICS_LINE >> 10
+        ));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// The `QUANTUNE_PARAMS` value: a JSON object of every parameter.
 pub fn params_json(params: &Params) -> String {
     serde_json::to_string(params).unwrap_or_else(|_| "{}".into())
@@ -194,7 +255,15 @@ pub enum Exit {
 /// declared infeasibility wins; a non-zero exit or a signal fails; exit 0 needs a well-formed
 /// file with a final line.
 pub fn outcome(exit: Exit, metrics_text: &str, stderr_tail: Option<String>) -> AttemptOutcome {
-    let parsed = parse_file(metrics_text);
+    outcome_of(exit, parse_file(metrics_text), stderr_tail)
+}
+
+/// [`outcome`] for a metrics file already parsed (its error names the malformed line).
+pub fn outcome_of(
+    exit: Exit,
+    parsed: Result<MetricsFile, String>,
+    stderr_tail: Option<String>,
+) -> AttemptOutcome {
     if let Ok(m) = &parsed {
         if let Some(reason) = &m.infeasible {
             return AttemptOutcome::Infeasible(reason.clone());

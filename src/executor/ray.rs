@@ -1019,7 +1019,8 @@ async fn poll(sh: &Arc<Shared>) {
             .get_mut(&s.key)
             .map(|j| std::mem::replace(&mut j.tail, MetricsTail::new(files(&s.launch).metrics)));
         if let Some(mut tail) = taken {
-            tail.poll(&s.launch, &sh.events).await;
+            // A limit broken is reported with the outcome (the final read refuses it).
+            let _ = tail.poll(&s.launch, &sh.events).await;
             if let Some(j) = sh.lock().get_mut(&s.key) {
                 j.tail = tail;
             }
@@ -1246,8 +1247,12 @@ async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
             Action::Collect(ray) => {
                 let f = files(&s.launch);
                 let code = marker(&f.exit);
-                let metrics = std::fs::read_to_string(&f.metrics).unwrap_or_default();
-                let clean = code == Some(0) && s.cancel.is_none();
+                // A metrics file that broke a limit (or is not a regular file) fails the job.
+                let (metrics, refused) = match protocol::read_metrics_file(&f.metrics) {
+                    Ok(text) => (text, None),
+                    Err(reason) => (String::new(), Some(reason)),
+                };
+                let clean = code == Some(0) && s.cancel.is_none() && refused.is_none();
                 let stderr_tail = if clean || ray.is_none() {
                     None
                 } else {
@@ -1255,16 +1260,22 @@ async fn collect(sh: &Arc<Shared>, actions: Vec<(&Snapshot, Action)>) {
                         .log_tail(&s.id, crate::executor::local::STDERR_TAIL_BYTES)
                         .await
                 };
-                outcome(End {
-                    id: &s.id,
-                    ray: ray.as_ref(),
-                    marker: code,
-                    why: s.cancel,
-                    timed_out: s.timed_out,
-                    timeout_secs: s.launch.spec.timeout_secs,
-                    metrics: &metrics,
-                    stderr_tail,
-                })
+                match refused {
+                    Some(reason) if s.cancel.is_none() && !s.timed_out => AttemptOutcome::Failed {
+                        reason,
+                        stderr_tail,
+                    },
+                    _ => outcome(End {
+                        id: &s.id,
+                        ray: ray.as_ref(),
+                        marker: code,
+                        why: s.cancel,
+                        timed_out: s.timed_out,
+                        timeout_secs: s.launch.spec.timeout_secs,
+                        metrics: &metrics,
+                        stderr_tail,
+                    }),
+                }
             }
             Action::CancelUnsubmitted(why) | Action::StopPending(why) => {
                 AttemptOutcome::Cancelled {

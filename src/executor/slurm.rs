@@ -124,9 +124,14 @@ fn script(l: &Launch, metrics: &Path, exit: &Path) -> Result<String, String> {
 
 /// Last `n` bytes of a file, as text.
 fn file_tail(path: &Path, n: usize) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    let start = bytes.len().saturating_sub(n);
-    let s = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(n as u64)))
+        .ok()?;
+    let mut bytes = Vec::with_capacity(n);
+    f.take(n as u64).read_to_end(&mut bytes).ok()?;
+    let s = String::from_utf8_lossy(&bytes).into_owned();
     (!s.is_empty()).then_some(s)
 }
 
@@ -443,7 +448,8 @@ async fn poll(
                     None => continue,
                 }
             };
-            tail.poll(&launch, events).await;
+            // A limit broken is reported with the outcome (the final read below refuses it).
+            let _ = tail.poll(&launch, events).await;
             if let Some(j) = jobs.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
                 j.tail = tail;
             }
@@ -524,10 +530,13 @@ async fn poll(
                     reason: format!("{REQUEUE_PREFIX}Slurm job {id} ended {s}"),
                     stderr_tail,
                 },
-                _ => {
-                    let text = std::fs::read_to_string(&metrics).unwrap_or_default();
-                    protocol::outcome(Exit::Code(code), &text, stderr_tail)
-                }
+                _ => match protocol::read_metrics_file(&metrics) {
+                    Ok(text) => protocol::outcome(Exit::Code(code), &text, stderr_tail),
+                    Err(reason) => AttemptOutcome::Failed {
+                        reason,
+                        stderr_tail,
+                    },
+                },
             }
         } else {
             // No marker: the job was killed, timed out, or is between squeue and the marker.

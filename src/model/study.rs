@@ -1015,6 +1015,15 @@ fn param_domain(p: &str, rp: RawParam) -> Result<Domain, (String, String)> {
                     "a categorical parameter needs choices = [\"a\", \"b\", …]".into(),
                 )
             })?;
+            if let Some(i) = choices
+                .iter()
+                .position(|c| matches!(c, ParamValue::Str(s) if s.contains('\0')))
+            {
+                return Err(e(
+                    "choices",
+                    format!("choice {} contains a NUL byte; choices are text a trial receives in its argv and environment, which cannot hold one", i + 1),
+                ));
+            }
             Ok(Domain::Categorical { choices })
         }
         other => Err(e(

@@ -34,15 +34,21 @@ impl Table {
 
     /// [`Table::to_text`] with the header in bold and each row in its paint (`paints[i]` for
     /// row `i`), when `paints` is given (colours on).
+    /// Control characters in cells (a terminal escape sequence in a metric name or a choice)
+    /// are shown escaped (`\x1b`), never sent to the terminal.
     pub fn to_text_painted(&self, paints: Option<&[Option<crate::view::color::Paint>]>) -> String {
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
+        let escaped: Vec<Vec<String>> = std::iter::once(&self.headers)
+            .chain(&self.rows)
+            .map(|line| line.iter().map(|c| escape_control(c)).collect())
+            .collect();
+        let mut widths: Vec<usize> = escaped[0].iter().map(|h| h.chars().count()).collect();
+        for r in &escaped[1..] {
             for (w, c) in widths.iter_mut().zip(r) {
                 *w = (*w).max(c.chars().count());
             }
         }
         let mut out = String::new();
-        for (i, line) in std::iter::once(&self.headers).chain(&self.rows).enumerate() {
+        for (i, line) in escaped.iter().enumerate() {
             let cells: Vec<String> = line
                 .iter()
                 .zip(&widths)
@@ -74,6 +80,28 @@ impl Table {
         }
         out
     }
+}
+
+/// `s` with every control character (C0, DEL, C1) written as `\xNN` (`\u{NNNN}` above
+/// 0xff), so that text from a trial or a study file cannot drive the terminal.
+pub fn escape_control(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            let n = c as u32;
+            if n <= 0xff {
+                out.push_str(&format!("\\x{n:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{n:04x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn csv_cell(c: &str) -> String {
@@ -312,6 +340,23 @@ pub fn studies_table(studies: &[StudySummary]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_escape_terminal_control_characters() {
+        let t = Table {
+            headers: vec!["metric\u{1b}[2J".into()],
+            rows: vec![vec!["a\u{9b}b\tc".into()]],
+        };
+        let text = t.to_text();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("metric\\x1b[2J") && text.contains("a\\x9bb\\x09c"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn csv_quotes_and_text_aligns() {

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod batch;
+pub mod damage;
 pub mod records;
 pub mod store;
 pub mod transfer;

@@ -94,6 +94,15 @@ pub enum StoreError {
         /// What went wrong.
         detail: String,
     },
+    /// The store's files are damaged (truncated, overwritten): found at open (see
+    /// [`crate::damage`]).
+    #[error("the state store file {path} is damaged: {detail}. quantune will not run on it. The way back: move the store aside (mv {dir} {dir}.damaged), start quantune again (it starts with an empty store) and load your latest backup with `quantune restore BACKUP_DIR` (made by `quantune backup`; exports load with `quantune import`).", dir = path.parent().unwrap_or(path).display(), path = path.display())]
+    Damaged {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it, in a line.
+        detail: String,
+    },
     /// An I/O error from sled (disk full, …).
     #[error("state store I/O error: {0}")]
     Io(#[from] sled::Error),
@@ -129,6 +138,21 @@ pub struct Store {
     syncs: Mutex<SyncState>,
     /// Signalled when a flush ends.
     synced: Condvar,
+    /// Set when the store must not seal itself on drop (it was refused as damaged).
+    sealed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Store {
+    /// Seals the store (see [`crate::damage`]): its `db` length and next event number, so that
+    /// the next open can tell whether it was cut short or rolled back meanwhile.
+    fn drop(&mut self) {
+        if self.sealed.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let _ = self.db.flush();
+        let next = *self.lock_writer();
+        crate::damage::write_seal(&self.path, Some(next));
+    }
 }
 
 /// Where the shared flush stands. Sync requests are numbered; a flush that starts after request
@@ -212,6 +236,22 @@ impl Store {
     /// process or from this one while the first `Store` is alive, fails with
     /// [`StoreError::Open`] whose message asks whether another quantune is using it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let seal = crate::damage::check_seal(dir)?;
+        let store = crate::damage::catch_panics(dir, || Store::open_unguarded(dir))??;
+        let next_event = *store.lock_writer();
+        // Refused, the store is closed again without a new seal: the next start says the same.
+        if let Err(e) = crate::damage::check_events(dir, seal, next_event) {
+            store
+                .sealed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
+        crate::damage::unseal(dir);
+        Ok(store)
+    }
+
+    /// [`Store::open`] without the damage checks.
+    fn open_unguarded(dir: &Path) -> Result<Store, StoreError> {
         let open_err = |source: sled::Error| StoreError::Open {
             path: dir.to_path_buf(),
             source: explain_open_error(source),
@@ -252,6 +292,7 @@ impl Store {
             writer: Mutex::new(0),
             syncs: Mutex::default(),
             synced: Condvar::new(),
+            sealed: std::sync::atomic::AtomicBool::new(false),
             db,
         };
         if found.is_none() {

@@ -2,33 +2,18 @@
 //!
 //! The quantune binary's crate: it wires the search strategies (`quantune-strategies`) and the
 //! store (`quantune-state`) into a daemon (`serve`), a foreground runner (`run`) and the CLI
-//! client commands. Read in this order to follow a trial from `submit` to `leaderboard`:
-//! [`study`] (the file), [`api::server`] (submit), [`engine`] (scheduling and recording),
-//! [`executor::local`] (the process), [`leaderboard`] (the ranking).
+//! client commands. The code is grouped by who owns what (`docs/ARCHITECTURE.md` is the map):
+//! [`model`] (study files, wire types, rules), [`scheduler`] (the one owner of live state),
+//! [`executor`] (where trials run), [`workload`] (built-in trials), [`gpu`] (devices and
+//! slots), [`daemon`] (serve, API, access, web), [`client`] (the CLI) and [`view`] (tables,
+//! colours, plots).
 
-pub mod api;
-pub mod cli;
-pub mod color;
-pub mod commands;
-pub mod config;
-pub mod duration;
-pub mod engine;
+pub mod client;
+pub mod daemon;
 pub mod executor;
 pub mod gpu;
-pub mod gpu_monitor;
-pub mod hardware;
-pub mod host;
-pub mod importance;
-pub mod leaderboard;
-pub mod metrics;
-pub mod output;
-pub mod plot;
-pub mod progress;
-pub mod results;
-pub mod run;
-pub mod serve;
-pub mod slots;
-pub mod study;
-pub mod viz;
-pub mod web;
+pub mod model;
+pub mod scheduler;
+pub mod signal;
+pub mod view;
 pub mod workload;

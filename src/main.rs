@@ -2,7 +2,7 @@
 //! 1 an error it explains, 2 a usage error (from clap), 130 interrupted `run`.
 
 use clap::Parser;
-use quantune::cli::{Cli, Command, Format};
+use quantune::client::cli::{Cli, Command, Format};
 use std::process::ExitCode;
 
 fn init_tracing(daemon: bool) {
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         // A trial process: CPU-bound and synchronous, no runtime, no tracing.
         return ExitCode::from(quantune::workload::qat::main(args) as u8);
     }
-    quantune::color::init(cli.color);
+    quantune::view::color::init(cli.color);
     let daemon = matches!(cli.command, Command::Serve { .. });
     init_tracing(daemon);
     let multi = matches!(cli.command, Command::Serve { .. } | Command::Run { .. });
@@ -60,13 +60,15 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<i32> = rt.block_on(async move {
         match cli.command {
-            Command::Serve { config } => quantune::serve::serve(config.as_deref()).await.map(|_| 0),
+            Command::Serve { config } => quantune::daemon::serve::serve(config.as_deref())
+                .await
+                .map(|_| 0),
             Command::Run {
                 file,
                 state,
                 cpu_slots,
                 quiet,
-            } => quantune::run::run(&file, &state, cpu_slots, quiet).await,
+            } => quantune::daemon::run::run(&file, &state, cpu_slots, quiet).await,
             Command::Validate { file } => validate(&file, cli.format),
             Command::Gpus => gpus(cli.format),
             Command::QatBench(_) => unreachable!("handled before the runtime starts"),
@@ -82,12 +84,12 @@ fn main() -> ExitCode {
             }
             Command::Man { out_dir } => man(out_dir.as_deref()),
             other => {
-                let endpoint = quantune::commands::endpoint(
+                let endpoint = quantune::client::commands::endpoint(
                     &cli.socket,
                     cli.url.as_deref(),
                     cli.token_file.as_deref(),
                 )?;
-                quantune::commands::run_client(other, endpoint, cli.format)
+                quantune::client::commands::run_client(other, endpoint, cli.format)
                     .await
                     .map(|_| 0)
             }
@@ -103,7 +105,7 @@ fn main() -> ExitCode {
 }
 
 fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
-    let (def, _) = quantune::study::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (def, _) = quantune::model::study::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let warnings = validate_warnings(&def);
     for w in &warnings {
         eprintln!("warning: {}: {w}", file.display());
@@ -121,8 +123,12 @@ fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
             .iter()
             .map(|o| format!("{} {:?}", o.metric, o.direction).to_lowercase())
             .collect();
+        let conditional = match def.space.conditions().len() {
+            0 => String::new(),
+            n => format!(" ({n} conditional)"),
+        };
         println!(
-            "ok: {}: study '{}': {} parameter(s), objectives [{}], {} constraint(s), strategy {}, {} trials ({} at once)",
+            "ok: {}: study '{}': {} parameter(s){conditional}, objectives [{}], {} constraint(s), strategy {}, {} trials ({} at once)",
             file.display(),
             def.name,
             def.space.dim(),
@@ -139,7 +145,7 @@ fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
 /// What `validate` warns about without refusing the file: hardware requirements of choices that
 /// no GPU of this machine meets (checked against the GPUs found here; a daemon elsewhere may
 /// have others).
-fn validate_warnings(def: &quantune::study::StudyDefinition) -> Vec<String> {
+fn validate_warnings(def: &quantune::model::study::StudyDefinition) -> Vec<String> {
     if def.requires.is_empty() {
         return Vec::new();
     }
@@ -149,8 +155,8 @@ fn validate_warnings(def: &quantune::study::StudyDefinition) -> Vec<String> {
             def.trial.executor
         )];
     }
-    let found = quantune::serve::discover_gpus(true);
-    quantune::hardware::unmet_warnings(&def.requires, def.trial.gpus, &found.devices)
+    let found = quantune::daemon::serve::discover_gpus(true);
+    quantune::gpu::hardware::unmet_warnings(&def.requires, def.trial.gpus, &found.devices)
 }
 
 /// The man page from the clap definitions: to stdout, or one file per (sub)command in `dir`.

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{study_toml_full, Daemon};
-use quantune::api::client::Client;
+use quantune::client::http::Client;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

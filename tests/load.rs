@@ -9,7 +9,7 @@
 mod common;
 
 use common::Daemon;
-use quantune::api::client::Client;
+use quantune::client::http::Client;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -199,7 +199,8 @@ fn install_script_is_idempotent() {
         std::fs::read(repo().join("deploy/quantune.service")).unwrap()
     );
     // The installed config is one the daemon accepts.
-    let cfg =
-        quantune::config::DaemonConfig::load(Some(&root.path().join("etc/quantune/quantune.toml")));
+    let cfg = quantune::daemon::config::DaemonConfig::load(Some(
+        &root.path().join("etc/quantune/quantune.toml"),
+    ));
     assert!(cfg.is_ok(), "{cfg:?}");
 }

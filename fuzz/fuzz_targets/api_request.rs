@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quantune::api::server::{body, trial_number};
-use quantune::api::{ReportRequest, SubmitRequest, TellRequest};
+use quantune::daemon::api::{body, trial_number};
+use quantune::model::wire::{ReportRequest, SubmitRequest, TellRequest};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     match selector % 5 {
         0 => {
             if let Ok(req) = body::<SubmitRequest>(rest) {
-                let _ = quantune::study::parse(
+                let _ = quantune::model::study::parse(
                     &req.source,
                     req.file.as_deref().unwrap_or("fuzz.toml"),
                     std::path::Path::new("/"),

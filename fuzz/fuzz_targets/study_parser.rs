@@ -9,9 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(def) = quantune::study::parse(text, "fuzz.toml", std::path::Path::new("/"), None) {
+    if let Ok(def) = quantune::model::study::parse(text, "fuzz.toml", std::path::Path::new("/"), None) {
         let json = serde_json::to_value(&def).expect("a parsed study serializes");
-        let back: quantune::study::StudyDefinition =
+        let back: quantune::model::study::StudyDefinition =
             serde_json::from_value(json).expect("a stored study reads back");
         assert_eq!(back.name, def.name);
     }

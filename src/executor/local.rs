@@ -244,16 +244,15 @@ async fn run_attempt(
             Ok(a) => a,
             Err(e) => return fail(e),
         },
-        None => {
-            let mut argv = Vec::with_capacity(launch.spec.command.len());
-            for arg in &launch.spec.command {
-                match protocol::substitute(arg, &launch.params, &launch.study, launch.trial) {
-                    Ok(a) => argv.push(a),
-                    Err(e) => return fail(format!("bad command template: {e}")),
-                }
-            }
-            argv
-        }
+        None => match protocol::argv(
+            &launch.spec.command,
+            &launch.params,
+            &launch.study,
+            launch.trial,
+        ) {
+            Ok(a) => a,
+            Err(e) => return fail(format!("bad command template: {e}")),
+        },
     };
     let cuda: Vec<String> = launch.slot.gpus.iter().map(u32::to_string).collect();
     let mut cmd = Command::new(&argv[0]);
@@ -362,7 +361,7 @@ async fn run_attempt(
         End::TimedOut => AttemptOutcome::Failed {
             reason: format!(
                 "timeout after {}",
-                crate::duration::format_secs(launch.spec.timeout_secs)
+                crate::model::duration::format_secs(launch.spec.timeout_secs)
             ),
             stderr_tail,
         },

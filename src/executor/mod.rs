@@ -4,14 +4,16 @@
 pub mod local;
 pub mod metrics_tail;
 pub mod protocol;
+pub mod ray;
 pub mod slurm;
 
-use crate::slots::Slot;
-use crate::study::TrialSpec;
+use crate::gpu::slots::Slot;
+use crate::model::study::TrialSpec;
 use quantune_strategies::Params;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Everything needed to start one attempt of one trial.
 #[derive(Clone, Debug)]
@@ -144,4 +146,42 @@ pub trait Executor: Send + Sync {
     /// Follows an attempt a previous daemon process started (`job_id` as recorded, if it
     /// was). Only called when [`Executor::survives_restart`].
     fn attach(&self, _launch: Launch, _job_id: Option<String>) {}
+}
+
+// ---- the registry: the one place that lists every executor kind ----
+
+/// `[executor.*]` tables of the daemon config: one optional table per remote kind (the local
+/// executor needs none).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorsConfig {
+    /// `[executor.slurm]`: run `trial.executor = "slurm"` studies as Slurm jobs.
+    pub slurm: Option<slurm::SlurmConfig>,
+    /// `[executor.ray]`: run `trial.executor = "ray"` studies as Ray jobs.
+    pub ray: Option<ray::RayConfig>,
+}
+
+/// Every `trial.executor` name, and whether trials of that kind run on this machine (only
+/// those may run the daemon's own binary, `builtin:qat-bench`).
+pub const KINDS: &[(&str, bool)] = &[("local", true), ("slurm", false), ("ray", false)];
+
+/// The executors a daemon has: the local one always, the others when configured. `kill_grace`
+/// is how long a stopped local trial gets between SIGTERM and SIGKILL.
+pub fn build(
+    cfg: ExecutorsConfig,
+    events: mpsc::UnboundedSender<ExecEvent>,
+    state_dir: &std::path::Path,
+    kill_grace: std::time::Duration,
+) -> Result<Vec<Arc<dyn Executor>>, String> {
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
+        local::LocalExecutor::new(events.clone(), kill_grace)
+            .with_cache_dir(state_dir.join("cache")),
+    )];
+    if let Some(c) = cfg.slurm {
+        executors.push(Arc::new(slurm::SlurmExecutor::new(c, events.clone())?));
+    }
+    if let Some(c) = cfg.ray {
+        executors.push(Arc::new(ray::RayExecutor::new(c, events)?));
+    }
+    Ok(executors)
 }

@@ -27,6 +27,28 @@ pub fn substitute(arg: &str, params: &Params, study: &str, trial: u64) -> Result
     })
 }
 
+/// A trial's argv from the command template: every element substituted, except that an
+/// element naming a parameter the trial does not have (a conditional parameter whose condition
+/// does not hold) is left out, so `"--group-size={group_size}"` disappears from bf16 trials.
+/// Study validation has already checked that every placeholder names a parameter.
+pub fn argv(
+    command: &[String],
+    params: &Params,
+    study: &str,
+    trial: u64,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(command.len());
+    for arg in command {
+        let absent = placeholders(arg)?
+            .iter()
+            .any(|n| n != "trial" && n != "study" && !params.contains_key(n));
+        if !absent {
+            out.push(substitute(arg, params, study, trial)?);
+        }
+    }
+    Ok(out)
+}
+
 fn scan(arg: &str, mut f: impl FnMut(&str) -> Result<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(arg.len());
     let mut rest = arg;
@@ -211,6 +233,28 @@ pub fn outcome(exit: Exit, metrics_text: &str, stderr_tail: Option<String>) -> A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argv_leaves_out_elements_of_absent_parameters() {
+        let mut p = Params::new();
+        p.insert("quantization".into(), ParamValue::Str("bf16".into()));
+        let command: Vec<String> = [
+            "python",
+            "train.py",
+            "--q={quantization}",
+            "--group-size={group_size}",
+            "--trial={trial}",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            argv(&command, &p, "s", 3).unwrap(),
+            ["python", "train.py", "--q=bf16", "--trial=3"]
+        );
+        p.insert("group_size".into(), ParamValue::Int(64));
+        assert_eq!(argv(&command, &p, "s", 3).unwrap()[3], "--group-size=64");
+        assert!(argv(&["{a".to_string()], &p, "s", 0).is_err());
+    }
 
     #[test]
     fn substitutes_params_and_builtins() {

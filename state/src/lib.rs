@@ -16,10 +16,12 @@
 //! assert_eq!(store.study("demo").unwrap().unwrap().state, StudyState::Running);
 //! ```
 
+pub mod batch;
 pub mod records;
 pub mod store;
 pub mod transfer;
 
+pub use batch::Batch;
 pub use records::{
     AttemptRecord, Event, GpuUsage, Report, StudyRecord, StudyState, TrialRecord, TrialState,
 };

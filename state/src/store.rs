@@ -817,7 +817,7 @@ pub(crate) fn decode<T: DeserializeOwned>(tree: &'static str, v: &[u8]) -> Resul
 }
 
 /// Decodes a stored JSON record inside a transaction.
-fn decode_tx<T: DeserializeOwned>(tree: &'static str, v: &[u8]) -> TxResult<T> {
+pub(crate) fn decode_tx<T: DeserializeOwned>(tree: &'static str, v: &[u8]) -> TxResult<T> {
     decode(tree, v).map_err(ConflictableTransactionError::Abort)
 }
 

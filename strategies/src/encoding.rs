@@ -22,6 +22,9 @@ pub struct Encoding {
     slots: Vec<Slot>,
     domains: Vec<Domain>,
     features: usize,
+    /// The space, when it has conditional parameters: their features are neutralized
+    /// (`crate::conditional`).
+    conditional: Option<SearchSpace>,
 }
 
 impl Encoding {
@@ -50,6 +53,7 @@ impl Encoding {
             slots,
             domains: space.params().iter().map(|p| p.domain.clone()).collect(),
             features,
+            conditional: space.is_conditional().then(|| space.clone()),
         }
     }
 
@@ -87,6 +91,9 @@ impl Encoding {
                     out[start + first + cell(*u, choices)] = 1.0;
                 }
             }
+        }
+        if let Some(space) = &self.conditional {
+            neutralize_inactive(&self.slots, &space.active_in_unit(unit), &mut out[start..]);
         }
     }
 
@@ -145,6 +152,24 @@ impl Encoding {
             }
         }
         out
+    }
+}
+
+/// Gives the features of inactive parameters one neutral value, whatever their coordinate:
+/// [`crate::space::INACTIVE_UNIT`] for a number, all zeros for a one-hot block. Points that
+/// differ only in an inactive parameter are then the same point to the model, and the parent's
+/// features tell it which parameters a point has.
+fn neutralize_inactive(slots: &[Slot], active: &[bool], features: &mut [f64]) {
+    for (slot, a) in slots.iter().zip(active) {
+        if *a {
+            continue;
+        }
+        match *slot {
+            Slot::Continuous { feature } | Slot::Ordinal { feature } => {
+                features[feature] = crate::space::INACTIVE_UNIT;
+            }
+            Slot::OneHot { first, choices } => features[first..first + choices].fill(0.0),
+        }
     }
 }
 

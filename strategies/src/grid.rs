@@ -45,6 +45,13 @@ impl Strategy for GridStrategy {
     }
 
     fn suggest(&self, ctx: &SuggestContext<'_>) -> Result<Params, StrategyError> {
+        if ctx.space.is_conditional() {
+            return crate::conditional::ConditionalGrid::new(ctx.space, self.grid_points)?.suggest(
+                ctx.space,
+                ctx.trial_number,
+                ctx.seed,
+            );
+        }
         let total = ctx.space.grid_size(self.grid_points).ok_or_else(|| {
             StrategyError::Invalid(format!(
                 "the grid over this space has more than {} points; use fewer float grid_points, \

@@ -69,7 +69,7 @@ pub fn pending_units(ctx: &SuggestContext<'_>) -> Vec<Vec<f64>> {
 /// [`SearchSpace::to_unit`], with a fast path for the usual case: `Params` is a map sorted by
 /// name, and so is the space, so the two can be walked side by side without lookups.
 pub fn unit_of(space: &SearchSpace, params: &Params) -> Option<Vec<f64>> {
-    if params.len() == space.dim() {
+    if params.len() == space.dim() && !space.is_conditional() {
         let mut out = Vec::with_capacity(space.dim());
         for (p, (name, value)) in space.params().iter().zip(params) {
             if p.name != *name {

@@ -152,9 +152,14 @@ pub fn ped_anova(
     for (i, p) in space.params().iter().enumerate() {
         let d = if varying.contains(&i) {
             let grid = Grid::of(&p.domain, opts.steps.max(2));
-            let index = |ps: &Params| grid.index(&p.domain, &ps[&p.name]);
-            let top_idx: Vec<usize> = top.iter().map(|ps| index(ps)).collect();
-            let all_idx: Vec<usize> = all.iter().map(|ps| index(ps)).collect();
+            // A conditional parameter is compared over the trials in which it existed.
+            let index = |ps: &&Params| Some(grid.index(&p.domain, ps.get(&p.name)?));
+            let top_idx: Vec<usize> = top.iter().filter_map(index).collect();
+            let all_idx: Vec<usize> = all.iter().filter_map(index).collect();
+            if top_idx.is_empty() || all_idx.is_empty() {
+                params.push((p.name.clone(), 0.0));
+                continue;
+            }
             let p_top = grid.density(&top_idx, opts.prior_weight);
             let p_all = grid.density(&all_idx, opts.prior_weight);
             pearson_divergence(&p_top, &p_all)

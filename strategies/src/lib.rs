@@ -26,6 +26,7 @@
 
 pub mod acquisition;
 pub mod bayes;
+pub mod conditional;
 pub mod encoding;
 pub mod gp;
 pub mod grid;
@@ -46,5 +47,5 @@ pub mod tpe;
 mod test_support;
 
 pub use objective::{Constraint, Direction, Objective};
-pub use space::{Domain, Param, ParamValue, Params, SearchSpace};
+pub use space::{Condition, Domain, Param, ParamValue, Params, SearchSpace};
 pub use strategy::{Observation, Outcome, Strategy, StrategyError, SuggestContext, Suggestion};

@@ -26,6 +26,9 @@ pub fn dominates(a: &[f64], b: &[f64]) -> bool {
 /// Pareto front, rank 2 the front once rank 1 is removed, and so on. The result is parallel to
 /// `points`.
 pub fn non_dominated_ranks(points: &[Vec<f64>]) -> Vec<usize> {
+    if !points.is_empty() && points.iter().all(|p| p.len() == 2) {
+        return ranks_2d(points);
+    }
     let n = points.len();
     let mut dominated_by_count = vec![0usize; n];
     let mut dominates_list: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -56,6 +59,38 @@ pub fn non_dominated_ranks(points: &[Vec<f64>]) -> Vec<usize> {
         }
         front = next;
         rank += 1;
+    }
+    ranks
+}
+
+/// [`non_dominated_ranks`] for two objectives in O(N log N): points sorted by the first
+/// coordinate, each goes to the first front whose lowest second coordinate so far is above its
+/// own (those lowest values grow with the front number, so a binary search finds it).
+/// Identical points share a rank, as they do not dominate each other.
+fn ranks_2d(points: &[Vec<f64>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| {
+        points[a][0]
+            .total_cmp(&points[b][0])
+            .then(points[a][1].total_cmp(&points[b][1]))
+    });
+    let mut ranks = vec![0usize; points.len()];
+    let mut lowest: Vec<f64> = Vec::new();
+    let mut prev: Option<usize> = None;
+    for &i in &order {
+        if let Some(j) = prev.filter(|&j| points[j] == points[i]) {
+            ranks[i] = ranks[j];
+            continue;
+        }
+        let y = points[i][1];
+        let k = lowest.partition_point(|&m| m.total_cmp(&y).is_le());
+        if k == lowest.len() {
+            lowest.push(y);
+        } else {
+            lowest[k] = y;
+        }
+        ranks[i] = k + 1;
+        prev = Some(i);
     }
     ranks
 }
@@ -358,6 +393,36 @@ mod tests {
                 rest.remove(i);
                 prop_assert_eq!(*c, all - grid_count(&rest, &r));
             }
+        }
+    }
+
+    #[test]
+    fn two_objective_ranks_match_the_pairwise_definition() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for n in [1usize, 2, 5, 40, 300] {
+            // Coarse values, so that ties and duplicates are common.
+            let points: Vec<Vec<f64>> = (0..n)
+                .map(|_| vec![rng.random_range(0..8) as f64, rng.random_range(0..8) as f64])
+                .collect();
+            let fast = ranks_2d(&points);
+            // The definition: rank 1 is non-dominated; rank k is non-dominated once ranks
+            // below k are removed.
+            let mut slow = vec![0usize; n];
+            let mut rank = 1;
+            while slow.contains(&0) {
+                let left: Vec<usize> = (0..n).filter(|&i| slow[i] == 0).collect();
+                let front: Vec<usize> = left
+                    .iter()
+                    .copied()
+                    .filter(|&i| !left.iter().any(|&j| dominates(&points[j], &points[i])))
+                    .collect();
+                for i in front {
+                    slow[i] = rank;
+                }
+                rank += 1;
+            }
+            assert_eq!(fast, slow, "n = {n}");
         }
     }
 }

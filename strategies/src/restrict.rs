@@ -83,7 +83,7 @@ impl Exclusions {
                 _ => Ok(p.clone()),
             })
             .collect::<Result<Vec<_>, String>>()?;
-        SearchSpace::new(params)
+        space.with_domains(params)
     }
 }
 

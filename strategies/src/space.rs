@@ -354,7 +354,30 @@ impl Param {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchSpace {
     params: Vec<Param>,
+    /// `when` conditions per conditional parameter (see [`Condition`]); empty for a space
+    /// without conditional parameters (and then not serialized, so older records still load).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    conditions: BTreeMap<String, Vec<Condition>>,
 }
+
+/// One `when` entry of a conditional parameter: the parameter exists only in trials whose
+/// `parent` is active and takes one of `values`. A parameter with several conditions exists
+/// when all of them hold.
+///
+/// The parent must have listed values (a categorical, including booleans, or an int parameter
+/// with `values = [...]`), every value must be one of them, and conditions must not form a
+/// cycle: [`SearchSpace::with_conditions`] checks all three.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// The parameter the condition looks at.
+    pub parent: String,
+    /// The parent's values for which the conditional parameter exists.
+    pub values: Vec<ParamValue>,
+}
+
+/// The unit coordinate [`SearchSpace::to_unit`] gives an inactive parameter: the middle of its
+/// range, a neutral value for the models (which also see the parent that switched it off).
+pub const INACTIVE_UNIT: f64 = 0.5;
 
 impl SearchSpace {
     /// Builds a space; fails with `"<name>: <problem>"` on an invalid domain, a duplicate or
@@ -375,7 +398,10 @@ impl SearchSpace {
         if let Some(w) = params.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(format!("{}: the parameter is defined twice", w[0].name));
         }
-        Ok(SearchSpace { params })
+        Ok(SearchSpace {
+            params,
+            conditions: BTreeMap::new(),
+        })
     }
 
     /// The parameters, sorted by name.
@@ -393,34 +419,410 @@ impl SearchSpace {
     /// A missing coordinate (a slice shorter than `dim()`) counts as 0.5; extra ones are ignored.
     pub fn from_unit(&self, u: &[f64]) -> Params {
         debug_assert_eq!(u.len(), self.dim(), "unit point has the wrong dimension");
-        self.params
+        if self.conditions.is_empty() {
+            return self
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let ui = u.get(i).copied().unwrap_or(0.5);
+                    (p.name.clone(), p.domain.from_unit(ui))
+                })
+                .collect();
+        }
+        let values: Vec<ParamValue> = self
+            .params
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                let ui = u.get(i).copied().unwrap_or(0.5);
-                (p.name.clone(), p.domain.from_unit(ui))
+            .map(|(i, p)| p.domain.from_unit(u.get(i).copied().unwrap_or(0.5)))
+            .collect();
+        let active = self.active_by(|j| values.get(j));
+        self.params
+            .iter()
+            .zip(values.iter())
+            .zip(active)
+            .filter(|(_, a)| *a)
+            .map(|((p, v), _)| (p.name.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Maps parameter values to the unit cube; `None` if an active parameter is missing or out
+    /// of domain, or an inactive one is present. An inactive parameter's coordinate is
+    /// [`INACTIVE_UNIT`].
+    pub fn to_unit(&self, params: &Params) -> Option<Vec<f64>> {
+        if self.conditions.is_empty() {
+            return self
+                .params
+                .iter()
+                .map(|p| p.domain.to_unit(params.get(&p.name)?))
+                .collect();
+        }
+        let active = self.active(params);
+        self.params
+            .iter()
+            .zip(active)
+            .map(|(p, a)| match (a, params.get(&p.name)) {
+                (true, Some(v)) => p.domain.to_unit(v),
+                (false, None) => Some(INACTIVE_UNIT),
+                _ => None,
             })
             .collect()
     }
 
-    /// Maps parameter values to the unit cube; `None` if a parameter is missing or out of domain.
-    pub fn to_unit(&self, params: &Params) -> Option<Vec<f64>> {
-        self.params
-            .iter()
-            .map(|p| p.domain.to_unit(params.get(&p.name)?))
-            .collect()
+    /// Whether `params` names exactly this space's active parameters (see
+    /// [`SearchSpace::active`]), each within its domain.
+    pub fn contains(&self, params: &Params) -> bool {
+        if self.conditions.is_empty() {
+            return params.len() == self.params.len()
+                && self
+                    .params
+                    .iter()
+                    .all(|p| params.get(&p.name).is_some_and(|v| p.domain.contains(v)));
+        }
+        self.check_params(params).is_ok()
     }
 
-    /// Whether `params` names exactly this space's parameters, each within its domain.
-    pub fn contains(&self, params: &Params) -> bool {
-        params.len() == self.params.len()
-            && self
-                .params
+    /// Why `params` is not a point of the space, as a message naming the parameter and the fix
+    /// (`group_size: only exists when quantization is "int4" or "int8-int4" (here quantization
+    /// = "bf16"); remove it`); `Ok` exactly when [`SearchSpace::contains`] holds.
+    pub fn check_params(&self, params: &Params) -> Result<(), String> {
+        if let Some(k) = params.keys().find(|k| self.index_of(k).is_none()) {
+            let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(format!(
+                "{k}: not a parameter of the study (parameters: {})",
+                known.join(", ")
+            ));
+        }
+        let active = self.active(params);
+        for (p, a) in self.params.iter().zip(active) {
+            match (a, params.get(&p.name)) {
+                (true, Some(v)) if !p.domain.contains(v) => {
+                    return Err(format!(
+                        "{}: {} is not in the parameter's domain",
+                        p.name,
+                        quoted(v)
+                    ))
+                }
+                (true, None) => {
+                    let why = self
+                        .conditions
+                        .get(&p.name)
+                        .map(|c| {
+                            format!(" (it exists because {})", self.describe_present(c, params))
+                        })
+                        .unwrap_or_default();
+                    return Err(format!("{}: missing{why}; give it a value", p.name));
+                }
+                (false, Some(_)) => {
+                    return Err(format!(
+                        "{}: {}; remove it",
+                        p.name,
+                        self.why_inactive(&p.name, params)
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether each parameter (in [`SearchSpace::params`] order) exists in a trial with these
+    /// values: an unconditional parameter always; a conditional one when its parents are active
+    /// and every condition holds. Only the parents' values are looked at, so `params` may be
+    /// partial or hold extra keys.
+    pub fn active(&self, params: &Params) -> Vec<bool> {
+        self.active_by(|j| params.get(&self.params[j].name))
+    }
+
+    /// [`SearchSpace::active`] for a point of the unit cube (`u.len() == dim()`): the parents'
+    /// values are those the coordinates map to.
+    pub fn active_in_unit(&self, u: &[f64]) -> Vec<bool> {
+        if self.conditions.is_empty() {
+            return vec![true; self.params.len()];
+        }
+        let values: Vec<ParamValue> = self
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.domain.from_unit(u.get(i).copied().unwrap_or(0.5)))
+            .collect();
+        self.active_by(|j| values.get(j))
+    }
+
+    /// Whether parameter `name` exists in a trial with these values (false for an unknown name).
+    pub fn is_active(&self, name: &str, params: &Params) -> bool {
+        self.index_of(name).is_some_and(|i| self.active(params)[i])
+    }
+
+    /// Whether any parameter is conditional.
+    pub fn is_conditional(&self) -> bool {
+        !self.conditions.is_empty()
+    }
+
+    /// The conditions of parameter `name` (empty for an unconditional or unknown parameter).
+    pub fn conditions_of(&self, name: &str) -> &[Condition] {
+        self.conditions.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every conditional parameter and its conditions, by name.
+    pub fn conditions(&self) -> &BTreeMap<String, Vec<Condition>> {
+        &self.conditions
+    }
+
+    /// The index of parameter `name` in [`SearchSpace::params`].
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.params
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+    }
+
+    /// This space with `when` conditions: `conditions[child]` lists the conditions under which
+    /// `child` exists. Fails with `(key, message)`, the key a path below `space` such as
+    /// `group_size.when.quantization`, when a child or parent is unknown, a parameter is its own
+    /// parent, the parent has no listed values (only categoricals, booleans and int
+    /// `values = [...]` lists can be conditioned on), a value list is empty, repeats a value or
+    /// holds one the parent cannot take, or the conditions form a cycle.
+    pub fn with_conditions(
+        mut self,
+        conditions: BTreeMap<String, Vec<Condition>>,
+    ) -> Result<Self, (String, String)> {
+        let names = || {
+            self.params
                 .iter()
-                .all(|p| params.get(&p.name).is_some_and(|v| p.domain.contains(v)))
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (child, conds) in &conditions {
+            if self.index_of(child).is_none() {
+                return Err((
+                    child.clone(),
+                    format!("not a parameter of the study (parameters: {})", names()),
+                ));
+            }
+            for (k, c) in conds.iter().enumerate() {
+                let key = format!("{child}.when.{}", c.parent);
+                if conds[..k].iter().any(|d| d.parent == c.parent) {
+                    return Err((key, "names the same parent twice; merge the lists".into()));
+                }
+                if c.parent == *child {
+                    return Err((key, "a parameter cannot be conditioned on itself".into()));
+                }
+                let Some(j) = self.index_of(&c.parent) else {
+                    return Err((
+                        key,
+                        format!(
+                            "\"{}\" is not a parameter of the study (parameters: {}); when = {{ <parameter> = [values…] }} names another parameter",
+                            c.parent,
+                            names()
+                        ),
+                    ));
+                };
+                let domain = &self.params[j].domain;
+                if !matches!(
+                    domain,
+                    Domain::Categorical { .. } | Domain::IntValues { .. }
+                ) {
+                    return Err((
+                        key,
+                        format!(
+                            "\"{}\" has a range, not listed values; a condition's parent must be a type = \"categorical\" parameter (booleans included) or an int parameter with values = [...]",
+                            c.parent
+                        ),
+                    ));
+                }
+                if c.values.is_empty() {
+                    return Err((key, format!("needs at least one value of \"{}\"", c.parent)));
+                }
+                for (i, v) in c.values.iter().enumerate() {
+                    if !domain.contains(v) {
+                        return Err((
+                            key,
+                            format!(
+                                "{} is not a value of \"{}\" (its values: {})",
+                                quoted(v),
+                                c.parent,
+                                domain_values(domain)
+                            ),
+                        ));
+                    }
+                    if c.values[..i].iter().any(|w| same_choice(v, w)) {
+                        return Err((key, format!("{} appears twice", quoted(v))));
+                    }
+                }
+            }
+        }
+        // Cycles: depth-first search over child -> parent edges.
+        let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 = on the stack, 2 = done
+        for start in conditions.keys() {
+            let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+            let mut path: Vec<&str> = Vec::new();
+            while let Some((node, k)) = stack.pop() {
+                if k == 0 {
+                    match state.get(node) {
+                        Some(2) => continue,
+                        Some(1) => {
+                            let from = path.iter().position(|n| *n == node).unwrap_or(0);
+                            let mut cycle: Vec<&str> = path[from..].to_vec();
+                            cycle.push(node);
+                            return Err((
+                                format!("{}.when", cycle[0]),
+                                format!(
+                                    "the conditions form a cycle ({}); a parameter cannot depend on itself through other parameters",
+                                    cycle.join(" -> ")
+                                ),
+                            ));
+                        }
+                        _ => {}
+                    }
+                    state.insert(node, 1);
+                    path.push(node);
+                }
+                let parents = conditions.get(node).map_or(&[][..], Vec::as_slice);
+                if let Some(c) = parents.get(k) {
+                    stack.push((node, k + 1));
+                    stack.push((c.parent.as_str(), 0));
+                } else {
+                    state.insert(node, 2);
+                    path.pop();
+                }
+            }
+        }
+        self.conditions = conditions
+            .into_iter()
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        Ok(self)
+    }
+
+    /// A space with the same conditions over other domains of the same parameters (the
+    /// hardware restriction of [`crate::restrict`] narrows categorical choices). The
+    /// conditions are not re-checked against the narrower domains: a value no longer allowed
+    /// simply never occurs.
+    pub fn with_domains(&self, params: Vec<Param>) -> Result<Self, String> {
+        let mut space = SearchSpace::new(params)?;
+        if space
+            .params
+            .iter()
+            .map(|p| &p.name)
+            .ne(self.params.iter().map(|p| &p.name))
+        {
+            return Err("the restricted space must have the same parameters".into());
+        }
+        space.conditions = self.conditions.clone();
+        Ok(space)
+    }
+
+    /// `params` completed into a point of the space: values in `given` are kept, a missing
+    /// active parameter takes its value from `fill` (a strategy's suggestion), or the middle
+    /// of its domain when `fill` lacks it (the suggestion had the parent elsewhere); inactive
+    /// parameters of `fill` are left out. Fails, naming the parameter, when `given` holds an
+    /// unknown or inactive parameter or a value outside a domain.
+    pub fn complete(&self, given: Params, fill: &Params) -> Result<Params, String> {
+        let mut out = given.clone();
+        // Parents first: fill in dependency order until nothing changes (depth ≤ dim).
+        for _ in 0..=self.params.len() {
+            let active = self.active(&out);
+            let mut changed = false;
+            for (p, a) in self.params.iter().zip(&active) {
+                if *a && !out.contains_key(&p.name) {
+                    let v = fill
+                        .get(&p.name)
+                        .filter(|v| p.domain.contains(v))
+                        .cloned()
+                        .unwrap_or_else(|| p.domain.from_unit(0.5));
+                    out.insert(p.name.clone(), v);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let active = self.active(&out);
+        for (p, a) in self.params.iter().zip(active) {
+            if !a && !given.contains_key(&p.name) {
+                out.remove(&p.name);
+            }
+        }
+        self.check_params(&out)?;
+        Ok(out)
+    }
+
+    /// Why parameter `name` does not exist for these values: what its conditions need and
+    /// what `params` has (`only exists when quantization is "int4" (here quantization =
+    /// "bf16")`).
+    pub fn why_inactive(&self, name: &str, params: &Params) -> String {
+        let Some(conds) = self.conditions.get(name) else {
+            return "is not conditional".into();
+        };
+        let mut parts = Vec::new();
+        for c in conds {
+            let need = c.values.iter().map(quoted).collect::<Vec<_>>().join(" or ");
+            let here = match params.get(&c.parent) {
+                Some(v) if self.is_active(&c.parent, params) => {
+                    format!("here {} = {}", c.parent, quoted(v))
+                }
+                _ => format!("here {} does not exist either", c.parent),
+            };
+            parts.push(format!("{} is {need} ({here})", c.parent));
+        }
+        format!("only exists when {}", parts.join(" and "))
+    }
+
+    /// Which parent values make a conditional parameter exist, for a "missing" message.
+    fn describe_present(&self, conds: &[Condition], params: &Params) -> String {
+        conds
+            .iter()
+            .map(|c| match params.get(&c.parent) {
+                Some(v) => format!("{} = {}", c.parent, quoted(v)),
+                None => c.parent.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
+    /// Activity of every parameter given a way to look up parameter `j`'s value.
+    fn active_by<'v>(&self, value: impl Fn(usize) -> Option<&'v ParamValue>) -> Vec<bool> {
+        let n = self.params.len();
+        if self.conditions.is_empty() {
+            return vec![true; n];
+        }
+        let mut state: Vec<Option<bool>> = vec![None; n];
+        for i in 0..n {
+            self.resolve(i, &value, &mut state, 0);
+        }
+        state.into_iter().map(|s| s.unwrap_or(false)).collect()
+    }
+
+    fn resolve<'v>(
+        &self,
+        i: usize,
+        value: &impl Fn(usize) -> Option<&'v ParamValue>,
+        state: &mut Vec<Option<bool>>,
+        depth: usize,
+    ) -> bool {
+        if let Some(b) = state[i] {
+            return b;
+        }
+        // A cycle cannot pass `with_conditions`; a deserialized one counts as inactive.
+        let b = depth <= self.params.len()
+            && match self.conditions.get(&self.params[i].name) {
+                None => true,
+                Some(conds) => conds.iter().all(|c| {
+                    self.index_of(&c.parent).is_some_and(|j| {
+                        self.resolve(j, value, state, depth + 1)
+                            && value(j).is_some_and(|v| c.values.iter().any(|w| same_choice(w, v)))
+                    })
+                }),
+            };
+        state[i] = Some(b);
+        b
     }
 
     /// Number of grid points when each float gets `float_points` values; `None` on overflow.
+    /// For a conditional space this is the full product, an upper bound:
+    /// [`crate::conditional::ConditionalGrid::total`] counts the valid points.
     pub fn grid_size(&self, float_points: u64) -> Option<u64> {
         self.params.iter().try_fold(1u64, |acc, p| {
             acc.checked_mul(p.domain.cardinality().unwrap_or(float_points))
@@ -498,6 +900,21 @@ pub fn same_choice(a: &ParamValue, b: &ParamValue) -> bool {
             *x == *i as f64 && *x as i128 == i128::from(*i)
         }
         _ => a == b,
+    }
+}
+
+/// A listed-value domain's values as an error message shows them.
+fn domain_values(domain: &Domain) -> String {
+    match domain {
+        Domain::Categorical { choices } => {
+            choices.iter().map(quoted).collect::<Vec<_>>().join(", ")
+        }
+        Domain::IntValues { values } => values
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
     }
 }
 

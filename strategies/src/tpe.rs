@@ -52,6 +52,9 @@ impl Strategy for TpeStrategy {
         if ctx.trial_number < self.initial_trials {
             return Ok(space_filling(None));
         }
+        if ctx.space.is_conditional() {
+            return crate::conditional::suggest_by_groups(ctx, &|sub| self.suggest_with_note(sub));
+        }
         let points = history::points(ctx);
         if ctx.objectives.is_empty() {
             return Ok(space_filling(Some(

@@ -435,7 +435,7 @@ fn run(args: &BenchArgs) -> Result<()> {
         "weight_mib": q.weight_bytes() as f64 / (1u64 << 20) as f64,
         "train_s": train_s,
         "bench_s": bench_s,
-        "host": crate::host::description(),
+        "host": crate::gpu::host::description(),
         "quantune_version": env!("CARGO_PKG_VERSION"),
         "weight_format": format.storage(),
         "threads": s.threads.to_string(),

@@ -325,17 +325,17 @@ mod tests {
     #[test]
     fn the_shipped_studies_validate() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-        let (def, _) = crate::study::load(&dir.join("quickstart.toml")).unwrap();
-        assert_eq!(def.trial.workload, crate::study::Workload::QatBench);
+        let (def, _) = crate::model::study::load(&dir.join("quickstart.toml")).unwrap();
+        assert_eq!(def.trial.workload, crate::model::study::Workload::QatBench);
         let qat = def.trial.qat.clone().expect("[trial.qat] kept");
         assert_eq!(qat.seed, def.seed);
         assert!(qat.bench_repeats >= 5);
         // Stored as JSON and read back unchanged (the daemon keeps definitions this way).
         let json = serde_json::to_string(&def.trial).unwrap();
-        let back: crate::study::TrialSpec = serde_json::from_str(&json).unwrap();
+        let back: crate::model::study::TrialSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back.qat, Some(qat));
-        let (def, _) = crate::study::load(&dir.join("gemma1b-qat.toml")).unwrap();
-        assert_eq!(def.trial.workload, crate::study::Workload::Command);
+        let (def, _) = crate::model::study::load(&dir.join("gemma1b-qat.toml")).unwrap();
+        assert_eq!(def.trial.workload, crate::model::study::Workload::Command);
         assert!(def.trial.qat.is_none());
     }
 

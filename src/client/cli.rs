@@ -1,0 +1,357 @@
+//! Every command-line flag and subcommand, defined once with its help text (clap derive).
+
+use crate::view::color::ColorChoice;
+use crate::view::plot::PlotKind;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "Examples:
+  quantune validate configs/quickstart.toml
+  quantune run configs/quickstart.toml          # foreground, no daemon
+  quantune submit study.toml                     # to the daemon
+  quantune watch gemma1b-qat                     # live leaderboard
+  quantune plot gemma1b-qat --kind pareto --out front.svg
+  quantune importance gemma1b-qat
+  quantune import gemma1b-qat old-results/ --map lat=latency_ms
+  quantune completions bash > /etc/bash_completion.d/quantune";
+
+/// Parses `WIDTHxHEIGHT`.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("\"{s}\" is not a size; write WIDTHxHEIGHT, e.g. 960x600");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
+    if !(100..=8000).contains(&w) || !(100..=8000).contains(&h) {
+        return Err(format!(
+            "{s}: width and height must be between 100 and 8000 pixels"
+        ));
+    }
+    Ok((w, h))
+}
+
+/// Parses a share in (0, 1].
+fn parse_quantile(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(q) if q > 0.0 && q <= 1.0 => Ok(q),
+        _ => Err(format!(
+            "\"{s}\" must be a number in (0, 1], e.g. 0.1 for the best 10 %"
+        )),
+    }
+}
+
+/// quantune — tunes quantization-aware fine-tuning: proposes learning-rate, batch-size and
+/// quantization settings, runs each as a trial, keeps every trial, and ranks the latency /
+/// throughput / quality trade-off.
+#[derive(Parser, Debug)]
+#[command(name = "quantune", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The daemon's API socket (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "QUANTUNE_SOCKET",
+        default_value = "/run/quantune/quantune.sock"
+    )]
+    pub socket: PathBuf,
+
+    /// Reach the daemon's TCP listener instead of the socket, e.g. http://127.0.0.1:7707; the
+    /// bearer token comes from $QUANTUNE_TOKEN or --token-file.
+    #[arg(long, global = true, env = "QUANTUNE_URL")]
+    pub url: Option<String>,
+
+    /// File holding the bearer token for --url (when $QUANTUNE_TOKEN is not set).
+    #[arg(long, global = true, env = "QUANTUNE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Output format (client commands that print data).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Colours in tables and progress: on a terminal only (auto), always, or never. Never in
+    /// --format json or csv; NO_COLOR turns them off.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+pub use crate::view::table::Format;
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon (what systemd starts).
+    Serve {
+        /// Daemon config file (default /etc/quantune/quantune.toml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run one study in the foreground, without a daemon; Ctrl-C stops, a second run resumes.
+    ///
+    /// On a terminal a progress bar shows finished/total trials and live counts; otherwise one
+    /// line per finished trial is printed to stderr.
+    #[command(
+        after_help = "Examples:\n  quantune run configs/quickstart.toml\n  quantune run study.toml --state /data/qt --cpu-slots 4"
+    )]
+    Run {
+        /// The study file.
+        file: PathBuf,
+        /// State directory (created if missing).
+        #[arg(long, default_value = ".quantune")]
+        state: PathBuf,
+        /// CPU slots (default: the number of cores).
+        #[arg(long)]
+        cpu_slots: Option<usize>,
+        /// Print no per-trial progress.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a study file without a daemon.
+    Validate {
+        /// The study file.
+        file: PathBuf,
+    },
+    /// Submit a study file to the daemon.
+    Submit {
+        /// The study file.
+        file: PathBuf,
+    },
+    /// List studies.
+    Studies,
+    /// Daemon status (slots, GPUs, studies), or one study's.
+    Status {
+        /// A study name.
+        study: Option<String>,
+    },
+    /// A study's trials, by number.
+    Trials {
+        /// The study.
+        study: String,
+    },
+    /// One trial's learning curve: its intermediate reports, as a table with a bar per step.
+    Curve {
+        /// The study.
+        study: String,
+        /// The trial number.
+        trial: u64,
+    },
+    /// A study's leaderboard (SPEC §6 ordering).
+    #[command(
+        after_help = "Examples:\n  quantune leaderboard gemma1b-qat --top 10\n  quantune leaderboard gemma1b-qat --format csv > board.csv"
+    )]
+    Leaderboard {
+        /// The study.
+        study: String,
+        /// Show only the first N rows.
+        #[arg(long)]
+        top: Option<usize>,
+    },
+    /// Stop starting new trials of a study (running ones go on).
+    Pause {
+        /// The study.
+        study: String,
+    },
+    /// Resume a paused study.
+    Resume {
+        /// The study.
+        study: String,
+    },
+    /// Cancel a study: queued trials are dropped, running ones stopped.
+    Cancel {
+        /// The study.
+        study: String,
+    },
+    /// Get the next trial of an external study: prints {"trial": N, "params": {…}}.
+    Ask {
+        /// The study.
+        study: String,
+    },
+    /// Report an intermediate value of a running external trial: prints {"prune": bool}.
+    Report {
+        /// The study.
+        study: String,
+        /// The trial number.
+        trial: u64,
+        /// The step the values were measured at.
+        #[arg(long)]
+        step: u64,
+        /// A JSON object of numbers, e.g. '{"eval_loss": 2.31}'.
+        #[arg(long)]
+        metrics: String,
+    },
+    /// Finish a running external trial.
+    Tell {
+        /// The study.
+        study: String,
+        /// The trial number.
+        trial: u64,
+        /// Final metrics, a JSON object of numbers.
+        #[arg(long, group = "outcome", required_unless_present_any = ["failed", "infeasible"])]
+        metrics: Option<String>,
+        /// Mark the trial failed with this reason.
+        #[arg(long, group = "outcome")]
+        failed: Option<String>,
+        /// Mark the configuration infeasible with this reason.
+        #[arg(long, group = "outcome")]
+        infeasible: Option<String>,
+    },
+    /// Export a study (every trial) as JSON lines.
+    Export {
+        /// The study.
+        study: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Import a study exported by `export` (one FILE, or - for stdin), or benchmark results
+    /// into a study (STUDY FILES…: JSON, JSON lines, CSV or TSV files, or directories of them).
+    ///
+    /// Result rows become finished trials marked imported, which the strategy uses as history
+    /// and which cost no budget. Columns named like a parameter or an objective/constraint
+    /// metric are used as such; --map renames the others; other numeric columns are kept as
+    /// metrics, other text as info. Every row outside the study's space or lacking a metric is
+    /// reported as FILE:LINE; then nothing is imported unless --skip-invalid.
+    #[command(
+        after_help = "Examples:\n  quantune import backup.jsonl\n  quantune export old | quantune import -\n  quantune import gemma1b-qat results/ --dry-run\n  quantune import gemma1b-qat runs.csv --map lr=learning_rate --map lat=latency_ms\n  quantune import gemma1b-qat runs/*.json --mapping mapping.toml --skip-invalid"
+    )]
+    Import {
+        /// The export file (or -); or, with FILES, the study to import results into.
+        #[arg(value_name = "FILE|STUDY")]
+        first: String,
+        /// Result files or directories to import into the study.
+        #[arg(value_name = "FILES")]
+        files: Vec<PathBuf>,
+        /// Map a column to a parameter or metric (COLUMN=NAME; COLUMN= drops it). Repeatable.
+        #[arg(long = "map", value_name = "COLUMN=NAME", requires = "files")]
+        map: Vec<String>,
+        /// A mapping file: [columns] COLUMN = "name", [defaults] param = value.
+        #[arg(long, value_name = "FILE", requires = "files")]
+        mapping: Option<PathBuf>,
+        /// Import the valid rows even if some are invalid (they are still listed).
+        #[arg(long, requires = "files")]
+        skip_invalid: bool,
+        /// Check every row and report; import nothing.
+        #[arg(long, requires = "files")]
+        dry_run: bool,
+    },
+    /// Queue a configuration to run before the strategy's next suggestion.
+    ///
+    /// Parameters left out are filled by the strategy; the trial counts against
+    /// budget.max_trials. Prints the queued trial.
+    #[command(
+        after_help = "Examples:\n  quantune enqueue gemma1b-qat --params '{\"learning_rate\": 3e-4, \"batch_size\": 16, \"quantization\": \"int8\"}'\n  quantune enqueue gemma1b-qat --params '{\"quantization\": \"int4\"}'"
+    )]
+    Enqueue {
+        /// The study.
+        study: String,
+        /// A JSON object of parameter values.
+        #[arg(long)]
+        params: String,
+    },
+    /// Draw a plot of a study into an SVG or PNG file (rendered here from the API's export).
+    ///
+    /// history: each objective per trial with the best-so-far line; pareto: the first two
+    /// objectives, front highlighted; parallel: parallel coordinates of parameters and
+    /// objectives; importance: PED-ANOVA bars per objective; curves: intermediate reports per
+    /// step. Failed, pruned and infeasible trials are shown, marked.
+    #[command(
+        after_help = "Examples:\n  quantune plot gemma1b-qat --kind history --out history.svg\n  quantune plot gemma1b-qat --kind pareto --out front.png --size 1600x1000\n  quantune plot gemma1b-qat --kind curves --metric eval_loss --out curves.svg"
+    )]
+    Plot {
+        /// The study.
+        study: String,
+        /// What to draw.
+        #[arg(long, value_enum, default_value_t = PlotKind::History)]
+        kind: PlotKind,
+        /// The file to write: .svg or .png (- writes SVG to stdout).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Size in pixels, WIDTHxHEIGHT.
+        #[arg(long, default_value = "960x600", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Learning curves: the intermediate metric (default: the pruner's, else the first
+        /// objective's).
+        #[arg(long)]
+        metric: Option<String>,
+        /// Importance: the share of trials counted as top (0–1].
+        #[arg(long, default_value_t = 0.1, value_parser = parse_quantile)]
+        quantile: f64,
+    },
+    /// Which parameters mattered, per objective: PED-ANOVA over the feasible trials, as a
+    /// text bar chart (importances sum to 1).
+    #[command(
+        after_help = "Examples:\n  quantune importance gemma1b-qat\n  quantune importance gemma1b-qat --quantile 0.2 --format json"
+    )]
+    Importance {
+        /// The study.
+        study: String,
+        /// The share of trials counted as top (0–1].
+        #[arg(long, default_value_t = 0.1, value_parser = parse_quantile)]
+        quantile: f64,
+    },
+    /// Show a study's status and leaderboard, refreshed until it finishes (Ctrl-C stops).
+    #[command(
+        after_help = "Examples:\n  quantune watch gemma1b-qat\n  quantune watch gemma1b-qat --interval 10s --top 5"
+    )]
+    Watch {
+        /// The study.
+        study: String,
+        /// Time between refreshes.
+        #[arg(long, default_value = "2s", value_parser = crate::model::duration::parse_duration)]
+        interval: f64,
+        /// Leaderboard rows to show.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+    },
+    /// Serve the daemon's read-only web page (daemon config `web = true`) on a local address
+    /// for a browser; only GET requests under /ui/ are forwarded to the socket.
+    #[command(
+        after_help = "Examples:\n  quantune web                      # then open http://127.0.0.1:8765/ui/\n  quantune web --listen 127.0.0.1:0 # any free port"
+    )]
+    Web {
+        /// Address to listen on (keep it loopback: the page has no login).
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        listen: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  quantune completions bash > /etc/bash_completion.d/quantune\n  quantune completions zsh > \"${fpath[1]}/_quantune\""
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write quantune.1 and one page per subcommand to a directory.
+    #[command(
+        after_help = "Examples:\n  quantune man | man -l -\n  quantune man --out-dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write the pages into this directory instead.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Copy every study (every trial, every report) from the running daemon into DIR, taken at
+    /// one consistent moment; restore it with `restore DIR`.
+    Backup {
+        /// Directory to write `quantune-backup.jsonl` and `manifest.json` into (created; must
+        /// not already hold a backup).
+        dir: PathBuf,
+    },
+    /// Load a backup made by `backup` into the running daemon.
+    Restore {
+        /// The backup directory (or its `quantune-backup.jsonl`).
+        dir: PathBuf,
+        /// Leave out studies the daemon already has instead of refusing the whole restore.
+        #[arg(long)]
+        skip_existing: bool,
+    },
+    /// List CUDA devices this machine offers.
+    Gpus,
+    /// One trial of the built-in workload `builtin:qat-bench` (the daemon starts it).
+    #[command(hide = true, name = "qat-bench")]
+    QatBench(crate::workload::qat::BenchArgs),
+}

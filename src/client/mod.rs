@@ -1,0 +1,9 @@
+//! The client: every CLI command, talking to the daemon only through its HTTP API
+//! ([`http`]). Nothing here imports daemon code.
+
+pub mod cli;
+pub mod commands;
+pub mod http;
+pub mod import;
+pub mod progress;
+pub mod viz;

@@ -1,0 +1,203 @@
+//! What the scheduler publishes for readers. After every turn of its loop the scheduler
+//! replaces the snapshot of each study that changed (cheap: the trial list is shared in
+//! copy-on-write chunks), so `studies`, `status`, `trials`, `leaderboard`, `/metrics` and the
+//! web page read without waiting for the loop. The leaderboard's ranking is computed by the
+//! first reader of a study version and shared until a trial finishes.
+
+use super::study::{gpu_hours, StudyRuntime};
+use super::trials::Trials;
+use crate::gpu::slots::SlotUsage;
+use crate::model::leaderboard::{Ranking, Row};
+use crate::model::study::StudyDefinition;
+use crate::model::wire::{BudgetUsage, StudySummary, TrialView};
+use quantune_state::{StudyRecord, TrialState};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// One study as of the end of a turn.
+pub struct StudySnapshot {
+    /// The stored record (state, message, source).
+    pub record: StudyRecord,
+    /// The definition.
+    pub def: Arc<StudyDefinition>,
+    /// Every trial.
+    pub trials: Trials,
+    /// Executor states of running trials (Slurm PENDING/RUNNING).
+    pub job_states: BTreeMap<u64, String>,
+    /// Why no trial can start although the study has room.
+    pub waiting: Option<String>,
+    /// Trials per state.
+    pub counts: BTreeMap<String, u64>,
+    /// Trials that count against `max_trials`.
+    pub budgeted: u64,
+    /// Imported trials.
+    pub imported: u64,
+    /// Trials running on each remote executor (Slurm, Ray), for the slot gauge.
+    pub remote_running: BTreeMap<String, u64>,
+    /// Whether the study still schedules or waits on trials.
+    pub active: bool,
+    /// The ranking's cache key.
+    rank_version: u64,
+    /// The ranking, computed on first use and shared with later snapshots of the same
+    /// `rank_version`.
+    ranking: Arc<OnceLock<Arc<Ranking>>>,
+}
+
+impl StudySnapshot {
+    /// The study's leaderboard order (cached).
+    pub fn ranking(&self) -> Arc<Ranking> {
+        self.ranking
+            .get_or_init(|| Arc::new(Ranking::of(&self.def, self.trials.iter())))
+            .clone()
+    }
+
+    /// The first `top` leaderboard rows.
+    pub fn leaderboard(&self, top: Option<usize>) -> Vec<Row> {
+        self.ranking().rows(&self.def, |n| self.trials.get(n), top)
+    }
+
+    /// The study as `studies`/`status` show it.
+    pub fn summary(&self) -> StudySummary {
+        let now = crate::model::now();
+        let best = self
+            .ranking()
+            .best
+            .and_then(|n| self.trials.get(n))
+            .map(TrialView::from);
+        let finished = self.record.state.is_finished();
+        StudySummary {
+            name: self.record.name.clone(),
+            state: self.record.state.as_str().to_string(),
+            message: self.record.message.clone(),
+            description: self.def.description.clone(),
+            strategy: self.def.strategy.kind.clone(),
+            workload: self.def.trial.workload.name().into(),
+            max_trials: self.def.budget.max_trials,
+            parallel: self.def.budget.parallel,
+            trials: self.budgeted,
+            imported: self.imported,
+            counts: self.counts.clone(),
+            best,
+            created_at: self.record.created_at,
+            updated_at: self.record.updated_at,
+            budget: BudgetUsage {
+                wall_s: (if finished {
+                    self.record.updated_at
+                } else {
+                    now
+                } - self.record.created_at)
+                    .max(0.0),
+                max_wall_s: self.def.budget.max_wall_secs,
+                gpu_hours: gpu_hours(&self.def, self.trials.iter(), now),
+                max_gpu_hours: self.def.budget.max_gpu_hours,
+            },
+            waiting: self.waiting.clone(),
+        }
+    }
+
+    /// Every trial as the API shows it.
+    pub fn trial_views(&self) -> Vec<TrialView> {
+        self.trials
+            .iter()
+            .map(|t| {
+                let mut v = TrialView::from(t);
+                v.job_state = self.job_states.get(&t.number).cloned();
+                v
+            })
+            .collect()
+    }
+}
+
+/// Daemon-wide figures as of the end of a turn.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonSnapshot {
+    /// Slot usage.
+    pub slots: SlotUsage,
+    /// Trials running over every study.
+    pub running: usize,
+    /// Trials queued over every study.
+    pub queued: usize,
+}
+
+/// Everything published, shared between the loop (the only writer) and every reader.
+#[derive(Default)]
+pub struct Snapshots {
+    studies: RwLock<BTreeMap<String, Arc<StudySnapshot>>>,
+    daemon: RwLock<DaemonSnapshot>,
+}
+
+impl Snapshots {
+    /// One study.
+    pub fn study(&self, name: &str) -> Option<Arc<StudySnapshot>> {
+        self.studies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every study, by name.
+    pub fn studies(&self) -> Vec<Arc<StudySnapshot>> {
+        self.studies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Daemon-wide figures.
+    pub fn daemon(&self) -> DaemonSnapshot {
+        self.daemon
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Publishes a study's current state (the loop calls this after each turn that changed it).
+    pub(crate) fn publish(&self, rt: &StudyRuntime) {
+        let name = rt.name().to_string();
+        let previous = self.study(&name);
+        let ranking = match &previous {
+            Some(p) if p.rank_version == rt.rank_version => p.ranking.clone(),
+            _ => Arc::new(OnceLock::new()),
+        };
+        let snap = StudySnapshot {
+            record: rt.record.clone(),
+            def: rt.def.clone(),
+            trials: rt.trials().clone(),
+            job_states: rt.job_states.clone(),
+            waiting: rt.waiting.clone(),
+            counts: rt
+                .counts()
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            budgeted: rt.budgeted(),
+            imported: rt.imported(),
+            remote_running: {
+                let mut m = BTreeMap::new();
+                for n in rt.running() {
+                    let ex = rt.trial(n).and_then(|t| t.executor.as_deref());
+                    if let Some(ex) = ex.filter(|e| !matches!(*e, "local" | "external")) {
+                        *m.entry(ex.to_string()).or_insert(0) += 1;
+                    }
+                }
+                m
+            },
+            active: !rt.record.state.is_finished() || rt.count(TrialState::Running) > 0,
+            rank_version: rt.rank_version,
+            ranking,
+        };
+        self.studies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, Arc::new(snap));
+    }
+
+    /// Publishes the daemon-wide figures.
+    pub(crate) fn publish_daemon(&self, d: DaemonSnapshot) {
+        *self.daemon.write().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+}

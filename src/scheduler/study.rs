@@ -1,0 +1,332 @@
+//! One study's live state, owned by the scheduler loop: its definition, trials (with indexes
+//! of the queued and running ones and counts by state, kept as trials change), the strategy's
+//! history, the pruner's curves, and what the study is waiting for.
+
+use super::trials::Trials;
+use super::Want;
+use crate::gpu::slots::Slot;
+use crate::model::study::{StudyDefinition, TrialSpec};
+use quantune_state::{StudyRecord, TrialRecord, TrialState};
+use quantune_strategies::pruner::{self, Pruner, Report as CurveReport};
+use quantune_strategies::{registry, Observation, Outcome, Strategy};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// One study's live state.
+pub(crate) struct StudyRuntime {
+    /// The validated definition.
+    pub def: Arc<StudyDefinition>,
+    /// The trial part of it, shared with every launch.
+    pub spec: Arc<TrialSpec>,
+    /// The stored record (state, message).
+    pub record: StudyRecord,
+    /// Its strategy, rebuilt from the definition; shared with the suggestion worker.
+    pub strategy: Arc<dyn Strategy>,
+    /// Every trial, by number. Change them only through [`StudyRuntime::edit`] and
+    /// [`StudyRuntime::push`], which keep the indexes below.
+    trials: Trials,
+    /// Trials `queued`, by number.
+    queued: BTreeSet<u64>,
+    /// Trials `running`, by number.
+    running: BTreeSet<u64>,
+    /// Trials per state.
+    counts: BTreeMap<&'static str, u64>,
+    /// Imported trials (they cost no budget).
+    imported: u64,
+    /// Finished trials as the strategy sees them, in the order they finished. Shared with a
+    /// suggestion in progress; trials finishing meanwhile wait in `history_tail`.
+    pub history: Arc<Vec<Observation>>,
+    /// Finished while a suggestion was being computed; joins `history` when it returns.
+    pub history_tail: Vec<Observation>,
+    /// Slots held by this study's running local trials.
+    pub held: HashMap<u64, Slot>,
+    /// Seconds (unix) an external trial was last heard from.
+    pub last_seen: HashMap<u64, f64>,
+    /// The strategy has no more points (grid).
+    pub exhausted: bool,
+    /// Intermediate reports of every trial, by step (pruners compare these).
+    pub curves: HashMap<u64, Vec<CurveReport>>,
+    /// The study's pruner, if any.
+    pub pruner: Option<Box<dyn Pruner>>,
+    /// Why a running trial is being stopped (pruned, budget), until its attempt ends.
+    pub stop_reasons: HashMap<u64, String>,
+    /// The executor's own state of running trials (Slurm PENDING/RUNNING), for `status`.
+    pub job_states: BTreeMap<u64, String>,
+    /// Why no trial could start although the study has room, for `status`.
+    pub waiting: Option<String>,
+    /// A suggestion being computed off the loop, and what it is for.
+    pub suggesting: Option<Want>,
+    /// Requests that need a new trial, waiting for the suggestion in progress (asks,
+    /// enqueues): served in order once it returns.
+    pub wants: VecDeque<Want>,
+    /// Bumped whenever a trial finishes or is imported: the leaderboard's cache key.
+    pub rank_version: u64,
+    /// Trials past the report cap (warned about once).
+    pub capped: std::collections::HashSet<u64>,
+}
+
+impl StudyRuntime {
+    /// Rebuilds a study's runtime from its stored record, trials and reports.
+    pub fn load(
+        record: StudyRecord,
+        trials: Vec<TrialRecord>,
+        curves: HashMap<u64, Vec<CurveReport>>,
+    ) -> Result<StudyRuntime, String> {
+        let def: StudyDefinition = serde_json::from_value(record.definition.clone())
+            .map_err(|e| format!("stored definition of '{}' is unreadable: {e}", record.name))?;
+        let strategy: Arc<dyn Strategy> = Arc::from(registry::build(
+            &def.strategy.kind,
+            &def.strategy.options(),
+        )?);
+        for (i, t) in trials.iter().enumerate() {
+            if t.number != i as u64 {
+                return Err(format!(
+                    "study '{}' has a gap in its trial numbers at {i}",
+                    record.name
+                ));
+            }
+        }
+        let mut finished: Vec<&TrialRecord> =
+            trials.iter().filter(|t| t.state.is_finished()).collect();
+        finished.sort_by(|a, b| {
+            a.finished_at
+                .unwrap_or(0.0)
+                .total_cmp(&b.finished_at.unwrap_or(0.0))
+                .then(a.number.cmp(&b.number))
+        });
+        let history = finished
+            .into_iter()
+            .map(|t| observation(t, curves.get(&t.number)))
+            .collect();
+        let kind = if def.pruner.kind.is_empty() {
+            "none"
+        } else {
+            def.pruner.kind.as_str()
+        };
+        let pruner = pruner::build(kind, &def.pruner.options)
+            .map_err(|(k, m)| format!("pruner.{k}: {m}"))?;
+        let spec = Arc::new(def.trial.clone());
+        let mut rt = StudyRuntime {
+            def: Arc::new(def),
+            spec,
+            record,
+            strategy,
+            trials: Trials::default(),
+            queued: BTreeSet::new(),
+            running: BTreeSet::new(),
+            counts: BTreeMap::new(),
+            imported: 0,
+            history: Arc::new(history),
+            history_tail: Vec::new(),
+            held: HashMap::new(),
+            last_seen: HashMap::new(),
+            exhausted: false,
+            curves,
+            pruner,
+            stop_reasons: HashMap::new(),
+            job_states: BTreeMap::new(),
+            waiting: None,
+            suggesting: None,
+            wants: VecDeque::new(),
+            rank_version: 0,
+            capped: Default::default(),
+        };
+        for t in trials {
+            rt.push(t);
+        }
+        Ok(rt)
+    }
+
+    /// The study's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// Every trial.
+    pub fn trials(&self) -> &Trials {
+        &self.trials
+    }
+
+    /// Trial `n`.
+    pub fn trial(&self, n: u64) -> Option<&TrialRecord> {
+        self.trials.get(n)
+    }
+
+    /// Appends a new trial (numbered `trials().len()`).
+    pub fn push(&mut self, t: TrialRecord) {
+        self.index(t.number, t.state, 1);
+        if t.imported {
+            self.imported += 1;
+        }
+        self.trials.push(t);
+    }
+
+    /// Changes trial `n` through `f`, keeping the indexes true. Panics if `n` does not exist:
+    /// callers look the trial up first.
+    pub fn edit<R>(&mut self, n: u64, f: impl FnOnce(&mut TrialRecord) -> R) -> R {
+        let tr = self.trials.get_mut(n).expect("edit of an existing trial");
+        let before = tr.state;
+        let out = f(tr);
+        let after = tr.state;
+        if before != after {
+            self.index(n, before, -1);
+            self.index(n, after, 1);
+        }
+        out
+    }
+
+    /// Adds (`+1`) or removes (`-1`) a trial from the indexes.
+    fn index(&mut self, n: u64, state: TrialState, sign: i64) {
+        let set = match state {
+            TrialState::Queued => Some(&mut self.queued),
+            TrialState::Running => Some(&mut self.running),
+            _ => None,
+        };
+        if let Some(set) = set {
+            if sign > 0 {
+                set.insert(n);
+            } else {
+                set.remove(&n);
+            }
+        }
+        let c = self.counts.entry(state.as_str()).or_insert(0);
+        *c = c.saturating_add_signed(sign);
+    }
+
+    /// Trials `queued`, by number.
+    pub fn queued(&self) -> impl Iterator<Item = u64> + '_ {
+        self.queued.iter().copied()
+    }
+
+    /// Trials `running`, by number.
+    pub fn running(&self) -> impl Iterator<Item = u64> + '_ {
+        self.running.iter().copied()
+    }
+
+    /// Trials per state.
+    pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.counts
+    }
+
+    /// Trials in a state.
+    pub fn count(&self, state: TrialState) -> u64 {
+        self.counts.get(state.as_str()).copied().unwrap_or(0)
+    }
+
+    /// Trials that count against `budget.max_trials`: all but imported results.
+    pub fn budgeted(&self) -> u64 {
+        self.trials.len() as u64 - self.imported
+    }
+
+    /// Imported trials.
+    pub fn imported(&self) -> u64 {
+        self.imported
+    }
+
+    /// Trials running, plus a slot held for a trial whose parameters are being suggested:
+    /// what `budget.parallel` limits.
+    pub fn in_flight(&self) -> u64 {
+        self.running.len() as u64 + u64::from(matches!(self.suggesting, Some(Want::Slot { .. })))
+    }
+
+    /// Whether every trial has finished.
+    pub fn all_finished(&self) -> bool {
+        self.queued.is_empty() && self.running.is_empty()
+    }
+
+    /// Records a finished trial for the strategy and the leaderboard.
+    pub fn observe(&mut self, n: u64) {
+        let Some(t) = self.trials.get(n) else { return };
+        let o = observation(t, self.curves.get(&n));
+        if self.suggesting.is_some() {
+            self.history_tail.push(o);
+        } else {
+            Arc::make_mut(&mut self.history).push(o);
+        }
+        self.rank_version += 1;
+    }
+
+    /// Moves what finished during a suggestion into the history (call when none is running).
+    pub fn join_history(&mut self) {
+        if !self.history_tail.is_empty() {
+            let tail = std::mem::take(&mut self.history_tail);
+            Arc::make_mut(&mut self.history).extend(tail);
+        }
+    }
+
+    /// Wall-clock budget exceeded.
+    pub fn wall_exceeded(&self, now: f64) -> bool {
+        self.def
+            .budget
+            .max_wall_secs
+            .is_some_and(|w| now - self.record.created_at > w)
+    }
+
+    /// GPU time spent so far (every attempt, running ones up to `now`), in hours.
+    pub fn gpu_hours(&self, now: f64) -> f64 {
+        gpu_hours(&self.def, self.trials.iter(), now)
+    }
+
+    /// Which budget, other than `max_trials`, has run out.
+    pub fn budget_exhausted(&self, now: f64) -> Option<&'static str> {
+        if self.wall_exceeded(now) {
+            Some("budget.max_wall reached")
+        } else if self
+            .def
+            .budget
+            .max_gpu_hours
+            .is_some_and(|h| self.gpu_hours(now) >= h)
+        {
+            Some("budget.max_gpu_hours reached")
+        } else {
+            None
+        }
+    }
+}
+
+/// GPU time of `trials` (every attempt, running ones up to `now`), in hours.
+pub(crate) fn gpu_hours<'a>(
+    def: &StudyDefinition,
+    trials: impl Iterator<Item = &'a TrialRecord>,
+    now: f64,
+) -> f64 {
+    let gpus = f64::from(def.trial.gpus);
+    if gpus == 0.0 {
+        return 0.0;
+    }
+    let secs: f64 = trials
+        .map(|t| {
+            let earlier: f64 = t
+                .attempts
+                .iter()
+                .map(|a| (a.finished_at - a.started_at.unwrap_or(a.finished_at)).max(0.0))
+                .sum();
+            let current = match (t.started_at, t.finished_at) {
+                (Some(s), Some(f)) => f - s,
+                (Some(s), None) if t.state == TrialState::Running => now - s,
+                _ => 0.0,
+            };
+            earlier + current.max(0.0)
+        })
+        .sum();
+    // + 0.0: an empty float sum is -0.0, which would show as "-0.0" GPU-hours.
+    gpus * secs / 3600.0 + 0.0
+}
+
+/// A finished trial as strategies see it; a pruned trial carries its last reported values.
+pub(crate) fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> Observation {
+    Observation {
+        number: t.number,
+        params: t.params.clone(),
+        outcome: match t.state {
+            TrialState::Complete => Outcome::Complete,
+            TrialState::Pruned => Outcome::Pruned,
+            TrialState::Infeasible => Outcome::Infeasible,
+            _ => Outcome::Failed,
+        },
+        metrics: match (t.state, curve.and_then(|c| c.last())) {
+            (TrialState::Pruned, Some((_, values))) => values.clone(),
+            _ => t.metrics.clone(),
+        },
+    }
+}

@@ -1,0 +1,434 @@
+//! Plots of a study (`quantune plot`, and the web page): optimization history with the
+//! best-so-far line, the Pareto front of two objectives, parallel coordinates, parameter
+//! importance, and learning curves.
+//!
+//! A plot is drawn from a [`StudyData`]: the study's definition, every trial record and their
+//! intermediate reports, which is exactly what `GET /v1/studies/{name}/export` returns. The CLI
+//! renders client-side from that JSON; the daemon's web page renders the same data the same
+//! way (SVG only). Failed, pruned, cancelled and infeasible trials are always shown, marked.
+//!
+//! SVG needs nothing from the system. PNG is drawn by plotters' bitmap backend, whose text
+//! comes from the DejaVu Sans font built into the binary (`assets/fonts`), so neither needs
+//! fontconfig or any installed font.
+
+mod curves;
+mod history;
+mod importance;
+mod parallel;
+mod pareto;
+
+use crate::model::study::StudyDefinition;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+pub(crate) use plotters::style::text_anchor::{HPos, Pos, VPos};
+use quantune_state::{ExportLine, Report, TrialRecord, TrialState};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Once;
+
+/// What to draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlotKind {
+    /// Each objective per trial, with the best-so-far line.
+    History,
+    /// The first two objectives against each other, the Pareto front highlighted.
+    Pareto,
+    /// Parallel coordinates: one axis per parameter and objective, one line per trial.
+    Parallel,
+    /// Parameter importance (PED-ANOVA) per objective, as bars.
+    Importance,
+    /// Learning curves: intermediate reports per step, one line per trial.
+    Curves,
+}
+
+impl PlotKind {
+    /// Every kind, in the order the web page shows them.
+    pub const ALL: [PlotKind; 5] = [
+        PlotKind::History,
+        PlotKind::Pareto,
+        PlotKind::Parallel,
+        PlotKind::Importance,
+        PlotKind::Curves,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlotKind::History => "history",
+            PlotKind::Pareto => "pareto",
+            PlotKind::Parallel => "parallel",
+            PlotKind::Importance => "importance",
+            PlotKind::Curves => "curves",
+        }
+    }
+}
+
+/// Everything a plot is drawn from.
+#[derive(Clone, Debug)]
+pub struct StudyData {
+    /// The study's validated definition.
+    pub def: StudyDefinition,
+    /// Every trial, by number.
+    pub trials: Vec<TrialRecord>,
+    /// Intermediate reports of each trial that has some, by step.
+    pub reports: BTreeMap<u64, Vec<Report>>,
+}
+
+impl StudyData {
+    /// Reads one study from `export` JSON lines (the first study in them).
+    pub fn from_export(data: &[u8]) -> Result<StudyData, String> {
+        let text = std::str::from_utf8(data).map_err(|e| format!("export is not UTF-8: {e}"))?;
+        let mut def = None;
+        let mut trials = Vec::new();
+        let mut reports = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<ExportLine>(line)
+                .map_err(|e| format!("export line {}: {e}", i + 1))?
+            {
+                ExportLine::Study(s) if def.is_none() => {
+                    def = Some(
+                        serde_json::from_value::<StudyDefinition>(s.definition)
+                            .map_err(|e| format!("study definition: {e}"))?,
+                    );
+                }
+                ExportLine::Study(_) => break,
+                ExportLine::Trial { trial, reports: r } => {
+                    if !r.is_empty() {
+                        reports.insert(trial.number, r);
+                    }
+                    trials.push(trial);
+                }
+            }
+        }
+        let def = def.ok_or("the export holds no study")?;
+        trials.sort_by_key(|t| t.number);
+        Ok(StudyData {
+            def,
+            trials,
+            reports,
+        })
+    }
+}
+
+/// Size and choices of a plot.
+#[derive(Clone, Debug)]
+pub struct PlotOptions {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The intermediate metric for learning curves (default: the pruner's, else the first
+    /// objective's, else the first one reported).
+    pub metric: Option<String>,
+    /// Share of trials PED-ANOVA counts as top (importance).
+    pub quantile: f64,
+}
+
+impl Default for PlotOptions {
+    fn default() -> Self {
+        PlotOptions {
+            width: 960,
+            height: 600,
+            metric: None,
+            quantile: 0.1,
+        }
+    }
+}
+
+/// Why a plot could not be drawn.
+#[derive(Debug)]
+pub enum PlotError {
+    /// The study has nothing this kind of plot can show (yet); the message says what is missing.
+    NoData(String),
+    /// Drawing or writing failed.
+    Render(String),
+}
+
+impl std::fmt::Display for PlotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlotError::NoData(m) | PlotError::Render(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for PlotError {}
+
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for PlotError {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        PlotError::Render(e.to_string())
+    }
+}
+
+type PlotResult = Result<(), PlotError>;
+
+/// The font every plot uses, registered once with plotters (which needs a font to measure and,
+/// for PNG, draw text).
+static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is built in and known to parse.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Renders a plot as an SVG document.
+pub fn render_svg(
+    data: &StudyData,
+    kind: PlotKind,
+    opts: &PlotOptions,
+) -> Result<String, PlotError> {
+    register_font();
+    check(data, kind, opts)?;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (opts.width, opts.height)).into_drawing_area();
+        draw(&root, data, kind, opts)?;
+        root.present()?;
+    }
+    Ok(out)
+}
+
+/// Renders a plot as a PNG file at `path`.
+pub fn render_png(
+    data: &StudyData,
+    kind: PlotKind,
+    opts: &PlotOptions,
+    path: &Path,
+) -> Result<(), PlotError> {
+    register_font();
+    check(data, kind, opts)?;
+    let root = BitMapBackend::new(path, (opts.width, opts.height)).into_drawing_area();
+    draw(&root, data, kind, opts)?;
+    root.present()
+        .map_err(|e| PlotError::Render(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Whether the study has what `kind` needs, before anything is drawn.
+fn check(data: &StudyData, kind: PlotKind, opts: &PlotOptions) -> PlotResult {
+    let name = &data.def.name;
+    match kind {
+        PlotKind::Pareto if data.def.objectives.len() < 2 => Err(PlotError::NoData(format!(
+            "study '{name}' has one objective; a Pareto plot needs two (try --kind history)"
+        ))),
+        PlotKind::Curves if curves::metric(data, opts).is_none() => Err(PlotError::NoData(
+            format!("study '{name}' has no intermediate reports yet (learning curves come from report lines with a \"step\")"),
+        )),
+        _ if data.trials.is_empty() => Err(PlotError::NoData(format!(
+            "study '{name}' has no trials yet"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &StudyData,
+    kind: PlotKind,
+    opts: &PlotOptions,
+) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    match kind {
+        PlotKind::History => history::draw(root, data),
+        PlotKind::Pareto => pareto::draw(root, data),
+        PlotKind::Parallel => parallel::draw(root, data),
+        PlotKind::Importance => importance::draw(root, data, opts),
+        PlotKind::Curves => curves::draw(root, data, opts),
+    }
+}
+
+// ---- shared look ----
+
+/// Feasible complete trials.
+const COMPLETE: RGBColor = RGBColor(31, 119, 180);
+/// Imported (complete) results.
+const IMPORTED: RGBColor = RGBColor(23, 190, 207);
+/// Infeasible trials (constraint violated or declared).
+const INFEASIBLE: RGBColor = RGBColor(127, 127, 127);
+/// Failed trials.
+const FAILED: RGBColor = RGBColor(214, 39, 40);
+/// Pruned trials.
+const PRUNED: RGBColor = RGBColor(255, 127, 14);
+/// Running / queued / cancelled trials.
+const OTHER: RGBColor = RGBColor(148, 103, 189);
+/// The best-so-far line, the Pareto front, the best trial.
+const BEST: RGBColor = RGBColor(214, 39, 40);
+
+/// How a trial is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Complete,
+    Imported,
+    Infeasible,
+    Pruned,
+    Failed,
+    Other,
+}
+
+impl Class {
+    fn of(def: &StudyDefinition, t: &TrialRecord) -> Class {
+        match t.state {
+            TrialState::Complete if !crate::model::leaderboard::feasible(def, t) => {
+                Class::Infeasible
+            }
+            TrialState::Complete if t.imported => Class::Imported,
+            TrialState::Complete => Class::Complete,
+            TrialState::Infeasible => Class::Infeasible,
+            TrialState::Pruned => Class::Pruned,
+            TrialState::Failed => Class::Failed,
+            _ => Class::Other,
+        }
+    }
+
+    fn color(self) -> RGBColor {
+        match self {
+            Class::Complete => COMPLETE,
+            Class::Imported => IMPORTED,
+            Class::Infeasible => INFEASIBLE,
+            Class::Pruned => PRUNED,
+            Class::Failed => FAILED,
+            Class::Other => OTHER,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Class::Complete => "complete",
+            Class::Imported => "imported",
+            Class::Infeasible => "infeasible",
+            Class::Pruned => "pruned",
+            Class::Failed => "failed",
+            Class::Other => "running/queued/cancelled",
+        }
+    }
+}
+
+/// A chart with two numeric axes.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws trials of one class as markers, with a legend entry "class (count)".
+fn points<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    c: Class,
+    pts: &[(f64, f64)],
+) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    if pts.is_empty() {
+        return Ok(());
+    }
+    let color = c.color();
+    let label = format!("{} ({})", c.label(), pts.len());
+    let it = pts.iter().copied();
+    match c {
+        Class::Complete => chart
+            .draw_series(it.map(move |p| Circle::new(p, 4, color.filled())))?
+            .label(label)
+            .legend(move |p| Circle::new(p, 4, color.filled())),
+        Class::Imported => chart
+            .draw_series(it.map(move |p| {
+                EmptyElement::at(p) + Rectangle::new([(-3, -3), (3, 3)], color.filled())
+            }))?
+            .label(label)
+            .legend(move |p| {
+                EmptyElement::at(p) + Rectangle::new([(-3, -3), (3, 3)], color.filled())
+            }),
+        Class::Infeasible => chart
+            .draw_series(it.map(move |p| Cross::new(p, 4, color.stroke_width(2))))?
+            .label(label)
+            .legend(move |p| Cross::new(p, 4, color.stroke_width(2))),
+        Class::Pruned => chart
+            .draw_series(it.map(move |p| TriangleMarker::new(p, 5, color.filled())))?
+            .label(label)
+            .legend(move |p| TriangleMarker::new(p, 5, color.filled())),
+        Class::Failed => chart
+            .draw_series(it.map(move |p| Cross::new(p, 5, color.stroke_width(2))))?
+            .label(label)
+            .legend(move |p| Cross::new(p, 5, color.stroke_width(2))),
+        Class::Other => chart
+            .draw_series(it.map(move |p| Circle::new(p, 4, color.stroke_width(1))))?
+            .label(label)
+            .legend(move |p| Circle::new(p, 4, color.stroke_width(1))),
+    };
+    Ok(())
+}
+
+/// The legend box, in the upper right.
+fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font(label_font(12))
+        .draw()?;
+    Ok(())
+}
+
+/// `lo..hi` padded by 5 % (a range of one value becomes ±1 or ±10 %).
+fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    if !(lo.is_finite() && hi.is_finite()) {
+        return 0.0..1.0;
+    }
+    if hi > lo {
+        let pad = (hi - lo) * 0.05;
+        lo - pad..hi + pad
+    } else {
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        lo - pad..hi + pad
+    }
+}
+
+/// Smallest and largest of some numbers.
+fn bounds(v: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    v.into_iter()
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
+/// A caption style.
+fn caption_font() -> TextStyle<'static> {
+    TextStyle::from(("sans-serif", 18).into_font())
+}
+
+/// A label style of `size` points.
+fn label_font(size: u32) -> TextStyle<'static> {
+    TextStyle::from(("sans-serif", size).into_font())
+}
+
+/// The counts of trials per class, for captions ("12 complete, 2 failed, …").
+fn class_counts(data: &StudyData) -> String {
+    let mut counts: BTreeMap<Class, usize> = BTreeMap::new();
+    for t in &data.trials {
+        *counts.entry(Class::of(&data.def, t)).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(c, n)| format!("{n} {}", c.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A number for an axis or a label: short.
+fn short(v: f64) -> String {
+    crate::view::table::num(v, false)
+}
+
+#[cfg(test)]
+mod tests;

@@ -378,7 +378,7 @@ def decode_ops(torch: Any, model: Any, device: str, vocab: int, prompt_len: int)
                 torch.cuda.synchronize()
     rows = []
     for e in prof.key_averages():
-        t = getattr(e, "self_device_time_total", 0) if device.startswith("cuda") else e.self_cpu_time_total
+        t = (getattr(e, "self_device_time_total", 0) if device.startswith("cuda") else 0) or e.self_cpu_time_total
         if t > 0 and ("mm" in e.key or "matmul" in e.key or "linear" in e.key or "gemm" in e.key.lower()
                       or "torchao" in e.key or "quant" in e.key or "int4" in e.key or "scaled" in e.key):
             rows.append((t, f"{e.key}×{e.count}"))

@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `quantune serve` daemon (and `quantune run`) driven through the
-//! real CLI, asserting through the stable `--format json` output (SPEC §5, §6).
+//! real CLI, asserting through the stable `--format json` output (docs/CLI.md).
 
 mod common;
 

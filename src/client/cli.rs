@@ -139,7 +139,7 @@ pub enum Command {
         /// The trial number.
         trial: u64,
     },
-    /// A study's leaderboard (SPEC §6 ordering).
+    /// A study's leaderboard (feasible best first; Pareto ranks for several objectives).
     #[command(
         after_help = "Examples:\n  quantune leaderboard gemma1b-qat --top 10\n  quantune leaderboard gemma1b-qat --format csv > board.csv"
     )]

@@ -1,4 +1,4 @@
-//! The daemon config file (SPEC §7). Every key is optional; unknown keys are errors that name
+//! The daemon config file (docs/DEPLOY.md). Every key is optional; unknown keys are errors that name
 //! the file and line.
 
 use serde::Deserialize;

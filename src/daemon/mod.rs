@@ -5,7 +5,6 @@
 pub mod access;
 pub mod api;
 pub mod config;
-pub mod openapi;
 pub mod run;
 pub mod serve;
 pub mod web;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Time between SIGTERM and SIGKILL when a trial is stopped (SPEC §3).
+/// Time between SIGTERM and SIGKILL when a trial is stopped (docs/TRIALS.md).
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// The lock file in the state directory; `flock`ed by the process that uses the directory.

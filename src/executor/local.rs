@@ -1,5 +1,5 @@
 //! The local executor: each attempt is a child process started from argv (never a shell) in its
-//! own process group, speaking the trial protocol (SPEC §3) through its environment and a
+//! own process group, speaking the trial protocol (docs/TRIALS.md) through its environment and a
 //! metrics file. Timeouts and cancellation signal the whole group: SIGTERM, then SIGKILL after
 //! a grace period.
 

@@ -1,4 +1,4 @@
-//! The trial protocol (SPEC §3) shared by every executor that starts a command: argv
+//! The trial protocol (docs/TRIALS.md) shared by every executor that starts a command: argv
 //! substitution, the environment a trial sees, and parsing of the metrics file it writes.
 
 use super::AttemptOutcome;
@@ -190,7 +190,7 @@ pub enum Exit {
     Signal(i32),
 }
 
-/// Turns how a trial ended and what its metrics file says into an outcome (SPEC §3): a
+/// Turns how a trial ended and what its metrics file says into an outcome (docs/TRIALS.md): a
 /// declared infeasibility wins; a non-zero exit or a signal fails; exit 0 needs a well-formed
 /// file with a final line.
 pub fn outcome(exit: Exit, metrics_text: &str, stderr_tail: Option<String>) -> AttemptOutcome {

@@ -1,4 +1,4 @@
-//! The leaderboard (SPEC §6): feasible complete trials best first (Pareto ranks for several
+//! The leaderboard (docs/CLI.md, "Leaderboard row"): feasible complete trials best first (Pareto ranks for several
 //! objectives, the first objective within a rank), infeasible ones after them, the best
 //! trade-off marked.
 

@@ -7,6 +7,7 @@ pub mod duration;
 pub mod importance;
 pub mod leaderboard;
 pub mod metrics;
+pub mod openapi;
 pub mod results;
 pub mod study;
 pub mod wire;

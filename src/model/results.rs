@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub struct ImportedResult {
     /// Every parameter of the study's space that exists for these values (a conditional
     /// parameter whose condition does not hold is left out).
-    #[schemars(with = "crate::daemon::openapi::ParamsSchema")]
+    #[schemars(with = "crate::model::openapi::ParamsSchema")]
     pub params: Params,
     /// Final metrics: at least every objective and constraint metric.
     pub metrics: BTreeMap<String, f64>,

@@ -1,4 +1,4 @@
-//! Study definitions (SPEC §2): the TOML file a user writes, parsed strictly (unknown keys are
+//! Study definitions (docs/STUDY.md): the TOML file a user writes, parsed strictly (unknown keys are
 //! errors) and validated into a [`StudyDefinition`]. Every error names the file, the line where
 //! it can be found, the key path, what is wrong and what is allowed.
 

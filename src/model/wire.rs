@@ -2,19 +2,19 @@
 //! requests it takes and the views it returns. The server is `crate::daemon::api`, the CLI's
 //! client `crate::client::http`; both use these types, so they cannot disagree.
 
-use crate::daemon::openapi;
+use crate::model::openapi;
 use quantune_state::{AttemptRecord, TrialRecord};
 use quantune_strategies::Params;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A trial as the API and `--format json` show it (SPEC §6).
+/// A trial as the API and `--format json` show it (docs/CLI.md, "Trial object").
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct TrialView {
     /// Trial number.
     pub trial: u64,
-    /// State name (SPEC §3).
+    /// State name (docs/TRIALS.md).
     pub state: String,
     /// Parameters.
     #[schemars(with = "openapi::ParamsSchema")]

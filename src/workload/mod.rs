@@ -3,7 +3,7 @@
 //!
 //! A built-in workload keeps the one executor path: the daemon starts the same binary as a
 //! child process with a hidden subcommand (`quantune qat-bench …`), and that process speaks the
-//! ordinary trial protocol (SPEC §3) — it reads its parameters from argv and appends JSON lines
+//! ordinary trial protocol (docs/TRIALS.md) — it reads its parameters from argv and appends JSON lines
 //! to `$QUANTUNE_METRICS_FILE`. Timeouts, cancellation, retries and the stderr tail therefore
 //! behave exactly as for a user's command.
 

@@ -76,7 +76,7 @@ impl StudyRecord {
     }
 }
 
-/// A trial's state (SPEC §3).
+/// A trial's state (docs/TRIALS.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrialState {

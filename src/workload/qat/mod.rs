@@ -1,4 +1,4 @@
-//! `workload = "builtin:qat-bench"` (SPEC §8): a QAT fine-tune-and-benchmark trial that runs
+//! `workload = "builtin:qat-bench"` (docs/STUDY.md, "builtin:qat-bench"): a QAT fine-tune-and-benchmark trial that runs
 //! anywhere, in Rust on candle's CPU backend. One trial:
 //!
 //! 1. loads the base model — a small byte-level transformer trained once on *Pride and

@@ -1,9 +1,10 @@
 //! The Python side of the examples: `examples/quantune_trial.py` speaks the trial protocol, and
 //! `examples/pytorch/qat_finetune.py` runs as a real trial under `quantune run` on CPU (tiny
-//! model, few steps). The PyTorch test needs `torch` in `python3` or in Debian's
-//! `/usr/bin/python3` (`apt-get install python3-torch`, which `.ci/run` does: PyPI's Linux wheels
-//! pull gigabytes of CUDA libraries). Without it the test says so and skips, unless
-//! `QUANTUNE_REQUIRE_TORCH=1` (set by `.ci/run`) makes that a failure.
+//! model, few steps). The PyTorch test needs `torch` in the venv `.ci/run` makes
+//! (`$QUANTUNE_VENV`: torch 2.15 and torchao from PyPI, python/ci-requirements.txt), in
+//! `python3`, or in Debian's `/usr/bin/python3` (`apt-get install python3-torch`, torch 1.13).
+//! Without it the test says so and skips, unless `QUANTUNE_REQUIRE_TORCH=1` (set by `.ci/run`)
+//! makes that a failure.
 
 mod common;
 
@@ -76,10 +77,14 @@ qt.final(latency_ms=1.25, gpu="H100", kernel=3)
     assert_eq!(lines[1]["kernel"], 3.0);
 }
 
-/// The first interpreter that can import torch: `python3` on the PATH, then Debian's.
-fn python_with_torch() -> Option<&'static str> {
-    ["python3", "/usr/bin/python3"]
-        .into_iter()
+/// The first interpreter that can import torch: the venv `.ci/run` makes (`$QUANTUNE_VENV`,
+/// current torch and torchao), `python3` on the PATH, then Debian's.
+fn python_with_torch() -> Option<String> {
+    let venv = std::env::var("QUANTUNE_VENV")
+        .ok()
+        .map(|v| format!("{v}/bin/python"));
+    venv.into_iter()
+        .chain(["python3".to_string(), "/usr/bin/python3".to_string()])
         .find(|py| runs(py, "import torch"))
 }
 
@@ -153,7 +158,7 @@ fn pytorch_qat_example_runs_as_a_trial_on_cpu() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("torch.toml");
-    std::fs::write(&file, tiny_pytorch_study(python, &script)).unwrap();
+    std::fs::write(&file, tiny_pytorch_study(&python, &script)).unwrap();
     let out = Command::new(bin())
         .arg("run")
         .arg(&file)

@@ -133,6 +133,7 @@ values = [2]
 [space.group_size]
 type = "int"
 values = [32]
+when = {{ scheme = ["int8-dyn-int4-weight", "int4-weight-only"] }}
 
 [space.qat_steps]
 type = "int"
@@ -191,6 +192,12 @@ fn torchao_recipe_runs_every_scheme_through_quantune_run_on_cpu() {
             .find(|t| t["params"]["scheme"] == s)
             .unwrap_or_else(|| panic!("no {s} trial"))
     };
+    // group_size exists only for the int4 schemes (a conditional parameter).
+    for t in &trials {
+        let int4 = ["int8-dyn-int4-weight", "int4-weight-only"]
+            .contains(&t["params"]["scheme"].as_str().unwrap());
+        assert_eq!(t["params"].get("group_size").is_some(), int4, "{t:#}");
+    }
     // What torchao runs on CPU: QAT, conversion and timing, with its tensor type in each layer.
     for (scheme, tensor) in [
         ("bf16", "dense(bfloat16)"),

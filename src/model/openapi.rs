@@ -434,6 +434,31 @@ mod tests {
     }
 
     #[test]
+    fn every_route_of_the_server_is_documented() {
+        // The router's paths, read from its source (axum cannot list its routes).
+        let src = include_str!("../daemon/api.rs");
+        let routes: std::collections::BTreeSet<&str> = src
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        assert!(routes.len() >= 20, "{routes:?}");
+        let doc = document();
+        let paths = doc["paths"].as_object().unwrap();
+        for r in &routes {
+            assert!(
+                paths.contains_key(*r),
+                "route {r} is not in the OpenAPI document"
+            );
+        }
+        assert_eq!(
+            routes.len(),
+            paths.len(),
+            "documented paths the server lacks"
+        );
+    }
+
+    #[test]
     fn replies_are_described_as_written_and_requests_as_read() {
         let doc = document();
         let trial = &doc["components"]["schemas"]["TrialView"];

@@ -1,1 +1,0 @@
-"""Complete trial scripts (``python -m quantune.recipes.NAME``); each needs its own packages."""

@@ -23,6 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// One client's request times by kind, and its errors.
+type ClientRun = (Vec<(&'static str, Duration)>, Vec<String>);
+
 fn rss_mib(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -272,7 +275,7 @@ fn main() {
         ),
     );
     let t_load = Instant::now();
-    let results: Vec<(Vec<(&'static str, Duration)>, Vec<String>)> = rt.block_on(async {
+    let results: Vec<ClientRun> = rt.block_on(async {
         let start = Arc::new(tokio::sync::Barrier::new(clients));
         let tasks: Vec<_> = (0..clients)
             .map(|_| {

@@ -250,6 +250,8 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
                 }
                 r = &mut scheduler => {
                     tracing::error!("the scheduler loop stopped; stopping the daemon so that a fresh start can write again");
+                    // A moment for clients to hear why (their calls get the store's error).
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     let _ = quit_tx.send(true);
                     r
                 }

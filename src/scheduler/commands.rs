@@ -218,9 +218,7 @@ impl Core {
     /// `ask`: a queued trial, or a new one from the strategy (computed off the loop; the
     /// reply waits for it).
     pub(crate) fn ask_now(&mut self, name: &str, reply: Reply<(u64, Params)>) {
-        let Core {
-            studies, turn, ..
-        } = self;
+        let Core { studies, turn, .. } = self;
         let Some(rt) = studies.get_mut(name) else {
             let _ = reply.send(Err(not_found(name)));
             return;

@@ -22,8 +22,15 @@ use quantune_strategies::{Observation, Params, Strategy, StrategyError, SuggestC
 use std::sync::Arc;
 
 impl Core {
-    /// Starts as many trials as slots and budgets allow, round-robin between studies.
+    /// Starts as many trials as slots and budgets allow, round-robin between studies, then
+    /// the suggestion jobs for every study that needs new trials.
     pub fn dispatch(&mut self) {
+        self.dispatch_slots();
+        self.start_suggestions();
+    }
+
+    /// Hands free slots to studies (queued trials start; new ones are wanted).
+    fn dispatch_slots(&mut self) {
         if self.stopping {
             return;
         }
@@ -63,7 +70,6 @@ impl Core {
                 break;
             }
         }
-        self.start_suggestions();
     }
 
     /// Starts one suggestion job for every study that has wants and no job running.
@@ -200,12 +206,7 @@ impl Core {
 
     /// Suggestions came back from their worker: create each trial and do with it what it was
     /// wanted for; then start the next job if more wants came meanwhile.
-    pub fn suggested(
-        &mut self,
-        study: &str,
-        n: u64,
-        results: Vec<Result<Params, StrategyError>>,
-    ) {
+    pub fn suggested(&mut self, study: &str, n: u64, results: Vec<Result<Params, StrategyError>>) {
         let Some(rt) = self.studies.get_mut(study) else {
             return;
         };
@@ -432,7 +433,10 @@ struct Suggest {
 impl Suggest {
     /// Asks the strategy once per suggestion (consuming the job, so that the shared history is
     /// released before the results are sent and the loop can extend it without a copy).
-    fn run(mut self, metrics: &crate::model::metrics::Metrics) -> Vec<Result<Params, StrategyError>> {
+    fn run(
+        mut self,
+        metrics: &crate::model::metrics::Metrics,
+    ) -> Vec<Result<Params, StrategyError>> {
         let kind = self.def.strategy.kind.clone();
         let mut out = Vec::with_capacity(self.exclusions.len());
         for (i, ex) in self.exclusions.iter().enumerate() {

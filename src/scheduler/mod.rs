@@ -223,6 +223,9 @@ pub struct Scheduler {
     heartbeat: Arc<AtomicU64>,
     /// The remote executors this daemon has (Slurm, Ray), for the slot gauge.
     remote: Vec<&'static str>,
+    /// Why the loop stopped by itself (a change could not be made durable): what every later
+    /// call is answered with.
+    fatal: std::sync::OnceLock<String>,
 }
 
 impl Scheduler {
@@ -284,6 +287,7 @@ impl Scheduler {
             finished_tx,
             heartbeat: Arc::new(AtomicU64::new(0)),
             remote,
+            fatal: std::sync::OnceLock::new(),
         })
     }
 
@@ -338,7 +342,10 @@ impl Scheduler {
                 taken += 1;
             }
             core.dispatch();
-            core.apply()?;
+            if let Err(e) = core.apply() {
+                let _ = self.fatal.set(e.to_string());
+                return Err(e);
+            }
             core.publish_daemon();
             self.heartbeat.fetch_add(1, Ordering::Relaxed);
         }
@@ -350,11 +357,14 @@ impl Scheduler {
     /// Sends a command and waits for its reply.
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
-            .await
-            .map_err(|_| SchedulerError::stopped())?;
-        rx.await.map_err(|_| SchedulerError::stopped())?
+        let gone = || match self.fatal.get() {
+            Some(why) => SchedulerError::Internal(format!(
+                "{why}; the daemon is stopping so that a fresh start can write again"
+            )),
+            None => SchedulerError::stopped(),
+        };
+        self.commands.send(make(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     // ---- writes (through the loop) ----

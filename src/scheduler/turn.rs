@@ -66,10 +66,8 @@ impl Core {
     /// refuse every later write, and memory is ahead of what is durable).
     pub fn apply(&mut self) -> Result<(), SchedulerError> {
         let turn = std::mem::take(&mut self.turn);
-        let records = turn.new_studies.len()
-            + turn.studies.len()
-            + turn.trials.len()
-            + turn.reports.len();
+        let records =
+            turn.new_studies.len() + turn.studies.len() + turn.trials.len() + turn.reports.len();
         if records > 0 {
             let t0 = std::time::Instant::now();
             let written = self.persist(&turn);
@@ -138,7 +136,9 @@ impl Core {
         let mut reports = turn.reports.iter().peekable();
         loop {
             while batch.len() < ONE_TRANSACTION {
-                let Some((study, n)) = trials.next() else { break };
+                let Some((study, n)) = trials.next() else {
+                    break;
+                };
                 if let Some(t) = self.studies.get(study).and_then(|rt| rt.trial(*n)) {
                     batch.trials.push(t.clone());
                 }

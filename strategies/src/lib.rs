@@ -41,6 +41,7 @@ pub mod sobol;
 pub mod space;
 pub mod strategy;
 pub mod tpe;
+pub mod warp;
 
 #[cfg(test)]
 mod test_support;

@@ -6,8 +6,10 @@
 //! 2. Finished trials become GP training data: objective losses (several objectives are
 //!    combined by a random augmented-Chebyshev scalarization per trial, ParEGO), failed,
 //!    pruned and metric-less infeasible trials imputed at the worst loss seen (so their region
-//!    is avoided and they are not proposed again), then standardized and shifted so that the
-//!    worst is 0, the prior mean (`pessimistic_prior`).
+//!    is avoided and they are not proposed again), then (one objective) warped by a fitted
+//!    Yeo-Johnson transform ([`crate::warp`]) and standardized, and shifted so that the worst
+//!    is 0, the prior mean (`pessimistic_prior`). With `measured_noise`, each trial's
+//!    `<objective>_spread` is its known noise (heteroscedastic GP).
 //! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS). Each
 //!    constraint metric gets its own GP, fitted the same way on every trial that reported it
 //!    (infeasible ones included).
@@ -902,6 +904,58 @@ mod tests {
         let spread = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
             - xs.iter().copied().fold(f64::INFINITY, f64::min);
         assert!(spread > 0.5, "{xs:?}");
+    }
+
+    #[test]
+    fn measured_noise_discounts_a_lucky_noisy_trial() {
+        // f(x) = (x − 0.5)² on a grid of 12 trials, each with a tiny spread, plus one trial at
+        // x = 0.95 (true 0.2025) whose single lucky measurement says −0.05 with a spread of 2.
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("lat")];
+        let mut history: Vec<Observation> = (0..12)
+            .map(|i| {
+                let x = i as f64 / 11.0;
+                Observation {
+                    number: i,
+                    params: [("x".to_string(), ParamValue::Float(x))].into(),
+                    outcome: Outcome::Complete,
+                    metrics: [
+                        ("lat".to_string(), (x - 0.5).powi(2)),
+                        ("lat_spread".to_string(), 0.001),
+                    ]
+                    .into(),
+                }
+            })
+            .collect();
+        history.push(Observation {
+            number: 12,
+            params: [("x".to_string(), ParamValue::Float(0.95))].into(),
+            outcome: Outcome::Complete,
+            metrics: [("lat".to_string(), -0.05), ("lat_spread".to_string(), 2.0)].into(),
+        });
+        let mut ctx = SuggestContext::new(&space, 13, 5);
+        ctx.objectives = &obj;
+        ctx.history = &history;
+        let position = |r: &[(u64, f64)]| r.iter().position(|(n, _)| *n == 12).unwrap();
+        let plain = ranking(&ctx, false).unwrap();
+        let noisy = ranking(&ctx, true).unwrap();
+        assert_eq!(plain.len(), 13);
+        // By the truth it is 11th (index 10): after the 10 trials within 0.41 of 0.5. The
+        // constant-noise model smooths it to index 8; told its noise, the model puts it where
+        // its neighbours say it is.
+        assert!(position(&noisy) >= 9, "{noisy:?}");
+        assert!(position(&noisy) > position(&plain), "{plain:?} {noisy:?}");
+        // the best by the model is a trial next to 0.5 (x = 5/11 or 6/11)
+        assert!([5, 6].contains(&noisy[0].0), "{noisy:?}");
+        // and the suggestion with measured noise is a valid, deterministic point
+        let s = BayesStrategy {
+            initial_trials: 4,
+            measured_noise: true,
+        };
+        let a = s.suggest_with_note(&ctx).unwrap();
+        assert_eq!(a.note, None);
+        assert!(space.contains(&a.params));
+        assert_eq!(a, s.suggest_with_note(&ctx).unwrap());
     }
 
     #[test]

@@ -62,6 +62,7 @@ def main():
     ap.add_argument("--db-root", default=os.path.join(HERE, "runs"))
     ap.add_argument("--baseline", default=BASELINE)
     ap.add_argument("--calls", type=int, default=16, help="batches a run must have to count")
+    ap.add_argument("--optimizers", default="", help="comma-separated: only these (default: all)")
     args = ap.parse_args()
     base = load_baseline(args.baseline)
     runs, fallbacks = {}, defaultdict(int)
@@ -79,6 +80,9 @@ def main():
         best_opt, clip = base[problem]
         normed = [min(max((b - best_opt) / (clip - best_opt), -1.0), 1.0) for b in rs]
         scores[opt][problem] = (100.0 * (1.0 - statistics.mean(normed)), len(rs))
+    if args.optimizers:
+        keep = set(args.optimizers.split(","))
+        scores = {o: v for o, v in scores.items() if o in keep}
     opts = sorted(scores, key=lambda o: -statistics.mean(s for s, _ in scores[o].values()))
     common = sorted(set.intersection(*(set(scores[o]) for o in opts))) if opts else []
     print(f"# Bayesmark score (16×8), {len(common)} problems every optimizer finished")
@@ -114,7 +118,9 @@ def main():
         for o, n in sorted(fallbacks.items()):
             print(f"{o}: {n}")
     print("\n# rerun: " + " ".join(["python", "bench/bayesmark/score.py"] +
-                                    [f"--db {d}" for d in args.db]), file=sys.stdout)
+                                    [f"--db {d}" for d in args.db] +
+                                    ([f"--optimizers {args.optimizers}"] if args.optimizers else [])),
+          file=sys.stdout)
 
 
 if __name__ == "__main__":

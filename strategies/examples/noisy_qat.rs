@@ -38,7 +38,10 @@ fn space() -> SearchSpace {
         Param::new(
             "format",
             Domain::Categorical {
-                choices: FORMATS.iter().map(|f| ParamValue::Str(f.to_string())).collect(),
+                choices: FORMATS
+                    .iter()
+                    .map(|f| ParamValue::Str(f.to_string()))
+                    .collect(),
             },
         ),
         Param::new(

@@ -573,7 +573,6 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     )
 }
 
-
 /// Candidate starting points: a fresh Sobol scramble for this trial, and Gaussian
 /// perturbations of the best observed points (discrete coordinates resampled now and then).
 fn candidates<R: Rng>(

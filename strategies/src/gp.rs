@@ -842,10 +842,11 @@ mod tests {
     #[test]
     fn heteroscedastic_posterior_matches_a_hand_worked_case() {
         // The two points of the case above, now with known noise 0.09 on x = 1 only:
-        // K = [[1.01, ρ], [ρ, 1.10]], det = 1.01·1.10 − ρ², K⁻¹ = [[1.10, −ρ], [−ρ, 1.01]] / det.
-        // At x* = 0: k* = (1, ρ);
-        //   mean = k*ᵀ K⁻¹ y = (1.10 − ρ² − (−ρ + 1.01 ρ)) / det · … worked as below,
-        //   var = 1 − k*ᵀ K⁻¹ k*.
+        // K = [[1.01, ρ], [ρ, 1.10]], det = 1.01·1.10 − ρ² = 0.836430,
+        // K⁻¹ = [[1.10, −ρ], [−ρ, 1.01]] / det, α = K⁻¹ (1, −1) = (1.10 + ρ, −ρ − 1.01) / det.
+        // At x* = 0, k* = (1, ρ):
+        //   mean = α₀ + ρ α₁ = (1.10 − 0.01 ρ − ρ²) / det = 0.980585,
+        //   var = 1 − k*ᵀ K⁻¹ k* = 1 − (1.10 − 0.99 ρ²) / det = 0.009865.
         let h = hyper(&[1.0], 1.0, 0.01);
         let gp = Gp::with_known_noise(&[0.0, 1.0], 1, &[1.0, -1.0], &h, &[0.0, 0.09], 2).unwrap();
         let rho: f64 = 0.523_994_108_5;
@@ -855,17 +856,32 @@ mod tests {
         let kstar = [1.0, rho];
         let mean = kstar[0] * alpha[0] + kstar[1] * alpha[1];
         let quad = (0..2)
-            .map(|i| (0..2).map(|j| kstar[i] * kinv[i][j] * kstar[j]).sum::<f64>())
+            .map(|i| {
+                (0..2)
+                    .map(|j| kstar[i] * kinv[i][j] * kstar[j])
+                    .sum::<f64>()
+            })
             .sum::<f64>();
+        assert!(close(mean, (1.10 - 0.01 * rho - rho * rho) / det, 1e-12));
+        assert!(close(mean, 0.980_585, 1e-5) && close(1.0 - quad, 0.009_865, 1e-3));
         let at0 = gp.predict(&[0.0], false);
         assert!(close(at0.mean, mean, 1e-9), "{} vs {mean}", at0.mean);
-        assert!(close(at0.var, 1.0 - quad, 1e-9), "{} vs {}", at0.var, 1.0 - quad);
+        assert!(
+            close(at0.var, 1.0 - quad, 1e-9),
+            "{} vs {}",
+            at0.var,
+            1.0 - quad
+        );
         // The noisier point is trusted less: the mean at x = 1 stays further from its −1 than
         // the mean at x = 0 from its 1, which the homoscedastic case has symmetric.
         let at1 = gp.predict(&[1.0], false);
         assert!(1.0 + at1.mean > 1.0 - at0.mean, "{} {}", at0.mean, at1.mean);
         let homo = Gp::new(&[0.0, 1.0], 1, &[1.0, -1.0], &h).unwrap();
-        assert!(close(homo.predict(&[1.0], false).mean, -homo.predict(&[0.0], false).mean, 1e-12));
+        assert!(close(
+            homo.predict(&[1.0], false).mean,
+            -homo.predict(&[0.0], false).mean,
+            1e-12
+        ));
         // No known noise is the homoscedastic GP.
         let zero = Gp::with_known_noise(&[0.0, 1.0], 1, &[1.0, -1.0], &h, &[0.0, 0.0], 2).unwrap();
         assert_eq!(zero.predict(&[0.3], false), homo.predict(&[0.3], false));
@@ -881,9 +897,17 @@ mod tests {
             let mut t = theta.clone();
             t[k] += 1e-6;
             let (c2, _) = obj.evaluate(&t).unwrap();
-            assert!(close((c2 - c) / 1e-6, g[k], 1e-4), "{k}: {} vs {}", (c2 - c) / 1e-6, g[k]);
+            assert!(
+                close((c2 - c) / 1e-6, g[k], 1e-4),
+                "{k}: {} vs {}",
+                (c2 - c) / 1e-6,
+                g[k]
+            );
         }
-        let plain = Objective::new(&x, 2, &y, &prior).evaluate(&theta).unwrap().0;
+        let plain = Objective::new(&x, 2, &y, &prior)
+            .evaluate(&theta)
+            .unwrap()
+            .0;
         assert!(c != plain);
     }
 

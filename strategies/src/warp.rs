@@ -123,10 +123,7 @@ impl OutputWarp {
             }
         }
         let h = (LAMBDA_MAX - LAMBDA_MIN) / steps as f64;
-        let (mut a, mut b) = (
-            (best.0 - h).max(LAMBDA_MIN),
-            (best.0 + h).min(LAMBDA_MAX),
-        );
+        let (mut a, mut b) = ((best.0 - h).max(LAMBDA_MIN), (best.0 + h).min(LAMBDA_MAX));
         let g = 0.5 * (5f64.sqrt() - 1.0);
         for _ in 0..30 {
             let c = b - g * (b - a);
@@ -238,7 +235,11 @@ mod tests {
     fn fitted_warp_round_trips_and_keeps_the_order() {
         let raw: Vec<f64> = (0..30).map(|i| (0.3 * i as f64).exp()).collect();
         let w = OutputWarp::fit(&raw);
-        assert!(w.lambda < 0.5, "a right-skewed sample wants λ < 1: {}", w.lambda);
+        assert!(
+            w.lambda < 0.5,
+            "a right-skewed sample wants λ < 1: {}",
+            w.lambda
+        );
         let warped: Vec<f64> = raw.iter().map(|y| w.apply(*y)).collect();
         for (y, t) in raw.iter().zip(&warped) {
             assert!((w.invert(*t) - y).abs() < 1e-6 * (1.0 + y.abs()));
@@ -256,7 +257,10 @@ mod tests {
             v.iter().map(|a| ((a - m) / s).powi(3)).sum::<f64>() / n
         };
         let (before, after) = (skew(&raw), skew(&warped));
-        assert!(before > 1.5 && after.abs() < 0.4 * before, "{before} {after}");
+        assert!(
+            before > 1.5 && after.abs() < 0.4 * before,
+            "{before} {after}"
+        );
     }
 
     #[test]
@@ -275,7 +279,11 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_identity() {
-        for v in [vec![1.0, 2.0], vec![3.0; 10], vec![1.0, f64::NAN, 2.0, 3.0, 4.0]] {
+        for v in [
+            vec![1.0, 2.0],
+            vec![3.0; 10],
+            vec![1.0, f64::NAN, 2.0, 3.0, 4.0],
+        ] {
             let w = OutputWarp::fit(&v);
             assert_eq!(w.lambda, 1.0, "{v:?}");
         }

@@ -24,6 +24,7 @@ import sys
 from collections import defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RUN_UUID = "0123456789abcdef0123456789abcdef"  # run.py's default
 BASELINE = os.path.join(HERE, "..", "..", "..", "shared", "data", "bayesmark", "baseline-16-8.json")
 
 
@@ -63,6 +64,9 @@ def main():
     ap.add_argument("--baseline", default=BASELINE)
     ap.add_argument("--calls", type=int, default=16, help="batches a run must have to count")
     ap.add_argument("--optimizers", default="", help="comma-separated: only these (default: all)")
+    ap.add_argument("--repeats", type=int, default=0,
+                    help="only repeats 0..N-1 of run.py's default run uuid (pairs two databases' "
+                         "runs seed by seed); default: every run found")
     args = ap.parse_args()
     base = load_baseline(args.baseline)
     runs, fallbacks = {}, defaultdict(int)
@@ -72,9 +76,20 @@ def main():
         for k, v in f.items():
             fallbacks[k] += v
 
+    allowed = None
+    if args.repeats:
+        import uuid as pyuuid
+        run_uuid = pyuuid.UUID(hex=RUN_UUID)
+        allowed = set()
+        for (opt, problem) in runs:
+            clf, data, metric = problem.split("_")
+            base_opt = opt.split("@")[0]
+            for rep in range(args.repeats):
+                key = "_".join((str(rep), clf, data, base_opt, metric))
+                allowed.add(pyuuid.uuid5(run_uuid, key).hex)
     scores = defaultdict(dict)  # optimizer -> problem -> score
     for (opt, problem), rs in runs.items():
-        rs = [b for _, b, n in rs if n == args.calls]
+        rs = [b for u, b, n in rs if n == args.calls and (allowed is None or u in allowed)]
         if not rs:
             continue
         best_opt, clip = base[problem]
@@ -119,7 +134,8 @@ def main():
             print(f"{o}: {n}")
     print("\n# rerun: " + " ".join(["python", "bench/bayesmark/score.py"] +
                                     [f"--db {d}" for d in args.db] +
-                                    ([f"--optimizers {args.optimizers}"] if args.optimizers else [])),
+                                    ([f"--optimizers {args.optimizers}"] if args.optimizers else []) +
+                                    ([f"--repeats {args.repeats}"] if args.repeats else [])),
           file=sys.stdout)
 
 

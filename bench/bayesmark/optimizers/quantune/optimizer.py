@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ class Daemon:
         else:
             raise RuntimeError("quantune serve did not start; see " + self.log.name)
         atexit.register(self.close)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that atexit runs
 
     def cli(self, *args):
         out = subprocess.run([self.binary, "--socket", self.socket, *args], capture_output=True, text=True)

@@ -6,8 +6,10 @@
 //! 2. Finished trials become GP training data: objective losses (several objectives are
 //!    combined by a random augmented-Chebyshev scalarization per trial, ParEGO), failed,
 //!    pruned and metric-less infeasible trials imputed at the worst loss seen (so their region
-//!    is avoided and they are not proposed again), then standardized and shifted so that the
-//!    worst is 0, the prior mean (`pessimistic_prior`).
+//!    is avoided and they are not proposed again), then (one objective) warped by a fitted
+//!    Yeo-Johnson transform ([`crate::warp`]) and standardized, and shifted so that the worst
+//!    is 0, the prior mean (`pessimistic_prior`). With `measured_noise`, each trial's
+//!    `<objective>_spread` is its known noise (heteroscedastic GP).
 //! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS). Each
 //!    constraint metric gets its own GP, fitted the same way on every trial that reported it
 //!    (infeasible ones included).
@@ -25,11 +27,12 @@
 
 use crate::acquisition::{maximize, Acquisition, ConstraintModel, Search};
 use crate::encoding::Encoding;
-use crate::gp::{fit, Gp, Hyper, Prior};
+use crate::gp::{fit_with_known_noise, Gp, Hyper, Prior};
 use crate::history::{self, Evidence, Point};
 use crate::sobol::SobolStrategy;
 use crate::space::Params;
 use crate::strategy::{mix, Strategy, StrategyError, SuggestContext, Suggestion};
+use crate::warp::OutputWarp;
 use rand::Rng;
 use rand_distr::{Distribution, Exp1, StandardNormal};
 
@@ -53,6 +56,11 @@ const PAREGO_RHO: f64 = 0.05;
 pub struct BayesStrategy {
     /// Sobol points before the model is used.
     pub initial_trials: u64,
+    /// Use each trial's measured spread (`<objective>_spread`) as its known noise
+    /// (heteroscedastic GP). Off by default: on the noisy QAT surrogate
+    /// (`examples/noisy_qat.rs`) it did not rank the true best first more often than the
+    /// fitted constant noise (docs/STRATEGIES.md).
+    pub measured_noise: bool,
 }
 
 impl Strategy for BayesStrategy {
@@ -69,7 +77,7 @@ impl Strategy for BayesStrategy {
         if ctx.trial_number < self.initial_trials {
             return Ok(space_filling(None));
         }
-        match model_point(ctx) {
+        match model_point(ctx, self.measured_noise) {
             Ok(unit) => Ok(Suggestion {
                 params: ctx.space.from_unit(&unit),
                 note: None,
@@ -82,7 +90,7 @@ impl Strategy for BayesStrategy {
 }
 
 /// The model's suggestion as a unit-cube point, or why there is none.
-fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
+fn model_point(ctx: &SuggestContext<'_>, measured_noise: bool) -> Result<Vec<f64>, String> {
     if ctx.objectives.is_empty() {
         return Err("the study has no objective to model".into());
     }
@@ -99,41 +107,39 @@ fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
     let encoding = Encoding::new(ctx.space);
     let dim = encoding.features();
     let mut rng = ctx.rng(0xba7e5);
-
-    // Objective targets (losses; scalarized when there are several), bad points imputed.
-    let targets = objective_targets(&points, ctx.objectives.len(), &mut rng);
-    let chosen = subset(&targets, MAX_CONDITION);
-    let fit_set = subset(&targets, MAX_FIT);
-    let feats = |idx: &[usize]| -> Vec<f64> {
-        let mut out = Vec::with_capacity(idx.len() * dim);
-        for &i in idx {
-            encoding.encode_into(&points[i].unit, &mut out);
-        }
-        out
-    };
-    let y_all = pessimistic_prior(&standardize(&targets));
-    let pick = |idx: &[usize], v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-
-    let prior = Prior::default_for(dim);
-    let hyper = fit_hyper(&feats(&fit_set), dim, &pick(&fit_set, &y_all), &prior)
-        .ok_or("the objective model could not be fitted (singular kernel matrix)")?;
-    let x_cond = feats(&chosen);
-    let y_cond = pick(&chosen, &y_all);
+    let ObjectiveFit {
+        targets,
+        y_all,
+        known,
+        hyper,
+        x_cond,
+        y_cond,
+        known_cond,
+    } = fit_objective(ctx, &points, &encoding, measured_noise, &mut rng)?;
+    let noisy = known.iter().any(|v| *v > 0.0);
 
     let pending: Vec<Vec<f64>> = history::pending_units(ctx);
     let mut x_pend = Vec::with_capacity(pending.len() * dim);
     for u in &pending {
         encoding.encode_into(u, &mut x_pend);
     }
-    let objective_gp = believer(&x_cond, dim, &y_cond, &x_pend, &hyper)
+    let objective_gp = believer(&x_cond, dim, &y_cond, &known_cond, &x_pend, &hyper)
         .ok_or("the objective model could not be conditioned (singular kernel matrix)")?;
 
-    // The incumbent: the best feasible (standardized) target.
+    // The incumbent: the best feasible (standardized) target; with measured noise, the best
+    // posterior mean among the feasible trials (a lucky draw of a noisy trial is not a level
+    // to beat).
     let best = points
         .iter()
         .zip(&y_all)
         .filter(|(p, _)| matches!(p.evidence, Evidence::Measured { feasible: true, .. }))
-        .map(|(_, y)| *y)
+        .map(|(p, y)| {
+            if noisy {
+                objective_gp.predict(&encoding.encode(&p.unit), false).mean
+            } else {
+                *y
+            }
+        })
         .fold(f64::INFINITY, f64::min);
 
     let mut constraints = Vec::new();
@@ -190,19 +196,134 @@ fn model_point(ctx: &SuggestContext<'_>) -> Result<Vec<f64>, String> {
     Ok(unit)
 }
 
+/// The objective's training data and fitted hyperparameters.
+struct ObjectiveFit {
+    /// One loss per point (scalarized when there are several objectives, bad points imputed).
+    targets: Vec<f64>,
+    /// The targets as the GP sees them: warped, standardized, worst at 0.
+    y_all: Vec<f64>,
+    /// Known noise variance per point (zero without measured spreads).
+    known: Vec<f64>,
+    /// The MAP hyperparameters.
+    hyper: Hyper,
+    /// Features, targets and known noise of the conditioning subset.
+    x_cond: Vec<f64>,
+    y_cond: Vec<f64>,
+    known_cond: Vec<f64>,
+}
+
+/// Builds the objective's training data from the points and fits the GP's hyperparameters.
+fn fit_objective<R: Rng>(
+    ctx: &SuggestContext<'_>,
+    points: &[Point],
+    encoding: &Encoding,
+    measured_noise: bool,
+    rng: &mut R,
+) -> Result<ObjectiveFit, String> {
+    let dim = encoding.features();
+    // Objective targets (losses; scalarized when there are several), bad points imputed.
+    let targets = objective_targets(points, ctx.objectives.len(), rng);
+    let chosen = subset(&targets, MAX_CONDITION);
+    let fit_set = subset(&targets, MAX_FIT);
+    let feats = |idx: &[usize]| -> Vec<f64> {
+        let mut out = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            encoding.encode_into(&points[i].unit, &mut out);
+        }
+        out
+    };
+    let (warp, warped) = warp_output(points, &targets, ctx.objectives.len() == 1);
+    // Heteroscedastic: the noise variance each trial measured (`<metric>_spread`), in the
+    // model's units; all zero when the trials report no spread or it is not asked for.
+    let known = if measured_noise {
+        known_noise(ctx, points, &targets, &warp)
+    } else {
+        vec![0.0; points.len()]
+    };
+    let y_all = if known.iter().any(|v| *v > 0.0) {
+        warped
+    } else {
+        pessimistic_prior(&warped)
+    };
+    let pick = |idx: &[usize], v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let prior = Prior::default_for(dim);
+    let hyper = fit_hyper(
+        &feats(&fit_set),
+        dim,
+        &pick(&fit_set, &y_all),
+        &pick(&fit_set, &known),
+        &prior,
+    )
+    .ok_or("the objective model could not be fitted (singular kernel matrix)")?;
+    Ok(ObjectiveFit {
+        x_cond: feats(&chosen),
+        y_cond: pick(&chosen, &y_all),
+        known_cond: pick(&chosen, &known),
+        targets,
+        y_all,
+        known,
+        hyper,
+    })
+}
+
+/// The finished feasible trials of a single-objective study ordered by the model's posterior
+/// mean, best first: `(trial number, posterior mean in the model's units)`. With measured
+/// noise (`<metric>_spread`) this is the denoised ranking: a noisy trial that got a lucky
+/// measurement ranks by what the model believes of its configuration, not by the draw.
+/// `None` when no model can be fitted (fewer than 2 trials with metrics, several objectives).
+/// Pure and deterministic like a suggestion.
+pub fn ranking(ctx: &SuggestContext<'_>, measured_noise: bool) -> Option<Vec<(u64, f64)>> {
+    if ctx.objectives.len() != 1 {
+        return None;
+    }
+    let points = history::points(ctx);
+    let measured = points
+        .iter()
+        .filter(|p| matches!(p.evidence, Evidence::Measured { .. }))
+        .count();
+    if measured < 2 {
+        return None;
+    }
+    let encoding = Encoding::new(ctx.space);
+    let mut rng = ctx.rng(0xba7e5);
+    let fit = fit_objective(ctx, &points, &encoding, measured_noise, &mut rng).ok()?;
+    let gp = Gp::with_known_noise(
+        &fit.x_cond,
+        encoding.features(),
+        &fit.y_cond,
+        &fit.hyper,
+        &fit.known_cond,
+        fit.y_cond.len(),
+    )?;
+    let mut out: Vec<(u64, f64)> = points
+        .iter()
+        .filter(|p| matches!(p.evidence, Evidence::Measured { feasible: true, .. }))
+        .map(|p| (p.number, gp.predict(&encoding.encode(&p.unit), false).mean))
+        .collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    Some(out)
+}
+
 /// Hyperparameters by MAP from Optuna's starting point (every length scale, the signal and the
 /// noise variance 1). Starting from little noise, or keeping the better of several starts,
 /// was tried: it finds sharper, higher-likelihood fits that overfit, and the search did worse
 /// (Hartmann-6: mean best −2.71 against −2.89 over 8 seeds at 40 trials).
-fn fit_hyper(x: &[f64], dim: usize, y: &[f64], prior: &Prior) -> Option<Hyper> {
-    fit(x, dim, y, prior, &[prior.start()], 30).map(|(h, _)| h)
+fn fit_hyper(x: &[f64], dim: usize, y: &[f64], known: &[f64], prior: &Prior) -> Option<Hyper> {
+    fit_with_known_noise(x, dim, y, known, prior, &[prior.start()], 30).map(|(h, _)| h)
 }
 
 /// A GP on the data plus the pending points observed, without noise, at the data-only
 /// posterior mean (kriging believer): the mean stays, the variance at a pending point goes to
 /// ~0, so the acquisition there does too.
-fn believer(x: &[f64], dim: usize, y: &[f64], x_pend: &[f64], hyper: &Hyper) -> Option<Gp> {
-    let gp = Gp::new(x, dim, y, hyper)?;
+fn believer(
+    x: &[f64],
+    dim: usize,
+    y: &[f64],
+    known: &[f64],
+    x_pend: &[f64],
+    hyper: &Hyper,
+) -> Option<Gp> {
+    let gp = Gp::with_known_noise(x, dim, y, hyper, known, y.len())?;
     if x_pend.is_empty() {
         return Some(gp);
     }
@@ -211,7 +332,7 @@ fn believer(x: &[f64], dim: usize, y: &[f64], x_pend: &[f64], hyper: &Hyper) -> 
     xs.extend_from_slice(x_pend);
     let mut ys = y.to_vec();
     ys.extend(fantasies);
-    Gp::with_exact_tail(&xs, dim, &ys, hyper, y.len()).or(Some(gp))
+    Gp::with_known_noise(&xs, dim, &ys, hyper, known, y.len()).or(Some(gp))
 }
 
 /// The model of constraint `c`: a GP on every trial that reported its metric, standardized,
@@ -252,9 +373,9 @@ fn constraint_model(
         (xs, idx.iter().map(|&i| y[i]).collect())
     };
     let (xf, yf) = rows(&fit_set);
-    let hyper = fit_hyper(&xf, dim, &yf, &Prior::default_for(dim))?;
+    let hyper = fit_hyper(&xf, dim, &yf, &[], &Prior::default_for(dim))?;
     let (xc, yc) = rows(&chosen);
-    let gp = believer(&xc, dim, &yc, x_pend, &hyper)?;
+    let gp = believer(&xc, dim, &yc, &[], x_pend, &hyper)?;
     Some(ConstraintModel {
         gp,
         min: constraint.min.map(|m| (m - mean) / sd),
@@ -323,6 +444,78 @@ fn objective_targets<R: Rng>(points: &[Point], objectives: usize, rng: &mut R) -
     raw.iter().map(|v| v.unwrap_or(worst)).collect()
 }
 
+/// The targets standardized through an output warp ([`OutputWarp`], Yeo-Johnson) fitted on the
+/// measured trials' targets (the imputed values of failed trials would pile up at the worst
+/// one and pull the fit); the identity when it cannot be fitted.
+///
+/// Several objectives (ParEGO's scalarization, already normalized to [0, 1] per objective) are
+/// only standardized: warped, ZDT1 and DTLZ2 lost a little (hypervolume 0.844 vs 0.847 and
+/// 0.570 vs 0.575, 10 seeds).
+fn warp_output(points: &[Point], targets: &[f64], warp: bool) -> (OutputWarp, Vec<f64>) {
+    let measured: Vec<f64> = points
+        .iter()
+        .zip(targets)
+        .filter(|(p, _)| matches!(p.evidence, Evidence::Measured { .. }))
+        .map(|(_, t)| *t)
+        .collect();
+    let warp = if warp {
+        OutputWarp::fit(&measured)
+    } else {
+        OutputWarp::standardizing(targets)
+    };
+    let warped = targets.iter().map(|t| warp.apply(*t)).collect();
+    (warp, warped)
+}
+
+/// The noise variance each point measured, in the model's (warped, standardized) units, from
+/// its `<objective>_spread` metric (the spread over a trial's timed repeats, max − min, as the
+/// QAT workload reports it; see `SPREAD_SUFFIX` in the daemon's leaderboard). The metric is
+/// the median of k ≥ 5 repeats and the spread their range: the range of 5 normal draws is
+/// about 2.3 of their standard deviations σ, the median's standard deviation about
+/// 1.25 σ / √5 = 0.56 σ, so the metric's own noise is taken as a quarter of the spread. It is
+/// mapped through the output warp's slope at the point's value. Zero for
+/// points without a spread, for studies with several objectives (their scalarized target has
+/// no measured noise), and for failed trials.
+fn known_noise(
+    ctx: &SuggestContext<'_>,
+    points: &[Point],
+    targets: &[f64],
+    warp: &OutputWarp,
+) -> Vec<f64> {
+    let mut out = vec![0.0; points.len()];
+    let [objective] = ctx.objectives else {
+        return out;
+    };
+    let key = format!("{}{SPREAD_SUFFIX}", objective.metric);
+    let spread_of: std::collections::BTreeMap<u64, f64> = ctx
+        .history
+        .iter()
+        .filter_map(|o| {
+            let s = *o.metrics.get(&key)?;
+            (s.is_finite() && s > 0.0).then_some((o.number, s))
+        })
+        .collect();
+    if spread_of.is_empty() {
+        return out;
+    }
+    for (i, p) in points.iter().enumerate() {
+        if !matches!(p.evidence, Evidence::Measured { .. }) {
+            continue;
+        }
+        if let Some(s) = spread_of.get(&p.number) {
+            let sd = 0.25 * s * warp.slope(targets[i]);
+            if sd.is_finite() {
+                out[i] = sd * sd;
+            }
+        }
+    }
+    out
+}
+
+/// The suffix a trial's metric carries for its measured run-to-run spread (the daemon's
+/// `leaderboard::SPREAD_SUFFIX`): `latency_ms` → `latency_ms_spread`.
+pub const SPREAD_SUFFIX: &str = "_spread";
+
 /// Shifts standardized losses so that the worst one is 0, the GP's prior mean: far from the
 /// data the model expects a trial as bad as the worst seen, not an average one.
 ///
@@ -378,12 +571,6 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
             1.0
         },
     )
-}
-
-/// Standardized values: zero mean, unit variance.
-fn standardize(v: &[f64]) -> Vec<f64> {
-    let (mean, sd) = mean_sd(v);
-    v.iter().map(|a| (a - mean) / sd).collect()
 }
 
 /// Candidate starting points: a fresh Sobol scramble for this trial, and Gaussian
@@ -513,7 +700,10 @@ mod tests {
     fn finds_the_minimum_of_a_quadratic() {
         let space = SearchSpace::new(vec![float("x", -5.0, 5.0), float("y", -5.0, 5.0)]).unwrap();
         let obj = [minimize("loss")];
-        let s = BayesStrategy { initial_trials: 6 };
+        let s = BayesStrategy {
+            initial_trials: 6,
+            measured_noise: false,
+        };
         let h = run(&s, &space, &obj, &[], 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
             [("loss".to_string(), (x - 1.0).powi(2) + (y + 2.0).powi(2))].into()
@@ -536,7 +726,10 @@ mod tests {
             min: Some(1.0),
             max: None,
         }];
-        let s = BayesStrategy { initial_trials: 6 };
+        let s = BayesStrategy {
+            initial_trials: 6,
+            measured_noise: false,
+        };
         let h = run(&s, &space, &obj, &cons, 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
             [
@@ -565,7 +758,10 @@ mod tests {
     fn pending_trials_are_not_repeated() {
         let space = SearchSpace::new(vec![float("x", 0.0, 1.0), float("y", 0.0, 1.0)]).unwrap();
         let obj = [minimize("loss")];
-        let s = BayesStrategy { initial_trials: 4 };
+        let s = BayesStrategy {
+            initial_trials: 4,
+            measured_noise: false,
+        };
         let h = run(&s, &space, &obj, &[], 10, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
             [("loss".to_string(), (x - 0.3).powi(2) + (y - 0.6).powi(2))].into()
@@ -614,7 +810,10 @@ mod tests {
         ])
         .unwrap();
         let obj = [minimize("loss")];
-        let s = BayesStrategy { initial_trials: 5 };
+        let s = BayesStrategy {
+            initial_trials: 5,
+            measured_noise: false,
+        };
         let mut h = run(&s, &space, &obj, &[], 12, |p| {
             let q = if p["q"] == ParamValue::Str("a".into()) {
                 0.0
@@ -643,7 +842,10 @@ mod tests {
     fn falls_back_with_a_reason() {
         let space = SearchSpace::new(vec![float("x", 0.0, 1.0)]).unwrap();
         let obj = [minimize("loss")];
-        let s = BayesStrategy { initial_trials: 0 };
+        let s = BayesStrategy {
+            initial_trials: 0,
+            measured_noise: false,
+        };
         let failed = vec![Observation {
             number: 0,
             params: [("x".to_string(), ParamValue::Float(0.5))].into(),
@@ -683,7 +885,10 @@ mod tests {
         // [0, 1] is Pareto-optimal; suggestions should not all sit at one end.
         let space = SearchSpace::new(vec![float("x", -1.0, 2.0), float("y", 0.0, 1.0)]).unwrap();
         let obj = [minimize("a"), minimize("b")];
-        let s = BayesStrategy { initial_trials: 6 };
+        let s = BayesStrategy {
+            initial_trials: 6,
+            measured_noise: false,
+        };
         let h = run(&s, &space, &obj, &[], 24, |p| {
             let x = value(p, "x");
             [
@@ -698,6 +903,58 @@ mod tests {
         let spread = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
             - xs.iter().copied().fold(f64::INFINITY, f64::min);
         assert!(spread > 0.5, "{xs:?}");
+    }
+
+    #[test]
+    fn measured_noise_discounts_a_lucky_noisy_trial() {
+        // f(x) = (x − 0.5)² on a grid of 12 trials, each with a tiny spread, plus one trial at
+        // x = 0.95 (true 0.2025) whose single lucky measurement says −0.05 with a spread of 2.
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("lat")];
+        let mut history: Vec<Observation> = (0..12)
+            .map(|i| {
+                let x = i as f64 / 11.0;
+                Observation {
+                    number: i,
+                    params: [("x".to_string(), ParamValue::Float(x))].into(),
+                    outcome: Outcome::Complete,
+                    metrics: [
+                        ("lat".to_string(), (x - 0.5).powi(2)),
+                        ("lat_spread".to_string(), 0.001),
+                    ]
+                    .into(),
+                }
+            })
+            .collect();
+        history.push(Observation {
+            number: 12,
+            params: [("x".to_string(), ParamValue::Float(0.95))].into(),
+            outcome: Outcome::Complete,
+            metrics: [("lat".to_string(), -0.05), ("lat_spread".to_string(), 2.0)].into(),
+        });
+        let mut ctx = SuggestContext::new(&space, 13, 5);
+        ctx.objectives = &obj;
+        ctx.history = &history;
+        let position = |r: &[(u64, f64)]| r.iter().position(|(n, _)| *n == 12).unwrap();
+        let plain = ranking(&ctx, false).unwrap();
+        let noisy = ranking(&ctx, true).unwrap();
+        assert_eq!(plain.len(), 13);
+        // By the truth it is 11th (index 10): after the 10 trials within 0.41 of 0.5. The
+        // constant-noise model smooths it to index 8; told its noise, the model puts it where
+        // its neighbours say it is.
+        assert!(position(&noisy) >= 9, "{noisy:?}");
+        assert!(position(&noisy) > position(&plain), "{plain:?} {noisy:?}");
+        // the best by the model is a trial next to 0.5 (x = 5/11 or 6/11)
+        assert!([5, 6].contains(&noisy[0].0), "{noisy:?}");
+        // and the suggestion with measured noise is a valid, deterministic point
+        let s = BayesStrategy {
+            initial_trials: 4,
+            measured_noise: true,
+        };
+        let a = s.suggest_with_note(&ctx).unwrap();
+        assert_eq!(a.note, None);
+        assert!(space.contains(&a.params));
+        assert_eq!(a, s.suggest_with_note(&ctx).unwrap());
     }
 
     #[test]
@@ -732,7 +989,10 @@ mod tests {
             ctx.objectives = &obj;
             ctx.history = &history;
             ctx.pending = &pending;
-            let s = BayesStrategy { initial_trials: 3 };
+            let s = BayesStrategy {
+            initial_trials: 3,
+            measured_noise: false,
+        };
             let p = s.suggest(&ctx).unwrap();
             prop_assert!(space.contains(&p));
         }

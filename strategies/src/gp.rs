@@ -186,6 +186,20 @@ impl Gp {
         hyper: &Hyper,
         exact_from: usize,
     ) -> Option<Gp> {
+        Gp::with_known_noise(x, dim, y, hyper, &[], exact_from)
+    }
+
+    /// [`Gp::with_exact_tail`] with a known noise variance per point on top of the fitted one
+    /// (heteroscedastic: measured run-to-run spreads). `known[i]` is added to point `i`'s
+    /// diagonal; points past `known.len()` get none. The noise-free tail stays noise-free.
+    pub fn with_known_noise(
+        x: &[f64],
+        dim: usize,
+        y: &[f64],
+        hyper: &Hyper,
+        known: &[f64],
+        exact_from: usize,
+    ) -> Option<Gp> {
         let n = y.len();
         debug_assert_eq!(x.len(), n * dim);
         let inv_ls2 = hyper.inv_sq_lengthscales();
@@ -194,7 +208,12 @@ impl Gp {
         let mut k = DMatrix::<f64>::zeros(n, n);
         for i in 0..n {
             let xi = &x[i * dim..(i + 1) * dim];
-            k[(i, i)] = signal + if i < exact_from { noise } else { NOISE_FLOOR };
+            k[(i, i)] = signal
+                + if i < exact_from {
+                    noise + known.get(i).copied().unwrap_or(0.0)
+                } else {
+                    NOISE_FLOOR
+                };
             for j in 0..i {
                 let xj = &x[j * dim..(j + 1) * dim];
                 let r2 = scaled_sq_dist(xi, xj, &inv_ls2);
@@ -435,6 +454,8 @@ pub struct Objective<'a> {
     n: usize,
     dim: usize,
     y: Vec<f64>,
+    /// Known noise variance per point, added to the diagonal (empty: none).
+    known: Vec<f64>,
     /// Squared input differences of every pair i < j, `dim` per pair.
     pair_sq: Vec<f64>,
     prior: &'a Prior,
@@ -444,6 +465,18 @@ pub struct Objective<'a> {
 impl<'a> Objective<'a> {
     /// The objective for data `x` (row-major, `dim` columns) and standardized `y`.
     pub fn new(x: &[f64], dim: usize, y: &[f64], prior: &'a Prior) -> Self {
+        Objective::with_known_noise(x, dim, y, &[], prior)
+    }
+
+    /// [`Objective::new`] with a known noise variance per point on top of the fitted one
+    /// (see [`Gp::with_known_noise`]).
+    pub fn with_known_noise(
+        x: &[f64],
+        dim: usize,
+        y: &[f64],
+        known: &[f64],
+        prior: &'a Prior,
+    ) -> Self {
         let n = y.len();
         let mut pair_sq = Vec::with_capacity(n * n.saturating_sub(1) / 2 * dim);
         for i in 0..n {
@@ -458,6 +491,7 @@ impl<'a> Objective<'a> {
             n,
             dim,
             y: y.to_vec(),
+            known: known.to_vec(),
             pair_sq,
             prior,
             cache: RefCell::new(None),
@@ -501,7 +535,7 @@ impl<'a> Objective<'a> {
         let mut gv = Vec::with_capacity(npairs);
         let mut p = 0;
         for i in 0..n {
-            k[i * n + i] = signal + noise;
+            k[i * n + i] = signal + noise + self.known.get(i).copied().unwrap_or(0.0);
             for j in 0..i {
                 let sq = &self.pair_sq[p * dim..(p + 1) * dim];
                 let r2: f64 = sq.iter().zip(&inv_ls2).map(|(a, b)| a * b).sum();
@@ -614,7 +648,21 @@ pub fn fit(
     starts: &[Hyper],
     max_iters: u64,
 ) -> Option<(Hyper, f64)> {
-    let objective = Objective::new(x, dim, y, prior);
+    fit_with_known_noise(x, dim, y, &[], prior, starts, max_iters)
+}
+
+/// [`fit`] with a known noise variance per point on top of the fitted one (see
+/// [`Gp::with_known_noise`]).
+pub fn fit_with_known_noise(
+    x: &[f64],
+    dim: usize,
+    y: &[f64],
+    known: &[f64],
+    prior: &Prior,
+    starts: &[Hyper],
+    max_iters: u64,
+) -> Option<(Hyper, f64)> {
+    let objective = Objective::with_known_noise(x, dim, y, known, prior);
     let mut best: Option<(Hyper, f64)> = None;
     // With enough data the starts agree; only the most promising one is run then.
     let mut starts: Vec<(&Hyper, f64)> = starts
@@ -789,6 +837,78 @@ mod tests {
         let many = gp.predict_many(&[0.5, 0.0, 50.0]);
         assert!(close(many[0].1, mid.var, 1e-12) && close(many[1].0, at0.mean, 1e-12));
         assert!(close(many[1].1, at0.var, 1e-9));
+    }
+
+    #[test]
+    fn heteroscedastic_posterior_matches_a_hand_worked_case() {
+        // The two points of the case above, now with known noise 0.09 on x = 1 only:
+        // K = [[1.01, ρ], [ρ, 1.10]], det = 1.01·1.10 − ρ² = 0.836430,
+        // K⁻¹ = [[1.10, −ρ], [−ρ, 1.01]] / det, α = K⁻¹ (1, −1) = (1.10 + ρ, −ρ − 1.01) / det.
+        // At x* = 0, k* = (1, ρ):
+        //   mean = α₀ + ρ α₁ = (1.10 − 0.01 ρ − ρ²) / det = 0.980585,
+        //   var = 1 − k*ᵀ K⁻¹ k* = 1 − (1.10 − 0.99 ρ²) / det = 0.009865.
+        let h = hyper(&[1.0], 1.0, 0.01);
+        let gp = Gp::with_known_noise(&[0.0, 1.0], 1, &[1.0, -1.0], &h, &[0.0, 0.09], 2).unwrap();
+        let rho: f64 = 0.523_994_108_5;
+        let det = 1.01 * 1.10 - rho * rho;
+        let kinv = [[1.10 / det, -rho / det], [-rho / det, 1.01 / det]];
+        let alpha = [kinv[0][0] - kinv[0][1], kinv[1][0] - kinv[1][1]];
+        let kstar = [1.0, rho];
+        let mean = kstar[0] * alpha[0] + kstar[1] * alpha[1];
+        let quad = (0..2)
+            .map(|i| {
+                (0..2)
+                    .map(|j| kstar[i] * kinv[i][j] * kstar[j])
+                    .sum::<f64>()
+            })
+            .sum::<f64>();
+        assert!(close(mean, (1.10 - 0.01 * rho - rho * rho) / det, 1e-12));
+        assert!(close(mean, 0.980_585, 1e-5) && close(1.0 - quad, 0.009_865, 1e-3));
+        let at0 = gp.predict(&[0.0], false);
+        assert!(close(at0.mean, mean, 1e-9), "{} vs {mean}", at0.mean);
+        assert!(
+            close(at0.var, 1.0 - quad, 1e-9),
+            "{} vs {}",
+            at0.var,
+            1.0 - quad
+        );
+        // The noisier point is trusted less: the mean at x = 1 stays further from its −1 than
+        // the mean at x = 0 from its 1, which the homoscedastic case has symmetric.
+        let at1 = gp.predict(&[1.0], false);
+        assert!(1.0 + at1.mean > 1.0 - at0.mean, "{} {}", at0.mean, at1.mean);
+        let homo = Gp::new(&[0.0, 1.0], 1, &[1.0, -1.0], &h).unwrap();
+        assert!(close(
+            homo.predict(&[1.0], false).mean,
+            -homo.predict(&[0.0], false).mean,
+            1e-12
+        ));
+        // No known noise is the homoscedastic GP.
+        let zero = Gp::with_known_noise(&[0.0, 1.0], 1, &[1.0, -1.0], &h, &[0.0, 0.0], 2).unwrap();
+        assert_eq!(zero.predict(&[0.3], false), homo.predict(&[0.3], false));
+        // The likelihood sees the known noise too: its gradient still matches finite
+        // differences.
+        let (x, y) = data(12, 2);
+        let known: Vec<f64> = (0..12).map(|i| 0.02 * (i % 3) as f64).collect();
+        let prior = Prior::default_for(2);
+        let obj = Objective::with_known_noise(&x, 2, &y, &known, &prior);
+        let theta = vec![-0.3, 0.2, 0.1, -2.0];
+        let (c, g) = obj.evaluate(&theta).unwrap();
+        for k in 0..4 {
+            let mut t = theta.clone();
+            t[k] += 1e-6;
+            let (c2, _) = obj.evaluate(&t).unwrap();
+            assert!(
+                close((c2 - c) / 1e-6, g[k], 1e-4),
+                "{k}: {} vs {}",
+                (c2 - c) / 1e-6,
+                g[k]
+            );
+        }
+        let plain = Objective::new(&x, 2, &y, &prior)
+            .evaluate(&theta)
+            .unwrap()
+            .0;
+        assert!(c != plain);
     }
 
     fn data(n: usize, dim: usize) -> (Vec<f64>, Vec<f64>) {

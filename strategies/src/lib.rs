@@ -42,6 +42,7 @@ pub mod sobol;
 pub mod space;
 pub mod strategy;
 pub mod tpe;
+pub mod warp;
 
 #[cfg(test)]
 mod test_support;

@@ -45,6 +45,7 @@ pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>,
         })),
         "bayes" => Ok(Box::new(BayesStrategy {
             initial_trials: options.initial_trials,
+            measured_noise: false,
         })),
         "grid" => {
             if options.grid_points < 2 {

@@ -152,8 +152,7 @@ impl Core {
         let Core {
             env, studies, turn, ..
         } = self;
-        let Some(rt) = studies.get_mut(name) else {
-            let _ = reply.send(Err(not_found(name)));
+        let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
         };
         let next = match f(rt.record.state) {
@@ -178,8 +177,7 @@ impl Core {
         let Core {
             env, studies, turn, ..
         } = self;
-        let Some(rt) = studies.get_mut(name) else {
-            let _ = reply.send(Err(not_found(name)));
+        let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
         };
         if rt.record.state.is_finished() {
@@ -219,8 +217,7 @@ impl Core {
     /// reply waits for it).
     pub(crate) fn ask_now(&mut self, name: &str, reply: Reply<(u64, Params)>) {
         let Core { studies, turn, .. } = self;
-        let Some(rt) = studies.get_mut(name) else {
-            let _ = reply.send(Err(not_found(name)));
+        let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
         };
         if rt.def.trial.workload != Workload::External {
@@ -273,8 +270,7 @@ impl Core {
         let Core {
             env, studies, turn, ..
         } = self;
-        let Some(rt) = studies.get_mut(name) else {
-            let _ = reply.send(Err(not_found(name)));
+        let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
         };
         let Some(tr) = rt.trial(n) else {
@@ -308,8 +304,7 @@ impl Core {
         let Core {
             env, studies, turn, ..
         } = self;
-        let Some(rt) = studies.get_mut(name) else {
-            let _ = reply.send(Err(not_found(name)));
+        let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
         };
         let Some(tr) = rt.trial(n) else {
@@ -409,8 +404,7 @@ impl Core {
         let Core {
             env, studies, turn, ..
         } = self;
-        let Some(rt) = studies.get_mut(name) else {
-            let _ = reply.send(Err(not_found(name)));
+        let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
         };
         if results.is_empty() {
@@ -493,8 +487,7 @@ impl Core {
         let Core {
             env, studies, turn, ..
         } = self;
-        let Some(rt) = studies.get_mut(name) else {
-            let _ = reply.send(Err(not_found(name)));
+        let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
         };
         if rt.record.state.is_finished() {
@@ -550,6 +543,21 @@ impl Core {
             Err(FillError::NoSuggestion(_)) => {}
         }
         rt.wants.push_back(Want::Enqueue(params, reply));
+    }
+}
+
+/// Study `name`, with the reply handed back; or `None` after replying that there is none.
+fn study_or_reply<'a, T>(
+    studies: &'a mut std::collections::BTreeMap<String, StudyRuntime>,
+    name: &str,
+    reply: Reply<T>,
+) -> Option<(&'a mut StudyRuntime, Reply<T>)> {
+    match studies.get_mut(name) {
+        Some(rt) => Some((rt, reply)),
+        None => {
+            let _ = reply.send(Err(not_found(name)));
+            None
+        }
     }
 }
 

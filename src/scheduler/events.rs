@@ -37,10 +37,7 @@ impl Core {
                 let Some(rt) = studies.get_mut(&study) else {
                     return;
                 };
-                let current = rt
-                    .trial(trial)
-                    .is_some_and(|tr| tr.attempt == attempt && tr.state == TrialState::Running);
-                if !current {
+                if !rt.is_current(trial, attempt) {
                     return;
                 }
                 if let Some(reason) = record_report(rt, turn, trial, step, values, t) {
@@ -94,10 +91,7 @@ impl Core {
                 let Some(rt) = studies.get_mut(&study) else {
                     return;
                 };
-                let current = rt
-                    .trial(trial)
-                    .is_some_and(|tr| tr.attempt == attempt && tr.state == TrialState::Running);
-                if !current {
+                if !rt.is_current(trial, attempt) {
                     return;
                 }
                 if let Some(slot) = rt.held.remove(&trial) {

@@ -199,6 +199,14 @@ impl StudyRuntime {
         *c = c.saturating_add_signed(sign);
     }
 
+    /// Whether `attempt` is the running attempt of trial `n` (events of older attempts, or
+    /// of a trial already ended, are stale).
+    pub fn is_current(&self, n: u64, attempt: u32) -> bool {
+        self.trials
+            .get(n)
+            .is_some_and(|tr| tr.attempt == attempt && tr.state == TrialState::Running)
+    }
+
     /// Trials `queued`, by number.
     pub fn queued(&self) -> impl Iterator<Item = u64> + '_ {
         self.queued.iter().copied()

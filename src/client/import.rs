@@ -2,12 +2,10 @@
 //! Reading, mapping and checking the rows is [`crate::model::results`]; this sends the good
 //! ones to the daemon and prints what happened.
 
-use crate::client::http::{segment, Client};
+use crate::client::http::Client;
 use crate::model::results::{convert, expand, read_file, BadRow, ImportRequest, Mapping};
-use crate::model::wire::TrialView;
 use crate::view::table::Format;
 use anyhow::{anyhow, bail, Result};
-use hyper::Method;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -46,13 +44,7 @@ pub async fn run(
     opts: &ImportOptions,
     format: Format,
 ) -> Result<()> {
-    let export = client
-        .call(
-            Method::GET,
-            &format!("/v1/studies/{}/export", segment(study)),
-            None,
-        )
-        .await?;
+    let export = client.export(study).await?;
     let data = crate::view::plot::StudyData::from_export(&export).map_err(|e| anyhow!(e))?;
     let def = &data.def;
     let mut mapping = match &opts.mapping {
@@ -94,13 +86,8 @@ pub async fn run(
     };
     let blocked = !bad.is_empty() && !opts.skip_invalid;
     if !opts.dry_run && !blocked && !good.is_empty() {
-        let body = serde_json::to_value(ImportRequest { results: good })?;
-        let trials: Vec<TrialView> = client
-            .json(
-                Method::POST,
-                &format!("/v1/studies/{}/import", segment(study)),
-                Some(body),
-            )
+        let trials = client
+            .import_results(study, &ImportRequest { results: good })
             .await?;
         report.imported = trials.iter().map(|t| t.trial).collect();
     }

@@ -1,6 +1,7 @@
 //! The client: every CLI command, talking to the daemon only through its HTTP API
 //! ([`http`]). Nothing here imports daemon code.
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod http;

@@ -3,26 +3,19 @@
 //! trials and reports), so the daemon does no drawing for the CLI.
 
 use crate::client::cli::Format;
-use crate::client::http::{segment, Client};
+use crate::client::http::Client;
 use crate::model::leaderboard::Row;
 use crate::model::wire::StudySummary;
 use crate::view::plot::{PlotKind, PlotOptions, StudyData};
 use crate::view::table;
 use anyhow::{anyhow, bail, Context, Result};
-use hyper::Method;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
 /// Fetches what plots and importance are computed from.
 pub async fn study_data(client: &Client, study: &str) -> Result<StudyData> {
-    let export = client
-        .call(
-            Method::GET,
-            &format!("/v1/studies/{}/export", segment(study)),
-            None,
-        )
-        .await?;
+    let export = client.export(study).await?;
     StudyData::from_export(&export).map_err(|e| anyhow!("unexpected export from the daemon: {e}"))
 }
 
@@ -189,20 +182,8 @@ pub async fn watch(
     tokio::pin!(stop);
     let mut last = String::new();
     loop {
-        let s: StudySummary = client
-            .json(
-                Method::GET,
-                &format!("/v1/studies/{}", segment(study)),
-                None,
-            )
-            .await?;
-        let rows: Vec<Row> = client
-            .json(
-                Method::GET,
-                &format!("/v1/studies/{}/leaderboard?top={top}", segment(study)),
-                None,
-            )
-            .await?;
+        let s = client.study(study).await?;
+        let rows = client.leaderboard(study, Some(top)).await?;
         let finished = matches!(s.state.as_str(), "completed" | "failed" | "cancelled");
         match format {
             Format::Json => {

@@ -1,0 +1,214 @@
+//! The commands about studies as a whole: `submit`, `studies`, `status`, `trials`,
+//! `leaderboard`, `curve`, and the state changes `pause`, `resume`, `cancel`.
+
+use super::{print_json, print_painted, print_study, print_table};
+use crate::client::api::Lifecycle;
+use crate::client::cli::Format;
+use crate::client::http::Client;
+use crate::model::duration::format_secs;
+use crate::model::wire::{StudySummary, SubmitRequest, TrialView};
+use crate::view::table;
+use anyhow::{anyhow, Context, Result};
+use std::path::Path;
+
+/// `quantune submit FILE`: checks the file here (the same messages without a round trip), then
+/// sends it with the directory its relative paths are resolved against.
+pub async fn submit(client: &Client, file: &Path, format: Format) -> Result<()> {
+    let source = std::fs::read_to_string(file)
+        .with_context(|| format!("{}: cannot read the study file", file.display()))?;
+    crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    let base = file
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or(std::env::current_dir()?);
+    let req = SubmitRequest {
+        source,
+        file: Some(file.display().to_string()),
+        base_dir: Some(base.display().to_string()),
+    };
+    let s = client.submit(&req).await?;
+    if format == Format::Table {
+        println!(
+            "submitted study '{}' ({} trials, strategy {})",
+            s.name, s.max_trials, s.strategy
+        );
+        Ok(())
+    } else {
+        print_study(&s, format)
+    }
+}
+
+/// `quantune studies`.
+pub async fn studies(client: &Client, format: Format) -> Result<()> {
+    let s = client.studies().await?;
+    match format {
+        Format::Json => print_json(&s),
+        _ => {
+            print_table(&table::studies_table(&s), format);
+            Ok(())
+        }
+    }
+}
+
+/// `quantune status STUDY`: the study's row, its budget, what waits or runs, and its best.
+pub async fn study_status(client: &Client, name: &str, format: Format) -> Result<()> {
+    let s = client.study(name).await?;
+    print_study(&s, format)?;
+    if format != Format::Table {
+        return Ok(());
+    }
+    println!("{}", budget_line(&s));
+    if let Some(w) = &s.waiting {
+        println!("{}", table::escape_control(w));
+    }
+    let trials = client.trials(name).await?;
+    for t in trials
+        .iter()
+        .filter(|t| t.state == "running" || t.state == "queued")
+    {
+        println!("trial {} {}{}", t.trial, t.state, where_it_runs(t));
+    }
+    if let Some(best) = &s.best {
+        let m: Vec<String> = best
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{}={}", table::escape_control(k), table::num(*v, false)))
+            .collect();
+        println!("best: trial {} {}", best.trial, m.join(" "));
+    }
+    Ok(())
+}
+
+/// `budget: trials 3 of 20, wall 1m of 2h, gpu-hours 0.10`.
+fn budget_line(s: &StudySummary) -> String {
+    let b = &s.budget;
+    let of = |used: String, max: Option<String>| match max {
+        Some(m) => format!("{used} of {m}"),
+        None => used,
+    };
+    format!(
+        "budget: trials {} of {}, wall {}, gpu-hours {}",
+        s.trials,
+        s.max_trials,
+        of(format_secs(b.wall_s), b.max_wall_s.map(format_secs)),
+        of(
+            format!("{:.2}", b.gpu_hours),
+            b.max_gpu_hours.map(|h| format!("{h:.2}"))
+        )
+    )
+}
+
+/// ` (Slurm job 12, RUNNING)` or ` on gpu0`, or nothing.
+fn where_it_runs(t: &TrialView) -> String {
+    match (&t.job_id, &t.job_state) {
+        (Some(id), Some(st)) => format!(" (Slurm job {id}, {st})"),
+        (Some(id), None) => format!(" (Slurm job {id})"),
+        _ => t
+            .slot
+            .as_ref()
+            .map(|s| format!(" on {s}"))
+            .unwrap_or_default(),
+    }
+}
+
+/// `quantune status`: the daemon, its slots and GPUs, and every study.
+pub async fn daemon_status(client: &Client, format: Format) -> Result<()> {
+    let s = client.daemon_status().await?;
+    if format == Format::Json {
+        return print_json(&s);
+    }
+    println!(
+        "quantune {} (pid {}), state in {}",
+        s.version, s.pid, s.state_dir
+    );
+    println!(
+        "slots: cpu {}/{} busy, gpu {}/{} busy",
+        s.slots.cpu_busy, s.slots.cpu_total, s.slots.gpu_busy, s.slots.gpu_total
+    );
+    match &s.gpus.note {
+        Some(n) => println!("gpus: none ({n})"),
+        None => {
+            for g in &s.gpus.devices {
+                let usage = s.gpu_usage.iter().find(|u| u.index == g.index);
+                let util = usage
+                    .and_then(|u| u.utilization)
+                    .map(|u| format!(", {:.0}% busy", u * 100.0))
+                    .unwrap_or_default();
+                let holder = usage
+                    .and_then(|u| u.trial.clone())
+                    .map(|t| format!(", running {t}"))
+                    .unwrap_or_else(|| ", free".into());
+                let total = crate::gpu::gib(g.memory_total);
+                println!("gpu{}: {} ({total}){util}{holder}", g.index, g.name);
+            }
+        }
+    }
+    println!();
+    print_table(&table::studies_table(&s.studies), format);
+    Ok(())
+}
+
+/// `quantune trials STUDY`.
+pub async fn trials(client: &Client, name: &str, format: Format) -> Result<()> {
+    let t = client.trials(name).await?;
+    match format {
+        Format::Json => print_json(&t),
+        _ => {
+            print_painted(
+                &table::trials_table(&t, format == Format::Csv),
+                format,
+                &table::trial_paints(&t),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `quantune leaderboard STUDY [--top N]`.
+pub async fn leaderboard(
+    client: &Client,
+    name: &str,
+    top: Option<usize>,
+    format: Format,
+) -> Result<()> {
+    let rows = client.leaderboard(name, top).await?;
+    match format {
+        Format::Json => print_json(&rows),
+        _ => {
+            print_painted(
+                &table::leaderboard_table(&rows, format == Format::Csv),
+                format,
+                &table::leaderboard_paints(&rows),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `quantune curve STUDY TRIAL`: the trial's intermediate reports.
+pub async fn curve(client: &Client, name: &str, trial: u64, format: Format) -> Result<()> {
+    let v = client.trial(name, trial).await?;
+    if format == Format::Json {
+        return print_json(&v);
+    }
+    let reports: Vec<quantune_state::Report> = serde_json::from_value(v["reports"].clone())?;
+    if reports.is_empty() {
+        println!("trial {trial} of '{name}' has no intermediate reports");
+    } else {
+        print_table(&table::curve_table(&reports, format == Format::Csv), format);
+    }
+    Ok(())
+}
+
+/// `quantune pause|resume|cancel STUDY`.
+pub async fn lifecycle(client: &Client, name: &str, what: Lifecycle, format: Format) -> Result<()> {
+    let s = client.lifecycle(name, what).await?;
+    match format {
+        Format::Json => print_json(&s),
+        _ => {
+            println!("study '{}' is {}", s.name, s.state);
+            Ok(())
+        }
+    }
+}

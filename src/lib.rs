@@ -15,5 +15,6 @@ pub mod gpu;
 pub mod model;
 pub mod scheduler;
 pub mod signal;
+pub mod tasks;
 pub mod view;
 pub mod workload;

@@ -9,7 +9,6 @@ use crate::view::table;
 use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Runs the study in `file` with its store in `state_dir`; returns the process exit code.
 pub async fn run(
@@ -20,6 +19,7 @@ pub async fn run(
 ) -> Result<i32> {
     // Before any trial can start: Ctrl-C from here on stops cleanly.
     let ctrl_c = shutdown_signal();
+    let tasks = crate::tasks::Tasks::new();
     let (def, source) = crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
     // Trials run in their own working directory: every path they are given must be absolute.
     let state_dir = &std::path::absolute(state_dir)?;
@@ -33,10 +33,10 @@ pub async fn run(
         1,
         Some(name.clone()),
         Default::default(),
+        &tasks,
     )?;
     let mut finished = engine.subscribe();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
+    let scheduler = tokio::spawn(engine.clone().run(ev_rx, tasks.clone()));
     match engine.definition(&name) {
         Ok((_, stored_source)) if stored_source != source => bail!(
             "{}: study '{name}' in {} was created from a different file; rename [study] name or use another --state directory",
@@ -97,8 +97,9 @@ pub async fn run(
             }
         }
     }
-    let _ = stop_tx.send(true);
+    tasks.stop();
     let stopped = scheduler.await;
+    tasks.join(crate::daemon::serve::TASKS_GRACE).await;
     progress.finish();
     if let Ok(Err(e)) = stopped {
         bail!("{e}");

@@ -10,16 +10,21 @@ use crate::daemon::config::DaemonConfig;
 use crate::daemon::config::ExecutorsConfig;
 use crate::gpu::{self, GpuDiscovery};
 use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::tasks::Tasks;
 use anyhow::{bail, Context, Result};
 use quantune_state::Store;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Time between SIGTERM and SIGKILL when a trial is stopped (docs/TRIALS.md).
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How long, once the scheduler loop has stopped, the other background tasks (listeners
+/// finishing their requests, pollers, the GPU sampler) get before they are aborted.
+pub const TASKS_GRACE: Duration = Duration::from_secs(10);
 
 /// The lock file in the state directory; `flock`ed by the process that uses the directory.
 pub const LOCK_FILE: &str = "quantune.lock";
@@ -101,13 +106,14 @@ pub fn start_engine(
     trials_per_gpu: u32,
     only_study: Option<String>,
     executor: ExecutorsConfig,
+    tasks: &Tasks,
 ) -> Result<(
     Arc<Scheduler>,
     mpsc::UnboundedReceiver<crate::executor::ExecEvent>,
 )> {
     let store = open_store(state_dir)?;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let executors = crate::executor::build(executor, ev_tx, state_dir, KILL_GRACE)
+    let executors = crate::executor::build(executor, ev_tx, state_dir, KILL_GRACE, tasks)
         .map_err(anyhow::Error::msg)?;
     let cfg = SchedulerConfig {
         run_root: state_dir.join("trials"),
@@ -145,6 +151,8 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
     // and a SIGHUP never kills it.
     let stop_signal = crate::signal::shutdown_signal();
     ignore_hangup();
+    // Every background task starts through `tasks` and stops with it.
+    let tasks = Tasks::new();
     let mut cfg = DaemonConfig::load(config).map_err(anyhow::Error::msg)?;
     // Trials run in their own working directory: every path they are given must be absolute.
     cfg.state_dir = std::path::absolute(&cfg.state_dir)?;
@@ -177,6 +185,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         cfg.trials_per_gpu,
         None,
         cfg.executor.clone(),
+        &tasks,
     )?;
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let state = AppState {
@@ -185,38 +194,28 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         state_dir: cfg.state_dir.clone(),
         web: cfg.web,
     };
-    // One stop signal fans out to both listeners.
-    let (quit_tx, quit_rx) = watch::channel(false);
-    let tcp_server = match tcp {
-        Some((addr, token)) => {
-            let l = tokio::net::TcpListener::bind(&addr)
-                .await
-                .with_context(|| format!("cannot listen on tcp {addr}"))?;
-            tracing::info!(
-                "tcp listener on {} (bearer token required)",
-                l.local_addr()?
-            );
-            let app = tcp_router(state.clone(), token);
-            let limits = cfg.http.limits(false).map_err(anyhow::Error::msg)?;
-            let server = crate::daemon::listen::serve(l, app, limits, quit_rx.clone(), "tcp");
-            Some(tokio::spawn(server))
-        }
-        None => None,
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(engine.clone().run(ev_rx, stop_rx));
+    if let Some((addr, token)) = tcp {
+        let l = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on tcp {addr}"))?;
+        tracing::info!(
+            "tcp listener on {} (bearer token required)",
+            l.local_addr()?
+        );
+        let app = tcp_router(state.clone(), token);
+        let limits = cfg.http.limits(false).map_err(anyhow::Error::msg)?;
+        let quit = tasks.stopping().receiver();
+        tasks.spawn(
+            "tcp listener",
+            crate::daemon::listen::serve(l, app, limits, quit, "tcp"),
+        );
+    }
+    let scheduler = tokio::spawn(engine.clone().run(ev_rx, tasks.clone()));
     let app = router(state.clone());
-    let scrape = match &cfg.metrics_listen {
-        Some(addr) => Some(
-            serve_metrics(
-                addr,
-                state.clone(),
-                cfg.http.limits(false).map_err(anyhow::Error::msg)?,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    if let Some(addr) = &cfg.metrics_listen {
+        let limits = cfg.http.limits(false).map_err(anyhow::Error::msg)?;
+        serve_metrics(addr, state.clone(), limits, &tasks).await?;
+    }
     if cfg.web {
         tracing::info!("web page on the API socket at /ui/ (reach it with `quantune web` or ssh -L; see docs/WEB.md)");
     }
@@ -225,52 +224,50 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status_line(&engine)),
     ]);
-    let watchdog = tokio::spawn(watchdog(
-        engine.clone(),
-        sd_notify::watchdog_enabled(),
-        |status, ping| {
-            let mut states = vec![sd_notify::NotifyState::Status(status)];
-            if ping {
-                states.push(sd_notify::NotifyState::Watchdog);
-            }
-            let _ = sd_notify::notify(&states);
-        },
-    ));
+    tasks.spawn_until_stopped(
+        "watchdog",
+        watchdog(
+            engine.clone(),
+            sd_notify::watchdog_enabled(),
+            |status, ping| {
+                let mut states = vec![sd_notify::NotifyState::Status(status)];
+                if ping {
+                    states.push(sd_notify::NotifyState::Watchdog);
+                }
+                let _ = sd_notify::notify(&states);
+            },
+        ),
+    );
     // Stop on SIGTERM/SIGINT, or when the scheduler loop ends by itself: it does when a change
     // cannot be made durable (a full disk), and only a fresh process can write again.
     let mut scheduler = scheduler;
     let scheduler_done = {
-        let quit_tx = quit_tx.clone();
+        let tasks = tasks.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop_signal => {
-                    let _ = quit_tx.send(true);
-                    let _ = stop_tx.send(true);
+                    tasks.stop();
                     scheduler.await
                 }
                 r = &mut scheduler => {
                     tracing::error!("the scheduler loop stopped; stopping the daemon so that a fresh start can write again");
                     // A moment for clients to hear why (their calls get the store's error).
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    let _ = quit_tx.send(true);
+                    tasks.stop();
                     r
                 }
             }
         })
     };
     let limits = cfg.http.limits(true).map_err(anyhow::Error::msg)?;
-    crate::daemon::listen::serve(listener, app, limits, quit_rx, "socket").await;
-    if let Some(t) = tcp_server {
-        let _ = t.await;
-    }
+    let quit = tasks.stopping().receiver();
+    crate::daemon::listen::serve(listener, app, limits, quit, "socket").await;
     tracing::info!("stopping: interrupting running trials");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = quit_tx.send(true);
+    tasks.stop();
     let outcome = scheduler_done.await;
-    watchdog.abort();
-    if let Some(m) = scrape {
-        m.abort();
-    }
+    // The listeners, pollers, sampler and watchdog heard the same stop; wait for them.
+    tasks.join(TASKS_GRACE).await;
     let _ = std::fs::remove_file(&cfg.socket);
     if let Ok(Ok(Err(e))) = outcome {
         bail!(
@@ -308,7 +305,8 @@ async fn serve_metrics(
     addr: &str,
     state: AppState,
     limits: crate::daemon::listen::HttpLimits,
-) -> Result<tokio::task::JoinHandle<()>> {
+    tasks: &Tasks,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("metrics_listen = \"{addr}\": cannot listen there"))?;
@@ -320,15 +318,17 @@ async fn serve_metrics(
     let only_metrics = axum::Router::new()
         .route("/metrics", axum::routing::get(crate::daemon::api::metrics))
         .with_state(state);
-    // The same connection limits as a TCP API listener; stopped by aborting the task.
+    // The same connection limits as a TCP API listener; it stops with the other listeners.
     let limits = crate::daemon::listen::HttpLimits {
         reserve: 0,
         ..limits
     };
-    Ok(tokio::spawn(async move {
-        let (_keep, never) = watch::channel(false);
-        crate::daemon::listen::serve(listener, only_metrics, limits, never, "metrics").await;
-    }))
+    let quit = tasks.stopping().receiver();
+    tasks.spawn(
+        "metrics listener",
+        crate::daemon::listen::serve(listener, only_metrics, limits, quit, "metrics"),
+    );
+    Ok(())
 }
 
 /// The `STATUS=` line systemd shows in `systemctl status`.
@@ -481,8 +481,7 @@ mod tests {
             only_study: None,
         };
         let engine = Arc::new(Scheduler::open(store, vec![Arc::new(Hang)], cfg).unwrap());
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(engine.clone().run(ev_rx, stop_rx));
+        tokio::spawn(engine.clone().run(ev_rx, Tasks::new()));
         let pings = Arc::new(AtomicUsize::new(0));
         let counter = pings.clone();
         tokio::spawn(watchdog(

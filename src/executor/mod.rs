@@ -173,16 +173,21 @@ pub fn build(
     events: mpsc::UnboundedSender<ExecEvent>,
     state_dir: &std::path::Path,
     kill_grace: std::time::Duration,
+    tasks: &crate::tasks::Tasks,
 ) -> Result<Vec<Arc<dyn Executor>>, String> {
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
         local::LocalExecutor::new(events.clone(), kill_grace)
             .with_cache_dir(state_dir.join("cache")),
     )];
     if let Some(c) = cfg.slurm {
-        executors.push(Arc::new(slurm::SlurmExecutor::new(c, events.clone())?));
+        executors.push(Arc::new(slurm::SlurmExecutor::new(
+            c,
+            events.clone(),
+            tasks,
+        )?));
     }
     if let Some(c) = cfg.ray {
-        executors.push(Arc::new(ray::RayExecutor::new(c, events)?));
+        executors.push(Arc::new(ray::RayExecutor::new(c, events, tasks)?));
     }
     Ok(executors)
 }

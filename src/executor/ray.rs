@@ -738,11 +738,13 @@ pub struct RayExecutor {
 }
 
 impl RayExecutor {
-    /// An executor sending events to `events`; starts its poller (call inside a tokio runtime).
+    /// An executor sending events to `events`; starts its poller among `tasks` (call inside a
+    /// tokio runtime).
     /// Bad settings (address, secrets, sizes, the shared directory) are errors naming the field.
     pub fn new(
         cfg: RayConfig,
         events: mpsc::UnboundedSender<ExecEvent>,
+        tasks: &crate::tasks::Tasks,
     ) -> Result<RayExecutor, String> {
         let interval = match &cfg.poll_interval {
             Some(s) => crate::model::duration::parse_duration(s)
@@ -782,7 +784,7 @@ impl RayExecutor {
             wake: Notify::new(),
         });
         let poller = shared.clone();
-        tokio::spawn(async move {
+        tasks.spawn_until_stopped("ray poller", async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs_f64(interval)) => {}

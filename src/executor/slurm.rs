@@ -153,10 +153,12 @@ async fn output(cmd: &str, args: &[String]) -> Result<String, String> {
 }
 
 impl SlurmExecutor {
-    /// An executor sending events to `events`; starts its poller (call inside a tokio runtime).
+    /// An executor sending events to `events`; starts its poller among `tasks` (call inside a
+    /// tokio runtime).
     pub fn new(
         cfg: SlurmConfig,
         events: mpsc::UnboundedSender<ExecEvent>,
+        tasks: &crate::tasks::Tasks,
     ) -> Result<SlurmExecutor, String> {
         let interval = match &cfg.poll_interval {
             Some(s) => crate::model::duration::parse_duration(s)
@@ -176,7 +178,7 @@ impl SlurmExecutor {
             wake: Arc::new(Notify::new()),
         };
         let (jobs, events, wake) = (ex.jobs.clone(), ex.events.clone(), ex.wake.clone());
-        tokio::spawn(async move {
+        tasks.spawn_until_stopped("slurm poller", async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs_f64(interval)) => {}

@@ -100,13 +100,13 @@ impl GpuMonitor {
         self.nvml.as_ref()?.sys_driver_version().ok()
     }
 
-    /// Starts the once-a-second sampler (only when NVML loaded).
-    pub fn spawn(self: &Arc<Self>, metrics: Arc<Metrics>) {
+    /// Starts the once-a-second sampler (only when NVML loaded), stopped with `tasks`.
+    pub fn spawn(self: &Arc<Self>, metrics: Arc<Metrics>, tasks: &crate::tasks::Tasks) {
         if self.nvml.is_none() {
             return;
         }
         let me = self.clone();
-        tokio::spawn(async move {
+        tasks.spawn_until_stopped("gpu sampler", async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 me.sample(&metrics);

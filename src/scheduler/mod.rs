@@ -55,7 +55,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use study::StudyRuntime;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use turn::Turn;
 
 pub use crate::model::now;
@@ -298,8 +298,9 @@ impl Scheduler {
     pub async fn run(
         self: Arc<Self>,
         mut events: mpsc::UnboundedReceiver<ExecEvent>,
-        mut shutdown: watch::Receiver<bool>,
+        tasks: crate::tasks::Tasks,
     ) -> Result<()> {
+        let mut shutdown = tasks.stopping();
         let Some((mut core, mut commands)) =
             self.core.lock().unwrap_or_else(|p| p.into_inner()).take()
         else {
@@ -309,12 +310,10 @@ impl Scheduler {
         };
         let mut tick = tokio::time::interval(Duration::from_millis(1000));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        core.env.gpu_monitor.spawn(core.env.metrics.clone());
+        core.env.gpu_monitor.spawn(core.env.metrics.clone(), &tasks);
         loop {
             tokio::select! {
-                r = shutdown.changed() => {
-                    if r.is_err() || *shutdown.borrow() { break; }
-                }
+                _ = shutdown.wait() => break,
                 Some(cmd) = commands.recv() => core.command(cmd),
                 Some(ev) = events.recv() => core.event(ev),
                 Some(m) = core.inbox_rx.recv() => core.internal(m),

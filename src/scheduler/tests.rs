@@ -58,7 +58,7 @@ struct Harness {
     sched: Arc<Scheduler>,
     events: mpsc::UnboundedSender<ExecEvent>,
     fake: Arc<Fake>,
-    stop: watch::Sender<bool>,
+    stop: crate::tasks::Tasks,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
@@ -90,8 +90,8 @@ impl Harness {
             only_study: None,
         };
         let sched = Arc::new(Scheduler::open(store, vec![fake.clone()], cfg).unwrap());
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(sched.clone().run(ev_rx, stop_rx));
+        let stop = crate::tasks::Tasks::new();
+        let task = tokio::spawn(sched.clone().run(ev_rx, stop.clone()));
         Harness {
             dir,
             sched,
@@ -104,7 +104,7 @@ impl Harness {
 
     /// Stops the loop (gracefully) and hands back the directory for a restart.
     async fn stop(self) -> tempfile::TempDir {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         self.close().await
     }
 
@@ -245,7 +245,7 @@ async fn a_graceful_stop_costs_no_retry_and_requeues_after_restart() {
     h.until("started", |h| h.fake.started().len() == 1).await;
     let l = h.fake.started()[0].clone();
     // The stop asks the executor to interrupt; it answers as the local executor does.
-    let _ = h.stop.send(true);
+    h.stop.stop();
     h.until("asked to stop", |h| !h.fake.cancelled().is_empty())
         .await;
     assert_eq!(h.fake.cancelled()[0].2, CancelReason::Shutdown);

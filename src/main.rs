@@ -33,6 +33,14 @@ fn init_tracing(daemon: bool) {
 }
 
 fn main() -> ExitCode {
+    // A trial's first process on its way into its box: nothing else runs in it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == quantune::executor::contain::TRAMPOLINE_ARG)
+    {
+        return ExitCode::from(quantune::executor::contain::trampoline(&args[2..]));
+    }
     let cli = Cli::parse();
     if let Command::QatBench(args) = &cli.command {
         // A trial process: CPU-bound and synchronous, no runtime, no tracing.

@@ -16,7 +16,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 /// How much of stderr a trial keeps.
@@ -210,9 +209,17 @@ async fn run_attempt(
         Err(e) => return fail(e),
     };
     let cuda: Vec<String> = launch.slot.gpus.iter().map(u32::to_string).collect();
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(&launch.spec.working_dir)
+    // A program that cannot be found fails here, with the words a failed spawn would have: the
+    // trampoline would only find out after it started.
+    if let Err(e) = protocol::find_program(&argv[0], &launch.spec.working_dir, &launch.spec.env) {
+        return fail(format!(
+            "cannot start {:?} in {}: {e}",
+            argv[0],
+            launch.spec.working_dir.display()
+        ));
+    }
+    let mut cmd = bx.command(&argv);
+    cmd.current_dir(&launch.spec.working_dir)
         .envs(&launch.spec.env)
         .env("QUANTUNE_STUDY", &launch.study)
         .env("QUANTUNE_TRIAL", launch.trial.to_string())
@@ -224,7 +231,6 @@ async fn run_attempt(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    bx.configure(&mut cmd);
     let mut child = match bx.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {

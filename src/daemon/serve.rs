@@ -178,6 +178,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         None,
         cfg.executor.clone(),
     )?;
+    crate::daemon::notifier::spawn(std::mem::take(&mut cfg.notify_targets), &engine);
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let state = AppState {
         scheduler: engine.clone(),

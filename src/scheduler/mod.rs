@@ -27,6 +27,7 @@ pub mod commands;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod notice;
 pub mod snapshot;
 pub mod study;
 pub mod transitions;
@@ -201,6 +202,8 @@ pub(crate) struct Core {
     pub finished_tx: broadcast::Sender<TrialRecord>,
     /// Receives what `inbox` sends.
     pub inbox_rx: mpsc::UnboundedReceiver<Internal>,
+    /// The queue to the webhook notifier, when the daemon has `[[notify]]` targets.
+    pub notices: Option<notice::Notices>,
 }
 
 /// The handle everything else holds: it sends commands to the loop and reads its snapshots.
@@ -272,6 +275,7 @@ impl Scheduler {
             snapshots: snapshots.clone(),
             finished_tx: finished_tx.clone(),
             inbox_rx,
+            notices: None,
         };
         core.load_all()?;
         core.apply()?;
@@ -523,6 +527,22 @@ impl Scheduler {
     /// How many turns the loop has taken (at least one a second while it runs).
     pub fn heartbeat(&self) -> u64 {
         self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// Starts the queue of [`notice::Notice`]s for the webhook notifier and returns its
+    /// receiving end; call before [`Scheduler::run`] (afterwards there is no loop state to
+    /// attach it to, and `None` is returned).
+    pub fn notices(&self) -> Option<mpsc::Receiver<notice::Notice>> {
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        let (core, _) = core.as_mut()?;
+        let (q, rx) = notice::Notices::channel();
+        core.notices = Some(q);
+        Some(rx)
+    }
+
+    /// Prometheus metrics (for the notifier's counters).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Receives finished trials once they are durable.

@@ -49,7 +49,7 @@ pub fn spawn(targets: Vec<Target>, scheduler: &Arc<Scheduler>) {
     if targets.is_empty() {
         return;
     }
-    let Some(mut rx) = scheduler.notices() else {
+    let Some(mut rx) = scheduler.notices(crate::scheduler::notice::CAPACITY) else {
         tracing::error!(
             "webhook notifications are off: the scheduler loop started before the notifier"
         );

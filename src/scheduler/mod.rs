@@ -21,7 +21,8 @@
 //! process left `running` ("interrupted"). Modules: [`study`] (one study's live state and
 //! indexes), [`transitions`] (how trials and studies change state), [`dispatch`] (which trial
 //! starts where, and suggestions), [`commands`] (the API's writes), [`turn`] (persist, then
-//! act), [`snapshot`] (what readers see), [`trials`] (copy-on-write trial lists).
+//! act), [`snapshot`] (what readers see), [`trials`] (copy-on-write trial lists), [`notice`]
+//! (what the webhook notifier is told).
 
 pub mod commands;
 pub mod dispatch;
@@ -529,13 +530,13 @@ impl Scheduler {
         self.heartbeat.load(Ordering::Relaxed)
     }
 
-    /// Starts the queue of [`notice::Notice`]s for the webhook notifier and returns its
-    /// receiving end; call before [`Scheduler::run`] (afterwards there is no loop state to
+    /// Starts a queue of `capacity` [`notice::Notice`]s for the webhook notifier and returns
+    /// its receiving end; call before [`Scheduler::run`] (afterwards there is no loop state to
     /// attach it to, and `None` is returned).
-    pub fn notices(&self) -> Option<mpsc::Receiver<notice::Notice>> {
+    pub fn notices(&self, capacity: usize) -> Option<mpsc::Receiver<notice::Notice>> {
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         let (core, _) = core.as_mut()?;
-        let (q, rx) = notice::Notices::channel();
+        let (q, rx) = notice::Notices::channel(capacity);
         core.notices = Some(q);
         Some(rx)
     }

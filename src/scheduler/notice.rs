@@ -9,7 +9,7 @@ use quantune_state::{StudyState, TrialState};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Notices the queue to the notifier holds.
+/// Notices the daemon's queue to the notifier holds.
 pub const CAPACITY: usize = 1024;
 
 /// The most often a drop is warned about.
@@ -54,9 +54,9 @@ pub(crate) struct Notices {
 }
 
 impl Notices {
-    /// A queue of [`CAPACITY`] notices and its receiving end.
-    pub fn channel() -> (Notices, mpsc::Receiver<Notice>) {
-        let (tx, rx) = mpsc::channel(CAPACITY);
+    /// A queue of `capacity` notices and its receiving end.
+    pub fn channel(capacity: usize) -> (Notices, mpsc::Receiver<Notice>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         (
             Notices {
                 tx,

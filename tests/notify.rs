@@ -322,8 +322,11 @@ fn a_receiver_that_hangs_slows_neither_the_api_nor_the_trials() {
     external_study(&d, "hang", 200, 10);
     // Every trial is a new best: far more events than the target's queue holds.
     let mut slowest = Duration::ZERO;
+    let mut slowest_tell = Duration::ZERO;
     for i in 0..80 {
+        let t = Instant::now();
         ask_tell(&d, "hang", &format!("loss={}", 1000 - i));
+        slowest_tell = slowest_tell.max(t.elapsed());
         if i % 10 == 0 {
             let t = Instant::now();
             let s = d.json(&["status", "hang"]);
@@ -339,10 +342,17 @@ fn a_receiver_that_hangs_slows_neither_the_api_nor_the_trials() {
     // A CLI call is a process start and one request: well under this even on a loaded machine,
     // while a stalled loop would never answer.
     assert!(slowest < Duration::from_secs(5), "status took {slowest:?}");
+    assert!(
+        slowest_tell < Duration::from_secs(10),
+        "an ask and a tell took {slowest_tell:?}"
+    );
     assert_eq!(r.got().len(), 1, "one delivery at a time per target");
     wait_for(PATIENCE, "the drop warning", || {
         d.log().contains("notification(s) dropped").then_some(())
     });
+    // A delivery in flight does not hold up the stop either.
+    let mut d = d;
+    assert!(d.stop(), "the daemon stops cleanly: {}", d.log());
 }
 
 #[test]

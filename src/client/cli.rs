@@ -352,6 +352,9 @@ pub enum Command {
     /// List CUDA devices this machine offers.
     Gpus,
     /// Webhook notifications of the daemon config's [[notify]] tables (docs/NOTIFY.md).
+    #[command(
+        after_help = "Examples:\n  quantune notify test\n  quantune notify test --config ./quantune.toml --format json"
+    )]
     Notify {
         /// What to do.
         #[command(subcommand)]

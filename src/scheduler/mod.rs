@@ -531,11 +531,11 @@ impl Scheduler {
     }
 
     /// Starts a queue of `capacity` [`notice::Notice`]s for the webhook notifier and returns
-    /// its receiving end; call before [`Scheduler::run`] (afterwards there is no loop state to
-    /// attach it to, and `None` is returned).
+    /// its receiving end; call once, before [`Scheduler::run`]. `None` when the loop already
+    /// runs (there is no loop state left to attach it to) or a queue is already attached.
     pub fn notices(&self, capacity: usize) -> Option<mpsc::Receiver<notice::Notice>> {
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        let (core, _) = core.as_mut()?;
+        let (core, _) = core.as_mut().filter(|(c, _)| c.notices.is_none())?;
         let (q, rx) = notice::Notices::channel(capacity);
         core.notices = Some(q);
         Some(rx)

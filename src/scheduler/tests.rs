@@ -574,7 +574,7 @@ async fn notices_follow_durable_changes_and_a_full_queue_drops_without_waiting()
     use notice::Notice;
     let (h, rx) = Harness::build(tempfile::tempdir().unwrap(), 0, 0, Some(8));
     let mut rx = rx.unwrap();
-    assert!(h.sched.notices(8).is_none(), "the loop runs: too late");
+    assert!(h.sched.notices(8).is_none(), "one queue only");
     h.submit(
         "x",
         "max_trials = 100\nmax_failed = 100\nparallel = 1",

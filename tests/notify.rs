@@ -163,7 +163,8 @@ fn external_study(d: &Daemon, name: &str, max_trials: u64, max_failed: u64) {
     assert!(out.status.success(), "submit: {}", text(&out));
 }
 
-/// Asks for the next trial of `study` and tells it `outcome` (`loss=V` or `fail`).
+/// Asks for the next trial of `study` and tells it `outcome` (`loss=V`, `fail`, or a JSON
+/// object of metrics).
 fn ask_tell(d: &Daemon, study: &str, outcome: &str) -> u64 {
     let out = d.cli(&["ask", study]);
     assert!(out.status.success(), "ask: {}", text(&out));
@@ -179,6 +180,7 @@ fn ask_tell(d: &Daemon, study: &str, outcome: &str) -> u64 {
             "--metrics",
             &format!("{{\"loss\": {v}}}"),
         ]),
+        None if outcome.starts_with('{') => d.cli(&["tell", study, &n_s, "--metrics", outcome]),
         None => d.cli(&["tell", study, &n_s, "--failed", "exit status 1"]),
     };
     assert!(out.status.success(), "tell: {}", text(&out));
@@ -482,4 +484,71 @@ fn bad_notify_tables_stop_the_daemon_with_file_line_and_key() {
         assert!(text(&out).contains(want), "want {want:?} in: {}", text(&out));
         assert!(!text(&out).contains("panicked"), "{}", text(&out));
     }
+}
+
+#[test]
+fn two_objectives_new_best_is_the_leaderboards_best_and_a_restart_is_not_news() {
+    let r = Receiver::start(&[], false);
+    let keys = tempfile::tempdir().unwrap();
+    let secret = secret_file(keys.path());
+    let mut d = Daemon::start(
+        1,
+        &format!(
+            "[[notify]]\nurl = \"{}\"\nevents = [\"new_best\"]\nsecret_file = {secret:?}\n",
+            r.url()
+        ),
+    );
+    let toml = "[study]\nname = \"pair\"\nseed = 1\n\n[[objective]]\nmetric = \"latency_ms\"\ndirection = \"minimize\"\n\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\n[space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n\n[budget]\nmax_trials = 20\nparallel = 1\n\n[trial]\nworkload = \"external\"\ntimeout = \"10m\"\n";
+    let f = d.write("pair.toml", toml);
+    assert!(d.cli(&["submit", f.to_str().unwrap()]).status.success());
+    // Each new best the leaderboard marks is notified, in order, and nothing else is.
+    let mut want: Vec<(String, Option<u64>)> = Vec::new();
+    let mut last = None;
+    let told =
+        |d: &Daemon, want: &mut Vec<(String, Option<u64>)>, last: &mut Option<u64>, m: &str| {
+            ask_tell(d, "pair", m);
+            let best = d
+                .leaderboard("pair")
+                .iter()
+                .find(|row| row["best"] == true)
+                .and_then(|row| row["trial"].as_u64());
+            assert_eq!(d.json(&["status", "pair"])["best"]["trial"].as_u64(), best);
+            if best != *last {
+                want.push(("new_best".into(), best));
+                *last = best;
+            }
+            let got = r.wait(want.len(), Some(d));
+            assert_eq!(summary(&got), *want, "{}", d.log());
+        };
+    for m in [
+        r#"{"latency_ms": 10, "loss": 10}"#,
+        r#"{"latency_ms": 20, "loss": 20}"#,
+        r#"{"latency_ms": 5, "loss": 15}"#,
+        r#"{"latency_ms": 9, "loss": 4}"#,
+        r#"{"latency_ms": 30, "loss": 1}"#,
+        r#"{"latency_ms": 8, "loss": 5}"#,
+    ] {
+        told(&d, &mut want, &mut last, m);
+    }
+    assert!(want.len() >= 2, "the values above move the best: {want:?}");
+    let before = r.got().len();
+    // After a restart the best already known is not news. (A failed trial leaves the ranking
+    // as it is; a dominated one may not: it moves the hypervolume's reference point.)
+    d.stop();
+    d.spawn();
+    told(&d, &mut want, &mut last, "fail");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(r.got().len(), before, "{:?}", summary(&r.got()));
+    // A trial that dominates every other is the best trade-off.
+    told(
+        &d,
+        &mut want,
+        &mut last,
+        r#"{"latency_ms": 1, "loss": 0.5}"#,
+    );
+    assert_eq!(last, Some(7));
+    assert_eq!(
+        r.got().last().unwrap().json()["values"],
+        serde_json::json!({"latency_ms": 1.0, "loss": 0.5})
+    );
 }

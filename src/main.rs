@@ -91,6 +91,7 @@ fn main() -> ExitCode {
             } => quantune::daemon::run::run(&file, &state, cpu_slots, quiet).await,
             Command::Validate { file } => validate(&file, cli.format),
             Command::Gpus => gpus(cli.format),
+            Command::Notify { action } => quantune::client::notify::run(action, cli.format).await,
             Command::QatBench(_) => unreachable!("handled before the runtime starts"),
             Command::Completions { shell } => {
                 use clap::CommandFactory;

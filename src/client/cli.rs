@@ -351,6 +351,15 @@ pub enum Command {
     },
     /// List CUDA devices this machine offers.
     Gpus,
+    /// Webhook notifications of the daemon config's [[notify]] tables (docs/NOTIFY.md).
+    #[command(
+        after_help = "Examples:\n  quantune notify test\n  quantune notify test --config ./quantune.toml --format json"
+    )]
+    Notify {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::client::notify::NotifyAction,
+    },
     /// One trial of the built-in workload `builtin:qat-bench` (the daemon starts it).
     #[command(hide = true, name = "qat-bench")]
     QatBench(crate::workload::qat::BenchArgs),

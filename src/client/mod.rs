@@ -6,5 +6,6 @@ pub mod cli;
 pub mod commands;
 pub mod http;
 pub mod import;
+pub mod notify;
 pub mod progress;
 pub mod viz;

@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use axum::Json;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -104,33 +103,7 @@ impl Token {
     /// Reads the token from `path`, refusing a file that group or others can read, that is not
     /// a regular file, or that holds a token too short to resist guessing.
     pub fn load(path: &Path) -> Result<Token, String> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| format!("tcp.token_file {}: {e}", path.display()))?;
-        if !meta.is_file() {
-            return Err(format!(
-                "tcp.token_file {} is not a regular file",
-                path.display()
-            ));
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "tcp.token_file {} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {})",
-                path.display(),
-                path.display()
-            ));
-        }
-        // Another user's file could be swapped under us; the daemon user (or root) must own it.
-        let me = nix::unistd::geteuid().as_raw();
-        if meta.uid() != me && meta.uid() != 0 {
-            return Err(format!(
-                "tcp.token_file {} belongs to uid {}; it must belong to the daemon's user (uid {me}) or root",
-                path.display(),
-                meta.uid()
-            ));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("tcp.token_file {}: {e}", path.display()))?;
+        let text = crate::secret::read("tcp.token_file", path)?;
         let token = text.trim();
         if token.len() < MIN_TOKEN_LEN || token.chars().any(|c| c.is_whitespace()) {
             return Err(format!(
@@ -202,6 +175,7 @@ pub async fn require_token(State(token): State<Arc<Token>>, req: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn constant_time_eq_is_equality() {

@@ -4,8 +4,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// Where the daemon looks when `--config` is not given.
-pub const DEFAULT_CONFIG: &str = "/etc/quantune/quantune.toml";
+pub use crate::model::DEFAULT_CONFIG;
 
 /// The daemon's settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +47,13 @@ pub struct DaemonConfig {
     /// Connection limits of the API listeners (`[http]`).
     #[serde(default)]
     pub http: HttpConfig,
+    /// Webhooks told of new bests, ended studies and failure runs (`[[notify]]`,
+    /// docs/NOTIFY.md).
+    #[serde(default)]
+    pub notify: Vec<crate::notify::target::TargetConfig>,
+    /// `notify` checked, with the secrets read (filled by [`DaemonConfig::load`]).
+    #[serde(skip)]
+    pub notify_targets: Vec<crate::notify::target::Target>,
 }
 
 /// `[http]`: how long a connection may take to send a request head or sit idle, and how
@@ -137,18 +143,8 @@ impl DaemonConfig {
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))?;
-        let cfg: DaemonConfig = toml::from_str(&text).map_err(|e| {
-            let loc = e
-                .span()
-                .map(|s| {
-                    format!(
-                        ":{}",
-                        text[..s.start.min(text.len())].matches('\n').count() + 1
-                    )
-                })
-                .unwrap_or_default();
-            format!("{}{loc}: {}", path.display(), e.message().trim())
-        })?;
+        let mut cfg: DaemonConfig =
+            toml::from_str(&text).map_err(|e| crate::model::toml_error(&path, &text, &e))?;
         if cfg.trials_per_gpu == 0 {
             return Err(format!(
                 "{}: trials_per_gpu must be at least 1",
@@ -175,6 +171,7 @@ impl DaemonConfig {
                 path.display()
             ));
         }
+        cfg.notify_targets = crate::notify::target::resolve(&path, &text, &cfg.notify)?;
         Ok(cfg)
     }
 

@@ -187,6 +187,7 @@ pub async fn serve(config: Option<&Path>) -> Result<()> {
         cfg.executor.clone(),
         &tasks,
     )?;
+    crate::daemon::notifier::spawn(std::mem::take(&mut cfg.notify_targets), &engine, &tasks);
     let listener = bind_socket(&cfg.socket, cfg.socket_group.as_deref())?;
     let state = AppState {
         scheduler: engine.clone(),

@@ -24,7 +24,6 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -153,34 +152,9 @@ fn parse_address(address: &str) -> Result<(String, String), String> {
     Ok((authority, prefix.to_string()))
 }
 
-/// Reads a secret file: a regular file that only its owner (the daemon's user or root) can read.
+/// Reads a secret file of `[executor.ray]` (see [`crate::secret::read`]).
 fn read_secret(field: &str, path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("executor.ray.{field} {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!(
-            "executor.ray.{field} {} is not a regular file",
-            path.display()
-        ));
-    }
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "executor.ray.{field} {} has mode {mode:04o}; it holds a secret and must be readable by its owner only (chmod 600 {})",
-            path.display(),
-            path.display()
-        ));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(format!(
-            "executor.ray.{field} {} belongs to uid {}; it must belong to the daemon's user (uid {me}) or root",
-            path.display(),
-            meta.uid()
-        ));
-    }
-    std::fs::read_to_string(path)
-        .map_err(|e| format!("executor.ray.{field} {}: {e}", path.display()))
+    crate::secret::read(&format!("executor.ray.{field}"), path)
 }
 
 /// Parses a headers file: `Name: value` per line; blank lines and `#` comments are skipped.

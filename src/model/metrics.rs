@@ -35,6 +35,11 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Studies known to the daemon.
     pub studies: IntGauge,
+    /// Webhook deliveries that ended, by event and outcome (`delivered`, `failed`).
+    pub notifications: IntCounterVec,
+    /// Notifications dropped because the notifier fell behind, by where (`events`: the
+    /// scheduler's queue to the notifier; `deliveries`: a target's queue).
+    pub notifications_dropped: IntCounterVec,
 }
 
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -136,7 +141,19 @@ impl Metrics {
         registry
             .register(Box::new(studies.clone()))
             .expect("unique metric");
+        let notifications = counter(
+            "quantune_notifications_total",
+            "Webhook deliveries that ended, by event and outcome (delivered, failed).",
+            &["event", "outcome"],
+        );
+        let notifications_dropped = counter(
+            "quantune_notifications_dropped_total",
+            "Notifications dropped because the notifier or a webhook fell behind.",
+            &["queue"],
+        );
         Metrics {
+            notifications,
+            notifications_dropped,
             registry,
             trials_finished,
             trials_running,

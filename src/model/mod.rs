@@ -12,6 +12,24 @@ pub mod results;
 pub mod study;
 pub mod wire;
 
+/// Where the daemon's config file is when `--config` is not given (read by `serve` and by
+/// `quantune notify test`).
+pub const DEFAULT_CONFIG: &str = "/etc/quantune/quantune.toml";
+
+/// A TOML error in config file `path` (whose text is `text`) as `PATH:LINE: message`.
+pub fn toml_error(path: &std::path::Path, text: &str, e: &toml::de::Error) -> String {
+    let loc = e
+        .span()
+        .map(|s| format!(":{}", line_of(text, s.start)))
+        .unwrap_or_default();
+    format!("{}{loc}: {}", path.display(), e.message().trim())
+}
+
+/// The 1-based line of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
     std::time::SystemTime::now()

@@ -21,12 +21,14 @@
 //! process left `running` ("interrupted"). Modules: [`study`] (one study's live state and
 //! indexes), [`transitions`] (how trials and studies change state), [`dispatch`] (which trial
 //! starts where, and suggestions), [`commands`] (the API's writes), [`turn`] (persist, then
-//! act), [`snapshot`] (what readers see), [`trials`] (copy-on-write trial lists).
+//! act), [`snapshot`] (what readers see), [`trials`] (copy-on-write trial lists), [`notice`]
+//! (what the webhook notifier is told).
 
 pub mod commands;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod notice;
 pub mod snapshot;
 pub mod study;
 pub mod transitions;
@@ -201,6 +203,8 @@ pub(crate) struct Core {
     pub finished_tx: broadcast::Sender<TrialRecord>,
     /// Receives what `inbox` sends.
     pub inbox_rx: mpsc::UnboundedReceiver<Internal>,
+    /// The queue to the webhook notifier, when the daemon has `[[notify]]` targets.
+    pub notices: Option<notice::Notices>,
 }
 
 /// The handle everything else holds: it sends commands to the loop and reads its snapshots.
@@ -272,6 +276,7 @@ impl Scheduler {
             snapshots: snapshots.clone(),
             finished_tx: finished_tx.clone(),
             inbox_rx,
+            notices: None,
         };
         core.load_all()?;
         core.apply()?;
@@ -522,6 +527,22 @@ impl Scheduler {
     /// How many turns the loop has taken (at least one a second while it runs).
     pub fn heartbeat(&self) -> u64 {
         self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// Starts a queue of `capacity` [`notice::Notice`]s for the webhook notifier and returns
+    /// its receiving end; call once, before [`Scheduler::run`]. `None` when the loop already
+    /// runs (there is no loop state left to attach it to) or a queue is already attached.
+    pub fn notices(&self, capacity: usize) -> Option<mpsc::Receiver<notice::Notice>> {
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        let (core, _) = core.as_mut().filter(|(c, _)| c.notices.is_none())?;
+        let (q, rx) = notice::Notices::channel(capacity);
+        core.notices = Some(q);
+        Some(rx)
+    }
+
+    /// Prometheus metrics (for the notifier's counters).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Receives finished trials once they are durable.

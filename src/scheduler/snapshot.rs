@@ -53,6 +53,16 @@ impl StudySnapshot {
             .clone()
     }
 
+    /// The best trial as every view names it: the best feasible value for one objective (kept
+    /// by the loop), the leaderboard's best trade-off for several ([`Ranking::best`]).
+    pub fn best(&self) -> Option<u64> {
+        if self.def.objectives.len() == 1 {
+            self.best_single
+        } else {
+            self.ranking().best
+        }
+    }
+
     /// The first `top` leaderboard rows.
     pub fn leaderboard(&self, top: Option<usize>) -> Vec<Row> {
         self.ranking().rows(&self.def, |n| self.trials.get(n), top)
@@ -61,13 +71,10 @@ impl StudySnapshot {
     /// The study as `studies`/`status` show it.
     pub fn summary(&self) -> StudySummary {
         let now = crate::model::now();
-        let best = if self.def.objectives.len() == 1 {
-            self.best_single
-        } else {
-            self.ranking().best
-        }
-        .and_then(|n| self.trials.get(n))
-        .map(TrialView::from);
+        let best = self
+            .best()
+            .and_then(|n| self.trials.get(n))
+            .map(TrialView::from);
         let finished = self.record.state.is_finished();
         StudySummary {
             name: self.record.name.clone(),

@@ -66,6 +66,9 @@ pub(crate) struct StudyRuntime {
     /// The best feasible trial of a single-objective study (loss, number), kept as trials
     /// finish so that `status` needs no ranking.
     pub best: Option<(f64, u64)>,
+    /// Finished trials that failed in a row, the latest last (0 once one does not fail;
+    /// cancelled trials leave it as it is): what `consecutive_failures` notifications count.
+    pub failed_streak: u64,
 }
 
 impl StudyRuntime {
@@ -97,6 +100,9 @@ impl StudyRuntime {
                 .total_cmp(&b.finished_at.unwrap_or(0.0))
                 .then(a.number.cmp(&b.number))
         });
+        let failed_streak = finished
+            .iter()
+            .fold(0, |streak, t| next_streak(streak, t.state));
         let history = finished
             .into_iter()
             .map(|t| observation(t, curves.get(&t.number)))
@@ -134,6 +140,7 @@ impl StudyRuntime {
             rank_version: 0,
             capped: Default::default(),
             best: None,
+            failed_streak,
         };
         for t in trials {
             let n = t.number;
@@ -269,6 +276,7 @@ impl StudyRuntime {
             Arc::make_mut(&mut self.history).push(o);
         }
         self.rank_version += 1;
+        self.failed_streak = next_streak(self.failed_streak, t.state);
         self.note_best(n);
     }
 
@@ -358,6 +366,15 @@ pub(crate) fn gpu_hours<'a>(
         .sum();
     // + 0.0: an empty float sum is -0.0, which would show as "-0.0" GPU-hours.
     gpus * secs / 3600.0 + 0.0
+}
+
+/// The run of failed trials after one more trial finished in `state`.
+fn next_streak(streak: u64, state: TrialState) -> u64 {
+    match state {
+        TrialState::Failed => streak + 1,
+        TrialState::Cancelled => streak,
+        _ => 0,
+    }
 }
 
 /// A finished trial as strategies see it; a pruned trial carries its last reported values.

@@ -78,6 +78,16 @@ impl Harness {
     }
 
     fn start_in(dir: tempfile::TempDir, cpu_slots: usize, gpus: u32) -> Harness {
+        Harness::build(dir, cpu_slots, gpus, None).0
+    }
+
+    /// [`Harness::start_in`], with a queue of `notices` notices for a notifier when given.
+    fn build(
+        dir: tempfile::TempDir,
+        cpu_slots: usize,
+        gpus: u32,
+        notices: Option<usize>,
+    ) -> (Harness, Option<mpsc::Receiver<notice::Notice>>) {
         let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
         let fake = Fake::new("local", false);
         let (events, ev_rx) = mpsc::unbounded_channel();
@@ -90,16 +100,18 @@ impl Harness {
             only_study: None,
         };
         let sched = Arc::new(Scheduler::open(store, vec![fake.clone()], cfg).unwrap());
+        let notices = notices.and_then(|n| sched.notices(n));
         let stop = crate::tasks::Tasks::new();
         let task = tokio::spawn(sched.clone().run(ev_rx, stop.clone()));
-        Harness {
+        let h = Harness {
             dir,
             sched,
             events,
             fake,
             stop,
             task,
-        }
+        };
+        (h, notices)
     }
 
     /// Stops the loop (gracefully) and hands back the directory for a restart.
@@ -554,5 +566,74 @@ async fn cancel_stops_running_and_cancels_queued_trials() {
     assert_eq!(h.fake.cancelled()[0].2, CancelReason::User);
     assert!(h.sched.cancel("c").await.is_err(), "already cancelled");
     let _ = StudyState::Cancelled;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn notices_follow_durable_changes_and_a_full_queue_drops_without_waiting() {
+    use notice::Notice;
+    let (h, rx) = Harness::build(tempfile::tempdir().unwrap(), 0, 0, Some(8));
+    let mut rx = rx.unwrap();
+    assert!(h.sched.notices(8).is_none(), "one queue only");
+    h.submit(
+        "x",
+        "max_trials = 100\nmax_failed = 100\nparallel = 1",
+        "workload = \"external\"\ntimeout = \"1h\"",
+        "",
+    )
+    .await;
+    let tell = |o: TellOutcome| {
+        let s = h.sched.clone();
+        async move {
+            let (n, _) = s.ask("x").await.unwrap();
+            s.tell("x", n, o).await.unwrap();
+        }
+    };
+    let loss = |v: f64| TellOutcome::Complete(BTreeMap::from([("loss".into(), v)]));
+    tell(TellOutcome::Failed("a".into())).await;
+    tell(TellOutcome::Failed("b".into())).await;
+    tell(loss(1.0)).await;
+    tell(TellOutcome::Failed("c".into())).await;
+    let finished = |trial, state, failed_streak| Notice::TrialFinished {
+        study: "x".into(),
+        trial,
+        state,
+        failed_streak,
+    };
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(rx.recv().await.unwrap());
+    }
+    assert_eq!(
+        got,
+        vec![
+            Notice::StudyAdded { study: "x".into() },
+            finished(0, TrialState::Failed, 1),
+            finished(1, TrialState::Failed, 2),
+            finished(2, TrialState::Complete, 0),
+            finished(3, TrialState::Failed, 1),
+        ]
+    );
+    // Nobody reads: the queue fills, and every later tell is answered as fast as before.
+    let flood = async {
+        for i in 0..20 {
+            tell(loss(i as f64)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), flood)
+        .await
+        .expect("a full notice queue never holds up the loop");
+    let dropped = h
+        .sched
+        .metrics()
+        .notifications_dropped
+        .with_label_values(&["events"])
+        .get();
+    assert_eq!(dropped, 12, "8 held, the rest dropped and counted");
+    let mut held = 0;
+    while rx.try_recv().is_ok() {
+        held += 1;
+    }
+    assert_eq!(held, 8);
     h.stop().await;
 }

@@ -331,7 +331,7 @@ pub(crate) fn finish_trial(env: &Env, rt: &mut StudyRuntime, turn: &mut Turn, n:
     }
     rt.observe(n);
     turn.trial(&name, n);
-    turn.finished.push((name, n));
+    turn.finished.push((name, n, rt.failed_streak));
 }
 
 /// Moves a study to completed/failed when its budget says so.
@@ -419,6 +419,9 @@ pub(crate) fn set_study_state(
 ) {
     if rt.record.state != state {
         tracing::info!(study = %rt.name(), state = state.as_str(), "study state changed");
+        if matches!(state, StudyState::Completed | StudyState::Failed) {
+            turn.ended.push((rt.name().to_string(), state));
+        }
     }
     rt.record.state = state;
     rt.record.message = message;

@@ -3,6 +3,7 @@
 //! stop trials, send replies, announce finished trials, publish snapshots.
 
 use super::error::disk_hint;
+use super::notice::Notice;
 use super::{Core, DaemonSnapshot, SchedulerError};
 use crate::executor::{CancelReason, Launch};
 use quantune_state::batch::ONE_TRANSACTION;
@@ -28,8 +29,11 @@ pub(crate) struct Turn {
     pub launches: Vec<Launch>,
     /// Trials to stop: (executor, study, trial, why).
     pub cancels: Vec<(String, String, u64, CancelReason)>,
-    /// Trials that reached a final state (announced to subscribers).
-    pub finished: Vec<(String, u64)>,
+    /// Trials that reached a final state (announced to subscribers and the notifier), each
+    /// with its study's run of failed trials up to it.
+    pub finished: Vec<(String, u64, u64)>,
+    /// Studies that completed or failed this turn (for the notifier).
+    pub ended: Vec<(String, quantune_state::StudyState)>,
     /// Replies waiting for the commit.
     pub replies: Vec<Deferred>,
     /// Studies whose snapshot changed.
@@ -107,10 +111,24 @@ impl Core {
         for reply in turn.replies {
             reply(None);
         }
-        for (study, n) in turn.finished {
-            if let Some(t) = self.studies.get(&study).and_then(|rt| rt.trial(n)) {
-                let _ = self.finished_tx.send(t.clone());
-            }
+        for study in turn.new_studies {
+            self.notify(Notice::StudyAdded { study });
+        }
+        for (study, n, failed_streak) in turn.finished {
+            let Some(t) = self.studies.get(&study).and_then(|rt| rt.trial(n)) else {
+                continue;
+            };
+            let state = t.state;
+            let _ = self.finished_tx.send(t.clone());
+            self.notify(Notice::TrialFinished {
+                study,
+                trial: n,
+                state,
+                failed_streak,
+            });
+        }
+        for (study, state) in turn.ended {
+            self.notify(Notice::StudyEnded { study, state });
         }
         Ok(())
     }

@@ -21,6 +21,14 @@ pub async fn run(
     // Before any trial can start: Ctrl-C from here on stops cleanly.
     let ctrl_c = shutdown_signal();
     let (def, source) = crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    let file_name = file.display().to_string();
+    let warnings = crate::model::preflight::check_program(&def, &source, &file_name)
+        .map_err(|e| anyhow!("{e}"))?
+        .into_iter()
+        .chain(crate::model::preflight::metric_warnings(&def));
+    for w in warnings {
+        eprintln!("warning: {file_name}: {w}");
+    }
     // Trials run in their own working directory: every path they are given must be absolute.
     let state_dir = &std::path::absolute(state_dir)?;
     let name = def.name.clone();

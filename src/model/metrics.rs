@@ -35,6 +35,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Studies known to the daemon.
     pub studies: IntGauge,
+    /// The number of each study's best trial (the one `status` and the leaderboard name).
+    pub best_trial: IntGaugeVec,
 }
 
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -136,8 +138,14 @@ impl Metrics {
         registry
             .register(Box::new(studies.clone()))
             .expect("unique metric");
+        let best_trial = gauge(
+            "quantune_study_best_trial",
+            "The number of the study's best trial (single objective: best feasible value; several: the leaderboard's best trade-off).",
+            &["study"],
+        );
         Metrics {
             registry,
+            best_trial,
             trials_finished,
             trials_running,
             trials_queued,

@@ -36,6 +36,8 @@ pub struct StudySnapshot {
     pub remote_running: BTreeMap<String, u64>,
     /// Whether the study still schedules or waits on trials.
     pub active: bool,
+    /// What the daemon noticed about the study while it ran.
+    pub warnings: Vec<String>,
     /// The best trial of a single-objective study (kept by the loop; no ranking needed).
     best_single: Option<u64>,
     /// The ranking's cache key.
@@ -46,6 +48,17 @@ pub struct StudySnapshot {
 }
 
 impl StudySnapshot {
+    /// The best trade-off: the one definition `status`, `watch`, `run`, the leaderboard, the
+    /// web page and `/metrics` use (single objective: the best feasible value, kept by the
+    /// loop; several: the ranking's front point with the largest hypervolume contribution).
+    pub fn best(&self) -> Option<u64> {
+        if self.def.objectives.len() == 1 {
+            self.best_single
+        } else {
+            self.ranking().best
+        }
+    }
+
     /// The study's leaderboard order (cached).
     pub fn ranking(&self) -> Arc<Ranking> {
         self.ranking
@@ -55,19 +68,21 @@ impl StudySnapshot {
 
     /// The first `top` leaderboard rows.
     pub fn leaderboard(&self, top: Option<usize>) -> Vec<Row> {
-        self.ranking().rows(&self.def, |n| self.trials.get(n), top)
+        let mut rows = self.ranking().rows(&self.def, |n| self.trials.get(n), top);
+        let best = self.best();
+        for r in &mut rows {
+            r.best = Some(r.trial.trial) == best;
+        }
+        rows
     }
 
     /// The study as `studies`/`status` show it.
     pub fn summary(&self) -> StudySummary {
         let now = crate::model::now();
-        let best = if self.def.objectives.len() == 1 {
-            self.best_single
-        } else {
-            self.ranking().best
-        }
-        .and_then(|n| self.trials.get(n))
-        .map(TrialView::from);
+        let best = self
+            .best()
+            .and_then(|n| self.trials.get(n))
+            .map(TrialView::from);
         let finished = self.record.state.is_finished();
         StudySummary {
             name: self.record.name.clone(),
@@ -96,6 +111,7 @@ impl StudySnapshot {
                 max_gpu_hours: self.def.budget.max_gpu_hours,
             },
             waiting: self.waiting.clone(),
+            warnings: self.warnings.clone(),
         }
     }
 
@@ -191,6 +207,7 @@ impl Snapshots {
                 m
             },
             active: !rt.record.state.is_finished() || rt.count(TrialState::Running) > 0,
+            warnings: rt.warnings.clone(),
             best_single: rt.best.map(|(_, n)| n),
             rank_version: rt.rank_version,
             ranking,

@@ -66,6 +66,9 @@ pub(crate) struct StudyRuntime {
     /// The best feasible trial of a single-objective study (loss, number), kept as trials
     /// finish so that `status` needs no ranking.
     pub best: Option<(f64, u64)>,
+    /// What the daemon noticed about the study while it ran (a pruner metric no report
+    /// carries), each said once; shown by `status` (not stored: it is noticed again).
+    pub warnings: Vec<String>,
 }
 
 impl StudyRuntime {
@@ -134,6 +137,7 @@ impl StudyRuntime {
             rank_version: 0,
             capped: Default::default(),
             best: None,
+            warnings: Vec::new(),
         };
         for t in trials {
             let n = t.number;

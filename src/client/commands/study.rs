@@ -16,7 +16,10 @@ use std::path::Path;
 pub async fn submit(client: &Client, file: &Path, format: Format) -> Result<()> {
     let source = std::fs::read_to_string(file)
         .with_context(|| format!("{}: cannot read the study file", file.display()))?;
-    crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    let (def, _) = crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    for w in crate::model::preflight::metric_warnings(&def) {
+        eprintln!("warning: {}: {w}", file.display());
+    }
     let base = file
         .canonicalize()
         .ok()
@@ -76,6 +79,17 @@ pub async fn study_status(client: &Client, name: &str, format: Format) -> Result
             .map(|(k, v)| format!("{}={}", table::escape_control(k), table::num(*v, false)))
             .collect();
         println!("best: trial {} {}", best.trial, m.join(" "));
+    }
+    for w in &s.warnings {
+        println!("warning: {}", table::escape_control(w));
+    }
+    if let Some(t) = trials.iter().find(|t| t.state == "failed") {
+        println!(
+            "first failure: trial {}: {}; its output: quantune logs {name} {}",
+            t.trial,
+            table::escape_control(t.reason.as_deref().unwrap_or("no reason recorded")),
+            t.trial
+        );
     }
     Ok(())
 }
@@ -160,6 +174,12 @@ pub async fn trials(client: &Client, name: &str, format: Format) -> Result<()> {
                 format,
                 &table::trial_paints(&t),
             );
+            if let (Format::Table, Some(f)) = (format, t.iter().find(|t| t.state == "failed")) {
+                eprintln!(
+                    "a failed trial's output: quantune logs {name} {} (--attempt K for an earlier try)",
+                    f.trial
+                );
+            }
             Ok(())
         }
     }

@@ -97,6 +97,20 @@ fn a_program_not_found_is_refused_with_file_line_and_a_suggestion() {
             assert!(t.contains("did you mean python3?"), "{t}");
         }
     }
+    // Trials that start on other machines: only a warning, since their PATH is not this one.
+    let remote = d.write(
+        "remote.toml",
+        &source.replace("timeout = ", "executor = \"slurm\"\ntimeout = "),
+    );
+    let out = validate(&remote);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: ")
+            && text(&out).contains("on this machine, \"pythn3\" is not found on PATH")
+            && text(&out).contains("trial.executor = \"slurm\" starts it on others"),
+        "{}",
+        text(&out)
+    );
     // A path with a slash is looked for relative to the working directory, as trials start.
     let rel = d.write("rel.toml", &study("rel", r#"["./train.sh", "{x}"]"#));
     let out = validate(&rel);
@@ -228,6 +242,46 @@ fn a_study_whose_every_trial_failed_ends_failed_and_its_output_is_one_command_aw
     assert!(text(&out).contains("has attempts 1 to 1"), "{}", text(&out));
     let out = d.cli(&["logs", "broken", "9"]);
     assert!(text(&out).contains("has no trial 9"), "{}", text(&out));
+}
+
+#[test]
+fn run_of_a_study_whose_every_trial_fails_exits_1_and_names_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("broken.toml");
+    std::fs::write(
+        &f,
+        common::study_toml(
+            "broken-run",
+            &common::objective_command(),
+            2,
+            1,
+            "[trial.env]\nMODE = \"fail\"\n",
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let out = Command::new(bin())
+        .arg("run")
+        .arg(&f)
+        .arg("--state")
+        .arg(&state)
+        .args(["--cpu-slots", "1"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(
+            "study 'broken-run': failed (every trial failed; the first, trial 0: exit status 1)"
+        ),
+        "{t}"
+    );
+    let log = state.join("trials/broken-run/0/stderr.1.log");
+    assert!(
+        t.contains(&format!("trial 0 failed; its stderr: {}", log.display())),
+        "{t}"
+    );
+    assert!(std::fs::read_to_string(&log).unwrap().contains("boom"));
 }
 
 #[test]

@@ -131,6 +131,17 @@ pub async fn run(
             .map(|m| format!(" ({m})"))
             .unwrap_or_default()
     );
+    let trials = engine.trials(&name).unwrap_or_default();
+    if let Some(t) = trials.iter().find(|t| t.state == "failed") {
+        if t.executor.as_deref() == Some("local") {
+            let log = state_dir
+                .join("trials")
+                .join(&name)
+                .join(t.trial.to_string())
+                .join(format!("stderr.{}.log", t.attempt));
+            eprintln!("trial {} failed; its stderr: {}", t.trial, log.display());
+        }
+    }
     Ok(if interrupted {
         130
     } else if summary.state == "failed" {

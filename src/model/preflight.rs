@@ -34,7 +34,7 @@ pub fn check_program(
     };
     if def.trial.executor != "local" {
         return Ok(Some(format!(
-            "trial.command[0]: {problem} here; trial.executor = \"{}\" starts it on other machines, whose PATH may differ",
+            "trial.command[0]: on this machine, {problem} (trial.executor = \"{}\" starts it on others, whose PATH may differ)",
             def.trial.executor
         )));
     }

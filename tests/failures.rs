@@ -395,6 +395,12 @@ fn studies_and_status_count_every_final_state() {
     );
     let status = ok(&d, &["status", "mix"]);
     assert!(status.starts_with(lines[0]), "{status}");
+    // An ask/tell trial's output is with its worker: no `quantune logs` pointer.
+    assert!(
+        status.contains("first failure: trial 4: exit status 1\n")
+            && !status.contains("quantune logs"),
+        "{status}"
+    );
     let s = d.json(&["status", "mix"]);
     for (k, n) in [
         ("complete", 2),

@@ -431,8 +431,12 @@ fn all_failed(rt: &StudyRuntime) -> Option<String> {
         return None;
     }
     let first = rt.trials().iter().find(|t| t.state == TrialState::Failed)?;
+    let what = match rt.count(TrialState::Cancelled) {
+        0 => "every trial failed".to_string(),
+        n => format!("no trial succeeded ({n} cancelled, the others failed)"),
+    };
     Some(format!(
-        "every trial failed; the first, trial {}: {}",
+        "{what}; the first, trial {}: {}",
         first.number,
         first.reason.as_deref().unwrap_or("no reason recorded")
     ))

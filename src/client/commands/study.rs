@@ -84,14 +84,24 @@ pub async fn study_status(client: &Client, name: &str, format: Format) -> Result
         println!("warning: {}", table::escape_control(w));
     }
     if let Some(t) = trials.iter().find(|t| t.state == "failed") {
+        let logs = if has_logs(t) {
+            format!("; its output: quantune logs {name} {}", t.trial)
+        } else {
+            String::new()
+        };
         println!(
-            "first failure: trial {}: {}; its output: quantune logs {name} {}",
+            "first failure: trial {}: {}{logs}",
             t.trial,
             table::escape_control(t.reason.as_deref().unwrap_or("no reason recorded")),
-            t.trial
         );
     }
     Ok(())
+}
+
+/// Whether `quantune logs` has a trial's output: not for trials run through ask/tell, on Ray
+/// (which keeps it), or imported.
+fn has_logs(t: &TrialView) -> bool {
+    !t.imported && !matches!(t.executor.as_deref(), Some("external" | "ray") | None)
 }
 
 /// `budget: trials 3 of 20, wall 1m of 2h, gpu-hours 0.10`.
@@ -174,7 +184,8 @@ pub async fn trials(client: &Client, name: &str, format: Format) -> Result<()> {
                 format,
                 &table::trial_paints(&t),
             );
-            if let (Format::Table, Some(f)) = (format, t.iter().find(|t| t.state == "failed")) {
+            let failed = t.iter().find(|t| t.state == "failed" && has_logs(t));
+            if let (Format::Table, Some(f)) = (format, failed) {
                 eprintln!(
                     "a failed trial's output: quantune logs {name} {} (--attempt K for an earlier try)",
                     f.trial

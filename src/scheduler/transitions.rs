@@ -190,7 +190,7 @@ pub const UNREPORTED_AFTER: usize = 3;
 fn warn_unreported_prune_metric(rt: &mut StudyRuntime, turn: &mut Turn, n: u64) {
     let metrics = &rt.def.pruner.metrics;
     let curve = &rt.curves[&n];
-    if !rt.warnings.is_empty()
+    if rt.warnings.iter().any(|w| w.starts_with("pruner.metric"))
         || curve.len() < UNREPORTED_AFTER
         || curve
             .iter()

@@ -126,8 +126,12 @@ fn main() -> ExitCode {
 }
 
 fn validate(file: &std::path::Path, format: Format) -> anyhow::Result<i32> {
-    let (def, _) = quantune::model::study::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let warnings = validate_warnings(&def);
+    let (def, source) = quantune::model::study::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut warnings = validate_warnings(&def);
+    let preflight = &quantune::model::preflight::check_program;
+    let file_name = file.display().to_string();
+    warnings.extend(preflight(&def, &source, &file_name).map_err(|e| anyhow::anyhow!("{e}"))?);
+    warnings.extend(quantune::model::preflight::metric_warnings(&def));
     for w in &warnings {
         eprintln!("warning: {}: {w}", file.display());
     }

@@ -293,6 +293,14 @@ fn failing_trial_is_retried_then_failed_with_its_log_tail() {
         "{t}"
     );
     assert_eq!(t["failed_attempts"].as_array().unwrap().len(), 2, "{t}");
+    // Ray keeps the output itself: `quantune logs` says where.
+    let out = d.cli(&["logs", ray_fail, "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("ray job logs"),
+        "{}",
+        common::text(&out)
+    );
     let jobs = r.jobs(&format!("quantune-{ray_fail}-0-"));
     assert_eq!(jobs.len(), 2, "one Ray job per attempt: {jobs:?}");
     for j in &jobs {

@@ -164,6 +164,16 @@ fn failing_job_is_retried_then_failed() {
     );
     assert!(t["stderr_tail"].as_str().unwrap().contains("boom"), "{t}");
     assert_eq!(t["failed_attempts"].as_array().unwrap().len(), 2, "{t}");
+    // `quantune logs` reads the attempts' files in the shared directory.
+    for attempt in ["1", "2"] {
+        let out = d.cli(&["logs", "sl-fail", "0", "--attempt", attempt]);
+        assert!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("boom: trial 0 failed on purpose"),
+            "attempt {attempt}: {}",
+            common::text(&out)
+        );
+    }
 }
 
 #[test]

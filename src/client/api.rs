@@ -5,7 +5,8 @@ use crate::client::http::{segment, Client, ClientError};
 use crate::model::leaderboard::Row;
 use crate::model::results::ImportRequest;
 use crate::model::wire::{
-    AskReply, DaemonStatus, ReportRequest, StudySummary, SubmitRequest, TellRequest, TrialView,
+    AskReply, DaemonStatus, LogStream, ReportRequest, StudySummary, SubmitRequest, TellRequest,
+    TrialLog, TrialView,
 };
 use hyper::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -189,6 +190,25 @@ impl Client {
     /// `GET /v1/backup`: every study as one consistent export.
     pub async fn backup(&self) -> Result<Vec<u8>, ClientError> {
         self.call(Method::GET, "/v1/backup", None).await
+    }
+
+    /// `GET /v1/studies/{name}/trials/{trial}/logs`: a piece of an attempt's stdout or stderr
+    /// from byte `offset` (`attempt` `None`: the current one).
+    pub async fn trial_log(
+        &self,
+        name: &str,
+        trial: u64,
+        attempt: Option<u32>,
+        stream: LogStream,
+        offset: u64,
+    ) -> Result<TrialLog, ClientError> {
+        let attempt = attempt.map(|a| format!("&attempt={a}")).unwrap_or_default();
+        self.get(&format!(
+            "{}/trials/{trial}/logs?stream={}&offset={offset}{attempt}",
+            study_path(name),
+            stream.as_str()
+        ))
+        .await
     }
 
     /// `GET` of a web page under `/ui/`: status, content type and body, whatever the status.

@@ -349,6 +349,26 @@ pub enum Command {
         #[arg(long)]
         skip_existing: bool,
     },
+    /// Print a trial's output: its stdout to stdout and its stderr to stderr (the daemon keeps
+    /// both per attempt); --follow keeps printing while the attempt runs.
+    #[command(
+        after_help = "Examples:\n  quantune logs gemma1b-qat 3\n  quantune logs gemma1b-qat 3 --attempt 1 --stream stderr\n  quantune logs gemma1b-qat 7 --follow"
+    )]
+    Logs {
+        /// The study.
+        study: String,
+        /// The trial number.
+        trial: u64,
+        /// The attempt (from 1; default: the last).
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Which output: both (default), stdout or stderr.
+        #[arg(long, value_enum, default_value_t = LogStreams::Both)]
+        stream: LogStreams,
+        /// Keep printing what the attempt writes until it ends (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// List CUDA devices this machine offers.
     Gpus,
     /// Webhook notifications of the daemon config's [[notify]] tables (docs/NOTIFY.md).
@@ -363,4 +383,15 @@ pub enum Command {
     /// One trial of the built-in workload `builtin:qat-bench` (the daemon starts it).
     #[command(hide = true, name = "qat-bench")]
     QatBench(crate::workload::qat::BenchArgs),
+}
+
+/// `quantune logs --stream`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogStreams {
+    /// stdout to stdout and stderr to stderr.
+    Both,
+    /// Only the trial's stdout.
+    Stdout,
+    /// Only the trial's stderr.
+    Stderr,
 }

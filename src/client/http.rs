@@ -161,13 +161,13 @@ impl Client {
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        Err(ClientError(
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                format!("daemon error: {msg}")
-            } else {
-                msg
-            },
-        ))
+        Err(ClientError(match (status, &self.endpoint) {
+            (StatusCode::INTERNAL_SERVER_ERROR, _) => format!("daemon error: {msg}"),
+            (StatusCode::UNAUTHORIZED, Endpoint::Tcp { addr, .. }) => {
+                format!("the daemon at http://{addr} refused the request: {msg}")
+            }
+            _ => msg,
+        }))
     }
 
     /// `call` + JSON decoding of the reply.

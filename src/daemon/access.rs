@@ -158,11 +158,14 @@ pub async fn require_token(State(token): State<Arc<Token>>, req: Request, next: 
         req.uri().path(),
         if presented.is_some() { "wrong token" } else { "no token" }
     );
+    let error = if presented.is_some() {
+        "wrong token: the `Authorization: Bearer` token sent is not the one in the daemon's tcp.token_file (check QUANTUNE_TOKEN or --token-file: it must hold that file's text)"
+    } else {
+        "no token: this listener needs `Authorization: Bearer <token>` with the token in the daemon's tcp.token_file (the CLI reads QUANTUNE_TOKEN or --token-file)"
+    };
     let mut resp = (
         StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({
-            "error": "this listener needs `Authorization: Bearer <token>` with the token in the daemon's tcp.token_file (the CLI reads QUANTUNE_TOKEN or --token-file)"
-        })),
+        Json(serde_json::json!({ "error": error })),
     )
         .into_response();
     resp.headers_mut().insert(

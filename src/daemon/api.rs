@@ -160,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/studies/{name}/ask", post(ask))
         .route("/v1/studies/{name}/trials/{n}/report", post(report))
         .route("/v1/studies/{name}/trials/{n}/tell", post(tell))
+        .route("/v1/studies/{name}/trials/{n}/logs", get(trial_logs))
         .route("/v1/studies/{name}/export", get(export))
         .route("/v1/backup", get(backup))
         .route(
@@ -243,6 +244,15 @@ async fn submit(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> 
     };
     let def = crate::model::study::parse(&req.source, &file, &base, None)
         .map_err(|e| bad(e.to_string()))?;
+    // The program is looked up with the daemon's own PATH: that is where trials start.
+    let remote = crate::model::preflight::check_program(&def, &req.source, &file)
+        .map_err(|e| bad(e.to_string()))?;
+    for w in remote
+        .into_iter()
+        .chain(crate::model::preflight::metric_warnings(&def))
+    {
+        tracing::warn!(study = %def.name, "{file}: {w}");
+    }
     let summary = s.scheduler.submit(def, req.source).await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
@@ -283,6 +293,57 @@ async fn leaderboard(
         bad(format!("invalid query: {text} (allowed: top=N)"))
     })?;
     Ok(Json(s.scheduler.leaderboard(&name, q.top)?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    attempt: Option<u32>,
+    #[serde(default)]
+    stream: crate::model::wire::LogStream,
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+}
+
+/// A piece of a trial attempt's stdout or stderr (`quantune logs`), read off the async workers
+/// (the file may be on a slow shared file system).
+async fn trial_logs(
+    State(s): State<AppState>,
+    Path((name, n)): Path<(String, String)>,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let n = trial_number(&n)?;
+    let Query(q) = q.map_err(|e| {
+        let text = e.body_text();
+        let text = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        bad(format!(
+            "invalid query: {text} (allowed: attempt=K, stream=stdout|stderr, offset=BYTES, limit=BYTES)"
+        ))
+    })?;
+    let (path, attempt, running) = s.scheduler.log_file(&name, n, q.attempt, q.stream)?;
+    let limit = q.limit.unwrap_or(crate::daemon::logs::DEFAULT_PIECE);
+    let piece = tokio::task::spawn_blocking(move || {
+        crate::daemon::logs::read_piece(&path, q.offset, limit)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(crate::model::wire::TrialLog {
+        trial: n,
+        attempt,
+        stream: q.stream,
+        offset: piece.offset,
+        next_offset: piece.next_offset,
+        size: piece.size,
+        text: piece.text,
+        running,
+        exists: piece.exists,
+    })
+    .into_response())
 }
 
 async fn pause(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {

@@ -6,6 +6,7 @@ pub mod access;
 pub mod api;
 pub mod config;
 pub mod listen;
+pub mod logs;
 pub mod notifier;
 pub mod run;
 pub mod serve;

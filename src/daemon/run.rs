@@ -21,6 +21,14 @@ pub async fn run(
     let ctrl_c = shutdown_signal();
     let tasks = crate::tasks::Tasks::new();
     let (def, source) = crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    let file_name = file.display().to_string();
+    let warnings = crate::model::preflight::check_program(&def, &source, &file_name)
+        .map_err(|e| anyhow!("{e}"))?
+        .into_iter()
+        .chain(crate::model::preflight::metric_warnings(&def));
+    for w in warnings {
+        eprintln!("warning: {file_name}: {w}");
+    }
     // Trials run in their own working directory: every path they are given must be absolute.
     let state_dir = &std::path::absolute(state_dir)?;
     let name = def.name.clone();
@@ -124,6 +132,17 @@ pub async fn run(
             .map(|m| format!(" ({m})"))
             .unwrap_or_default()
     );
+    let trials = engine.trials(&name).unwrap_or_default();
+    if let Some(t) = trials.iter().find(|t| t.state == "failed") {
+        if t.executor.as_deref() == Some("local") {
+            let log = state_dir
+                .join("trials")
+                .join(&name)
+                .join(t.trial.to_string())
+                .join(format!("stderr.{}.log", t.attempt));
+            eprintln!("trial {} failed; its stderr: {}", t.trial, log.display());
+        }
+    }
     Ok(if interrupted {
         130
     } else if summary.state == "failed" {

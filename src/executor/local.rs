@@ -209,11 +209,14 @@ async fn run_attempt(
         Err(e) => return fail(e),
     };
     let cuda: Vec<String> = launch.slot.gpus.iter().map(u32::to_string).collect();
-    // A program that cannot be found fails here, with the words a failed spawn would have: the
-    // trampoline would only find out after it started.
-    if let Err(e) = protocol::find_program(&argv[0], &launch.spec.working_dir, &launch.spec.env) {
+    // A program that cannot be found fails here, before the spawn: the trampoline would only
+    // find out after it started.
+    let path = crate::model::preflight::search_path(&launch.spec.env);
+    if let Err(why) =
+        crate::model::preflight::find_program(&argv[0], &launch.spec.working_dir, &path)
+    {
         return fail(format!(
-            "cannot start {:?} in {}: {e}",
+            "cannot start {:?} in {}: {why}",
             argv[0],
             launch.spec.working_dir.display()
         ));

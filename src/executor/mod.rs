@@ -147,6 +147,13 @@ pub trait Executor: Send + Sync {
     /// Follows an attempt a previous daemon process started (`job_id` as recorded, if it
     /// was). Only called when [`Executor::survives_restart`].
     fn attach(&self, _launch: Launch, _job_id: Option<String>) {}
+    /// Where an attempt's `stdout.K.log` and `stderr.K.log` are, given the directory under the
+    /// daemon's state dir a [`Launch`] starts with (`quantune logs`); `None` when this executor
+    /// keeps the output elsewhere (Ray's job logs). The default is that directory.
+    fn logs_dir(&self, study: &str, trial: u64, run_dir: PathBuf) -> Option<PathBuf> {
+        let _ = (study, trial);
+        Some(run_dir)
+    }
 }
 
 // ---- the registry: the one place that lists every executor kind ----

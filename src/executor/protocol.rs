@@ -49,43 +49,6 @@ pub fn argv(
     Ok(out)
 }
 
-/// Where `program` (a trial's argv[0]) is, as `execvp` in `working_dir` with the trial's
-/// environment `env` would find it: a name with a `/` relative to `working_dir`, a bare name on
-/// `PATH` (the trial's, else the daemon's). The error is the one a failed spawn gives
-/// (`ENOENT`, or `EACCES` for a file that is there but not executable).
-pub fn find_program(
-    program: &str,
-    working_dir: &std::path::Path,
-    env: &BTreeMap<String, String>,
-) -> Result<std::path::PathBuf, std::io::Error> {
-    let runnable = |p: &std::path::Path| -> Result<(), std::io::Error> {
-        let meta = std::fs::metadata(p)?;
-        if meta.is_dir() {
-            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
-        }
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).map_err(std::io::Error::from)
-    };
-    if program.contains('/') {
-        let path = working_dir.join(program);
-        return runnable(&path).map(|_| path);
-    }
-    let path = match env.get("PATH") {
-        Some(p) => std::ffi::OsString::from(p),
-        None => std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into()),
-    };
-    let mut denied = None;
-    for dir in std::env::split_paths(&path) {
-        // An empty entry is the working directory, as for execvp.
-        let candidate = working_dir.join(dir).join(program);
-        match runnable(&candidate) {
-            Ok(()) => return Ok(candidate),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => denied = Some(e),
-            Err(_) => {}
-        }
-    }
-    Err(denied.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT)))
-}
-
 fn scan(arg: &str, mut f: impl FnMut(&str) -> Result<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(arg.len());
     let mut rest = arg;
@@ -339,44 +302,6 @@ pub fn outcome_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn programs_are_found_as_execvp_would() {
-        use std::path::Path;
-        let dir = tempfile::tempdir().unwrap();
-        let none = BTreeMap::new();
-        // On PATH, and not.
-        assert!(find_program("sh", dir.path(), &none)
-            .unwrap()
-            .ends_with("sh"));
-        let e = find_program("pythn3-not-here", dir.path(), &none).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
-        // Relative to the working directory; present but not executable; a directory.
-        use std::os::unix::fs::PermissionsExt;
-        let script = dir.path().join("run.sh");
-        std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-        if !nix::unistd::geteuid().is_root() {
-            let e = find_program("./run.sh", dir.path(), &none).unwrap_err();
-            assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
-        }
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(
-            find_program("./run.sh", dir.path(), &none).unwrap(),
-            dir.path().join("./run.sh")
-        );
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        let e = find_program("./sub", dir.path(), &none).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
-        // The trial's own PATH wins over the daemon's.
-        let mut env = BTreeMap::new();
-        env.insert("PATH".to_string(), dir.path().display().to_string());
-        assert_eq!(
-            find_program("run.sh", Path::new("/"), &env).unwrap(),
-            dir.path().join("run.sh")
-        );
-        assert!(find_program("sh", Path::new("/"), &env).is_err());
-    }
 
     #[test]
     fn argv_leaves_out_elements_of_absent_parameters() {

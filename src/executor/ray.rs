@@ -834,6 +834,11 @@ impl Executor for RayExecutor {
         "ray"
     }
 
+    /// Ray keeps a job's output in its own logs (`ray job logs`), not in files here.
+    fn logs_dir(&self, _study: &str, _trial: u64, _run_dir: PathBuf) -> Option<PathBuf> {
+        None
+    }
+
     fn start(&self, launch: Launch) {
         let launch = self.in_shared_dir(launch);
         let f = files(&launch);

@@ -224,6 +224,10 @@ impl Executor for SlurmExecutor {
         "slurm"
     }
 
+    fn logs_dir(&self, study: &str, trial: u64, _run_dir: PathBuf) -> Option<PathBuf> {
+        Some(self.cfg.shared_dir.join(study).join(trial.to_string()))
+    }
+
     fn start(&self, launch: Launch) {
         let launch = self.in_shared_dir(launch);
         let cfg = self.cfg.clone();

@@ -40,6 +40,8 @@ pub struct Metrics {
     /// Notifications dropped because the notifier fell behind, by where (`events`: the
     /// scheduler's queue to the notifier; `deliveries`: a target's queue).
     pub notifications_dropped: IntCounterVec,
+    /// The number of each study's best trial (the one `status` and the leaderboard name).
+    pub best_trial: IntGaugeVec,
 }
 
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -151,10 +153,16 @@ impl Metrics {
             "Notifications dropped because the notifier or a webhook fell behind.",
             &["queue"],
         );
+        let best_trial = gauge(
+            "quantune_study_best_trial",
+            "The number of the study's best trial (single objective: best feasible value; several: the leaderboard's best trade-off).",
+            &["study"],
+        );
         Metrics {
             notifications,
             notifications_dropped,
             registry,
+            best_trial,
             trials_finished,
             trials_running,
             trials_queued,

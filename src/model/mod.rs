@@ -8,8 +8,10 @@ pub mod importance;
 pub mod leaderboard;
 pub mod metrics;
 pub mod openapi;
+pub mod preflight;
 pub mod results;
 pub mod study;
+pub mod suggest;
 pub mod wire;
 
 /// Where the daemon's config file is when `--config` is not given (read by `serve` and by

@@ -247,6 +247,14 @@ pub fn document() -> Value {
         ),
         op(
             "GET",
+            "/v1/studies/{name}/trials/{n}/logs",
+            "A piece of an attempt's stdout or stderr (?attempt=K&stream=stderr&offset=B&limit=B)",
+            Body::Empty,
+            200,
+            json_of::<crate::model::wire::TrialLog>(&mut out),
+        ),
+        op(
+            "GET",
             "/v1/studies/{name}/export",
             "The study as JSON lines",
             Body::Empty,

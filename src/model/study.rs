@@ -182,6 +182,21 @@ pub struct StudyError {
     pub message: String,
 }
 
+impl StudyError {
+    /// A problem with key `path` (`trial.command[0]`) of the study file `file` whose text is
+    /// `source`, with the key's line and column.
+    pub fn at(source: &str, file: &str, path: &str, message: String) -> StudyError {
+        let (line, column) = locate(source, path);
+        StudyError {
+            file: file.to_string(),
+            line,
+            column,
+            path: path.to_string(),
+            message,
+        }
+    }
+}
+
 impl fmt::Display for StudyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;
@@ -298,7 +313,7 @@ struct RawBudget {
     max_trials: i64,
     parallel: Option<i64>,
     max_failed: Option<i64>,
-    max_wall: Option<String>,
+    max_wall: Option<crate::model::duration::DurationText>,
     max_gpu_hours: Option<f64>,
     on_exhausted: Option<String>,
 }
@@ -313,7 +328,7 @@ struct RawTrial {
     env: BTreeMap<String, String>,
     gpus: Option<i64>,
     gpu_memory: Option<String>,
-    timeout: Option<String>,
+    timeout: Option<crate::model::duration::DurationText>,
     retries: Option<i64>,
     executor: Option<String>,
     qat: Option<crate::workload::qat::settings::RawQatSettings>,
@@ -367,16 +382,7 @@ pub fn parse(
     base_dir: &Path,
     seed: Option<u64>,
 ) -> Result<StudyDefinition, StudyError> {
-    let err_at = |path: &str, message: String| {
-        let (line, column) = locate(source, path);
-        StudyError {
-            file: file.to_string(),
-            line,
-            column,
-            path: path.to_string(),
-            message,
-        }
-    };
+    let err_at = |path: &str, message: String| StudyError::at(source, file, path, message);
     let de = toml::Deserializer::parse(source).map_err(|e| syntax_error(source, file, &e))?;
     let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -601,7 +607,7 @@ fn validate(
         return Err(e("budget.max_failed", "must be at least 1 (got 0)".into()));
     }
     let max_wall_secs = match raw.budget.max_wall {
-        Some(s) => Some(parse_duration(&s).map_err(|m| e("budget.max_wall", m))?),
+        Some(s) => Some(parse_duration(&s.0).map_err(|m| e("budget.max_wall", m))?),
         None => None,
     };
     let max_gpu_hours = match raw.budget.max_gpu_hours {
@@ -773,7 +779,7 @@ fn validate(
             Some(m) => Some(parse_bytes(&m).map_err(|m| e("trial.gpu_memory", m))?),
         };
     let timeout_secs = match t.timeout {
-        Some(s) => parse_duration(&s).map_err(|m| e("trial.timeout", m))?,
+        Some(s) => parse_duration(&s.0).map_err(|m| e("trial.timeout", m))?,
         None => DEFAULT_TIMEOUT_SECS,
     };
     let retries = non_negative("trial.retries", t.retries, 0)?;

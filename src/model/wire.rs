@@ -127,6 +127,10 @@ pub struct StudySummary {
     /// `trial.gpu_memory` asks for); absent when nothing waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// What the daemon noticed while the study ran, each said once (a pruner metric that no
+    /// report carries); absent when nothing was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// How much of a study's time budgets is used.
@@ -212,4 +216,50 @@ pub struct DaemonStatus {
     pub gpu_usage: Vec<crate::gpu::monitor::GpuState>,
     /// Every study.
     pub studies: Vec<StudySummary>,
+}
+
+/// Which output of a trial `GET …/trials/{n}/logs` reads.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// The trial's standard output.
+    Stdout,
+    /// The trial's standard error (the default: tracebacks are there).
+    #[default]
+    Stderr,
+}
+
+impl LogStream {
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Reply of `GET /v1/studies/{name}/trials/{n}/logs`: one piece of an attempt's stdout or
+/// stderr file, from `offset`. Read on from `next_offset` until it reaches `size` (and, to
+/// follow a running attempt, poll while `running`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct TrialLog {
+    /// The trial number.
+    pub trial: u64,
+    /// The attempt (from 1).
+    pub attempt: u32,
+    /// `stdout` or `stderr`.
+    pub stream: LogStream,
+    /// Where `text` starts in the file, in bytes.
+    pub offset: u64,
+    /// Where the next piece starts.
+    pub next_offset: u64,
+    /// The file's size now.
+    pub size: u64,
+    /// The bytes read, as UTF-8 (invalid sequences replaced; never cut inside a character).
+    pub text: String,
+    /// Whether the attempt may still write (it runs or has yet to start).
+    pub running: bool,
+    /// Whether the file exists yet (an attempt that has not started, or failed to, has none).
+    pub exists: bool,
 }

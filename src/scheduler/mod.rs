@@ -230,6 +230,8 @@ pub struct Scheduler {
     /// Why the loop stopped by itself (a change could not be made durable): what every later
     /// call is answered with.
     fatal: std::sync::OnceLock<String>,
+    /// Every executor and the run root, to find a trial's log files (`quantune logs`).
+    logs: (Vec<Arc<dyn Executor>>, PathBuf),
 }
 
 impl Scheduler {
@@ -250,6 +252,7 @@ impl Scheduler {
             .filter(|e| e.survives_restart())
             .map(|e| e.name())
             .collect();
+        let logs = (executors.clone(), cfg.run_root.clone());
         let env = Env {
             store: store.clone(),
             executors,
@@ -293,6 +296,7 @@ impl Scheduler {
             heartbeat: Arc::new(AtomicU64::new(0)),
             remote,
             fatal: std::sync::OnceLock::new(),
+            logs,
         })
     }
 
@@ -491,6 +495,59 @@ impl Scheduler {
         Ok((view, reports))
     }
 
+    /// Where attempt `attempt` (default: the current one) of trial `n` has its `stream` file,
+    /// the attempt, and whether it may still write there. A trial run through ask/tell, or by
+    /// an executor that keeps output elsewhere (Ray), has none here: the error says where.
+    pub fn log_file(
+        &self,
+        name: &str,
+        n: u64,
+        attempt: Option<u32>,
+        stream: crate::model::wire::LogStream,
+    ) -> Result<(PathBuf, u32, bool)> {
+        let s = self.snapshot(name)?;
+        let t = s.trials.get(n).ok_or_else(|| error::no_trial(name, n))?;
+        let attempt = attempt.unwrap_or(t.attempt);
+        if attempt == 0 || attempt > t.attempt {
+            return Err(SchedulerError::NotFound(format!(
+                "trial {n} of '{name}' has attempts 1 to {}; --attempt {attempt} is none of them",
+                t.attempt
+            )));
+        }
+        let executor = t
+            .executor
+            .as_deref()
+            .unwrap_or(s.def.trial.executor.as_str());
+        let dir = match executor {
+            "external" => None,
+            _ if t.imported => None,
+            ex => self
+                .logs
+                .0
+                .iter()
+                .find(|e| e.name() == ex)
+                .and_then(|e| e.logs_dir(name, n, self.logs.1.join(name).join(n.to_string()))),
+        };
+        let Some(dir) = dir else {
+            let where_ = match executor {
+                "external" => {
+                    "it ran outside the daemon (ask/tell), so its output is wherever its worker ran"
+                }
+                "ray" => "the Ray executor keeps a job's output in Ray (`ray job logs`)",
+                _ => "it was imported or ran elsewhere",
+            };
+            return Err(SchedulerError::NotFound(format!(
+                "trial {n} of '{name}' has no log files here: {where_}"
+            )));
+        };
+        let running = attempt == t.attempt && !t.state.is_finished();
+        Ok((
+            dir.join(format!("{}.{attempt}.log", stream.as_str())),
+            attempt,
+            running,
+        ))
+    }
+
     /// The leaderboard rows.
     pub fn leaderboard(&self, name: &str, top: Option<usize>) -> Result<Vec<Row>> {
         Ok(self.snapshot(name)?.leaderboard(top))
@@ -560,6 +617,7 @@ impl Scheduler {
         let m = &self.metrics;
         m.trials_running.reset();
         m.trials_queued.reset();
+        m.best_trial.reset();
         let studies = self.snapshots.studies();
         let mut remote_busy: BTreeMap<&str, u64> = BTreeMap::new();
         for s in &studies {
@@ -571,6 +629,9 @@ impl Scheduler {
             m.trials_queued
                 .with_label_values(&[name])
                 .set(get("queued"));
+            if let Some(best) = s.best() {
+                m.best_trial.with_label_values(&[name]).set(best as i64);
+            }
             for (ex, n) in &s.remote_running {
                 if let Some(name) = self.remote.iter().find(|r| **r == ex.as_str()) {
                     *remote_busy.entry(name).or_insert(0) += n;

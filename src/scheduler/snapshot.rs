@@ -36,6 +36,8 @@ pub struct StudySnapshot {
     pub remote_running: BTreeMap<String, u64>,
     /// Whether the study still schedules or waits on trials.
     pub active: bool,
+    /// What the daemon noticed about the study while it ran.
+    pub warnings: Vec<String>,
     /// The best trial of a single-objective study (kept by the loop; no ranking needed).
     best_single: Option<u64>,
     /// The ranking's cache key.
@@ -46,15 +48,9 @@ pub struct StudySnapshot {
 }
 
 impl StudySnapshot {
-    /// The study's leaderboard order (cached).
-    pub fn ranking(&self) -> Arc<Ranking> {
-        self.ranking
-            .get_or_init(|| Arc::new(Ranking::of(&self.def, self.trials.iter())))
-            .clone()
-    }
-
-    /// The best trial as every view names it: the best feasible value for one objective (kept
-    /// by the loop), the leaderboard's best trade-off for several ([`Ranking::best`]).
+    /// The best trade-off: the one definition `status`, `watch`, `run`, the leaderboard, the
+    /// web page and `/metrics` use (single objective: the best feasible value, kept by the
+    /// loop; several: the ranking's front point with the largest hypervolume contribution).
     pub fn best(&self) -> Option<u64> {
         if self.def.objectives.len() == 1 {
             self.best_single
@@ -63,9 +59,21 @@ impl StudySnapshot {
         }
     }
 
+    /// The study's leaderboard order (cached).
+    pub fn ranking(&self) -> Arc<Ranking> {
+        self.ranking
+            .get_or_init(|| Arc::new(Ranking::of(&self.def, self.trials.iter())))
+            .clone()
+    }
+
     /// The first `top` leaderboard rows.
     pub fn leaderboard(&self, top: Option<usize>) -> Vec<Row> {
-        self.ranking().rows(&self.def, |n| self.trials.get(n), top)
+        let mut rows = self.ranking().rows(&self.def, |n| self.trials.get(n), top);
+        let best = self.best();
+        for r in &mut rows {
+            r.best = Some(r.trial.trial) == best;
+        }
+        rows
     }
 
     /// The study as `studies`/`status` show it.
@@ -103,6 +111,7 @@ impl StudySnapshot {
                 max_gpu_hours: self.def.budget.max_gpu_hours,
             },
             waiting: self.waiting.clone(),
+            warnings: self.warnings.clone(),
         }
     }
 
@@ -198,6 +207,7 @@ impl Snapshots {
                 m
             },
             active: !rt.record.state.is_finished() || rt.count(TrialState::Running) > 0,
+            warnings: rt.warnings.clone(),
             best_single: rt.best.map(|(_, n)| n),
             rank_version: rt.rank_version,
             ranking,

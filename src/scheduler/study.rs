@@ -69,6 +69,9 @@ pub(crate) struct StudyRuntime {
     /// Finished trials that failed in a row, the latest last (0 once one does not fail;
     /// cancelled trials leave it as it is): what `consecutive_failures` notifications count.
     pub failed_streak: u64,
+    /// What the daemon noticed about the study while it ran (a pruner metric no report
+    /// carries), each said once; shown by `status` (not stored: it is noticed again).
+    pub warnings: Vec<String>,
 }
 
 impl StudyRuntime {
@@ -141,6 +144,7 @@ impl StudyRuntime {
             capped: Default::default(),
             best: None,
             failed_streak,
+            warnings: Vec::new(),
         };
         for t in trials {
             let n = t.number;

@@ -637,3 +637,34 @@ async fn notices_follow_durable_changes_and_a_full_queue_drops_without_waiting()
     assert_eq!(held, 8);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_study_whose_every_trial_failed_ends_failed_with_the_first_reason() {
+    let h = Harness::start(1, 0);
+    let of = |h: &Harness, study: &str| -> Vec<Launch> {
+        h.fake
+            .started()
+            .into_iter()
+            .filter(|l| l.study == study)
+            .collect()
+    };
+    h.submit("s", "max_trials = 2", CMD, "").await;
+    for n in 0..2 {
+        h.until("started", |h| of(h, "s").len() > n).await;
+        h.fail(&of(&h, "s")[n], &format!("exit status {}", n + 3));
+    }
+    h.until("s failed", |h| h.state("s") == "failed").await;
+    assert_eq!(
+        h.sched.study("s").unwrap().message.as_deref(),
+        Some("every trial failed; the first, trial 0: exit status 3")
+    );
+    // One result is enough for a study to complete.
+    h.submit("t", "max_trials = 2", CMD, "").await;
+    h.until("started", |h| !of(h, "t").is_empty()).await;
+    h.fail(&of(&h, "t")[0], "exit status 1");
+    h.until("started", |h| of(h, "t").len() > 1).await;
+    h.complete(&of(&h, "t")[1], 1.0);
+    h.until("t completed", |h| h.state("t") == "completed")
+        .await;
+    h.stop().await;
+}

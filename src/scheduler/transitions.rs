@@ -149,6 +149,8 @@ pub(crate) fn record_report(
             return Some(reason);
         }
     }
+    rt.pruner.as_ref()?;
+    warn_unreported_prune_metric(rt, turn, n);
     let p = rt.pruner.as_ref()?;
     // Only a report at the trial's newest step is a new decision point.
     if rt.curves[&n].last().is_some_and(|(s, _)| *s != step) {
@@ -177,6 +179,43 @@ pub(crate) fn record_report(
     };
     p.decide(&ctx)
         .map(|r| format!("pruned at step {step}: {r}"))
+}
+
+/// Reports a trial sends before a pruner metric missing from all of them is warned about.
+pub const UNREPORTED_AFTER: usize = 3;
+
+/// Warns once per study (log and `status`) when trial `n` has sent [`UNREPORTED_AFTER`]
+/// reports and none carries any pruner metric: nothing can be pruned, most likely because of
+/// a typo in `pruner.metric`.
+fn warn_unreported_prune_metric(rt: &mut StudyRuntime, turn: &mut Turn, n: u64) {
+    let metrics = &rt.def.pruner.metrics;
+    let curve = &rt.curves[&n];
+    if rt.warnings.iter().any(|w| w.starts_with("pruner.metric"))
+        || curve.len() < UNREPORTED_AFTER
+        || curve
+            .iter()
+            .any(|(_, v)| metrics.iter().any(|m| v.contains_key(&m.name)))
+    {
+        return;
+    }
+    let reported: std::collections::BTreeSet<&str> = curve
+        .iter()
+        .flat_map(|(_, v)| v.keys().map(String::as_str))
+        .collect();
+    let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+    let w = format!(
+        "pruner.metric {} is in none of trial {n}'s {} reports (they carry {}){}: nothing is pruned",
+        names.join(", "),
+        curve.len(),
+        reported.iter().copied().collect::<Vec<_>>().join(", "),
+        crate::model::suggest::did_you_mean(
+            names.first().copied().unwrap_or_default(),
+            reported.iter().copied()
+        )
+    );
+    tracing::warn!(study = %rt.record.name, "{w}");
+    rt.warnings.push(w);
+    turn.touched.insert(rt.record.name.clone());
 }
 
 /// Records how an attempt ended.
@@ -372,8 +411,35 @@ pub(crate) fn check_study(env: &Env, rt: &mut StudyRuntime, turn: &mut Turn, t: 
         } else {
             None
         };
-        set_study_state(rt, turn, StudyState::Completed, msg, t);
+        match all_failed(rt) {
+            Some(why) => set_study_state(rt, turn, StudyState::Failed, Some(why), t),
+            None => set_study_state(rt, turn, StudyState::Completed, msg, t),
+        }
     }
+}
+
+/// When no trial of a study that ran out of budget produced a result (complete, pruned or
+/// infeasible) and some failed: why the study failed, from its first failed trial. A broken
+/// command then reads as a failure, not as a completed study with nothing in it.
+fn all_failed(rt: &StudyRuntime) -> Option<String> {
+    let results = [
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Infeasible,
+    ];
+    if results.iter().any(|s| rt.count(*s) > 0) || rt.count(TrialState::Failed) == 0 {
+        return None;
+    }
+    let first = rt.trials().iter().find(|t| t.state == TrialState::Failed)?;
+    let what = match rt.count(TrialState::Cancelled) {
+        0 => "every trial failed".to_string(),
+        n => format!("no trial succeeded ({n} cancelled, the others failed)"),
+    };
+    Some(format!(
+        "{what}; the first, trial {}: {}",
+        first.number,
+        first.reason.as_deref().unwrap_or("no reason recorded")
+    ))
 }
 
 /// Ends a study: queued trials are cancelled, running ones are asked to stop.

@@ -314,7 +314,16 @@ pub fn curve_table(reports: &[quantune_state::Report], exact: bool) -> Table {
 /// Studies as a table.
 pub fn studies_table(studies: &[StudySummary]) -> Table {
     let headers = [
-        "name", "state", "trials", "running", "complete", "failed", "strategy", "message",
+        "name",
+        "state",
+        "trials",
+        "running",
+        "complete",
+        "pruned",
+        "infeasible",
+        "failed",
+        "strategy",
+        "message",
     ]
     .map(String::from)
     .to_vec();
@@ -328,6 +337,8 @@ pub fn studies_table(studies: &[StudySummary]) -> Table {
                 format!("{}/{}", s.trials, s.max_trials),
                 c("running"),
                 c("complete"),
+                c("pruned"),
+                c("infeasible"),
                 c("failed"),
                 s.strategy.clone(),
                 s.message.clone().unwrap_or_default(),

@@ -3,6 +3,7 @@
 //! (`client::api`) and prints the reply in the chosen format. Errors come back worded for the
 //! user; `main` prints them and exits 1.
 
+pub mod logs;
 pub mod study;
 pub mod transfer;
 pub mod trial;
@@ -150,6 +151,13 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             interval,
             top,
         } => crate::client::viz::watch(c, &study, interval, top, format).await,
+        Command::Logs {
+            study,
+            trial,
+            attempt,
+            stream,
+            follow,
+        } => logs::logs(c, &study, trial, attempt, stream, follow).await,
         Command::Web { listen } => crate::daemon::web::proxy(c.endpoint().clone(), &listen).await,
         other => bail!("{other:?} is not a client command"),
     }

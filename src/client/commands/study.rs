@@ -16,7 +16,10 @@ use std::path::Path;
 pub async fn submit(client: &Client, file: &Path, format: Format) -> Result<()> {
     let source = std::fs::read_to_string(file)
         .with_context(|| format!("{}: cannot read the study file", file.display()))?;
-    crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    let (def, _) = crate::model::study::load(file).map_err(|e| anyhow!("{e}"))?;
+    for w in crate::model::preflight::metric_warnings(&def) {
+        eprintln!("warning: {}: {w}", file.display());
+    }
     let base = file
         .canonicalize()
         .ok()
@@ -77,7 +80,28 @@ pub async fn study_status(client: &Client, name: &str, format: Format) -> Result
             .collect();
         println!("best: trial {} {}", best.trial, m.join(" "));
     }
+    for w in &s.warnings {
+        println!("warning: {}", table::escape_control(w));
+    }
+    if let Some(t) = trials.iter().find(|t| t.state == "failed") {
+        let logs = if has_logs(t) {
+            format!("; its output: quantune logs {name} {}", t.trial)
+        } else {
+            String::new()
+        };
+        println!(
+            "first failure: trial {}: {}{logs}",
+            t.trial,
+            table::escape_control(t.reason.as_deref().unwrap_or("no reason recorded")),
+        );
+    }
     Ok(())
+}
+
+/// Whether `quantune logs` has a trial's output: not for trials run through ask/tell, on Ray
+/// (which keeps it), or imported.
+fn has_logs(t: &TrialView) -> bool {
+    !t.imported && !matches!(t.executor.as_deref(), Some("external" | "ray") | None)
 }
 
 /// `budget: trials 3 of 20, wall 1m of 2h, gpu-hours 0.10`.
@@ -160,6 +184,13 @@ pub async fn trials(client: &Client, name: &str, format: Format) -> Result<()> {
                 format,
                 &table::trial_paints(&t),
             );
+            let failed = t.iter().find(|t| t.state == "failed" && has_logs(t));
+            if let (Format::Table, Some(f)) = (format, failed) {
+                eprintln!(
+                    "a failed trial's output: quantune logs {name} {} (--attempt K for an earlier try)",
+                    f.trial
+                );
+            }
             Ok(())
         }
     }

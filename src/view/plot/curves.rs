@@ -6,12 +6,7 @@ use super::*;
 /// The metric to draw: the one asked for, else the pruner's, else the first objective, else
 /// the one reported most often; `None` when no trial reported it (or anything).
 pub(super) fn metric(data: &StudyData, opts: &PlotOptions) -> Option<String> {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in data.reports.values().flatten() {
-        for k in r.values.keys() {
-            *seen.entry(k.as_str()).or_default() += 1;
-        }
-    }
+    let seen = reported(data);
     if let Some(m) = &opts.metric {
         return seen.contains_key(m.as_str()).then(|| m.clone());
     }
@@ -30,6 +25,17 @@ pub(super) fn metric(data: &StudyData, opts: &PlotOptions) -> Option<String> {
     seen.into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
         .map(|(k, _)| k.to_string())
+}
+
+/// Every metric name in the study's intermediate reports, with how many reports carry it.
+pub(super) fn reported(data: &StudyData) -> BTreeMap<&str, usize> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in data.reports.values().flatten() {
+        for k in r.values.keys() {
+            *seen.entry(k.as_str()).or_default() += 1;
+        }
+    }
+    seen
 }
 
 /// A trial and its curve as `(step, value)` points.

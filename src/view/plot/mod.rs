@@ -218,6 +218,15 @@ fn check(data: &StudyData, kind: PlotKind, opts: &PlotOptions) -> PlotResult {
         PlotKind::Pareto if data.def.objectives.len() < 2 => Err(PlotError::NoData(format!(
             "study '{name}' has one objective; a Pareto plot needs two (try --kind history)"
         ))),
+        PlotKind::Curves if curves::metric(data, opts).is_none() && opts.metric.is_some() && !curves::reported(data).is_empty() => {
+            let known: Vec<&str> = curves::reported(data).into_keys().collect();
+            let asked = opts.metric.as_deref().unwrap_or_default();
+            Err(PlotError::NoData(format!(
+                "--metric {asked}: no report of study '{name}' has this metric{}; reported metrics: {}",
+                crate::model::suggest::did_you_mean(asked, known.iter().copied()),
+                known.join(", ")
+            )))
+        }
         PlotKind::Curves if curves::metric(data, opts).is_none() => Err(PlotError::NoData(
             format!("study '{name}' has no intermediate reports yet (learning curves come from report lines with a \"step\")"),
         )),

@@ -127,6 +127,21 @@ pub struct StudySummary {
     /// `trial.gpu_memory` asks for); absent when nothing waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// The objective metrics, in the study file's order (what tables show by default).
+    #[serde(default)]
+    pub objectives: Vec<String>,
+    /// The constraint metrics, in the study file's order.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+}
+
+impl StudySummary {
+    /// The metrics tables show by default: the objectives, then the constraints.
+    pub fn key_metrics(&self) -> Vec<String> {
+        let mut m = self.objectives.clone();
+        m.extend(self.constraints.iter().cloned());
+        m
+    }
 }
 
 /// How much of a study's time budgets is used.

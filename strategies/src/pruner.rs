@@ -12,6 +12,7 @@
 //!   more than the study's grace margin, before its (expensive) benchmark stage runs.
 
 use crate::objective::{Constraint, Direction};
+use crate::display::num;
 use crate::pareto;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -127,8 +128,8 @@ impl Pruner for MedianPruner {
             format!(
                 "{} = {} at step {step} is worse than the median {} of {n} complete trials",
                 metric.name,
-                shown(mine),
-                shown(median)
+                num(shown(mine)),
+                num(shown(median))
             )
         })
     }
@@ -238,14 +239,16 @@ impl QualityGate {
             let excess = c.violation(v);
             (excess > self.grace || v.is_nan()).then(|| {
                 let bound = match (c.min, c.max) {
-                    (Some(lo), Some(hi)) => format!("[{lo}, {hi}]"),
-                    (Some(lo), None) => format!(">= {lo}"),
-                    (None, Some(hi)) => format!("<= {hi}"),
+                    (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
+                    (Some(lo), None) => format!(">= {}", num(lo)),
+                    (None, Some(hi)) => format!("<= {}", num(hi)),
                     (None, None) => String::new(),
                 };
                 format!(
-                    "quality gate: {} = {v} at step {step} is outside {bound} by more than the grace {}",
-                    c.metric, self.grace
+                    "quality gate: {} = {} at step {step} is outside {bound} by more than the grace {}",
+                    c.metric,
+                    num(v),
+                    num(self.grace)
                 )
             })
         })

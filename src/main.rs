@@ -177,8 +177,8 @@ fn validate_warnings(def: &quantune::model::study::StudyDefinition) -> Vec<Strin
 /// The man page from the clap definitions: to stdout, or one file per (sub)command in `dir`.
 /// Each subcommand's page ends with its examples; the top page with all of them.
 fn man(dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
-    let cmd = quantune::client::cli::command()
-        .after_long_help(quantune::client::examples::all_text());
+    let cmd =
+        quantune::client::cli::command().after_long_help(quantune::client::examples::all_text());
     match dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;

@@ -188,7 +188,13 @@ fn tables_fit_the_width_and_numbers_are_short() {
     let wide = String::from_utf8_lossy(&wide.stdout).to_string();
     assert_fits(&wide, 160, "leaderboard at 160");
     let header = wide.lines().next().unwrap();
-    for col in ["learning_rate", "quantization", "latency_ms", "eval_loss_delta", "note"] {
+    for col in [
+        "learning_rate",
+        "quantization",
+        "latency_ms",
+        "eval_loss_delta",
+        "note",
+    ] {
         assert!(header.contains(col), "{col} missing from {header}");
     }
     assert!(!header.contains("peak_gpu"), "{header}");
@@ -196,7 +202,10 @@ fn tables_fit_the_width_and_numbers_are_short() {
     // --all: every column, full width; --columns: those, in order; a wrong name says which.
     let all = cli_cols(&d, &["leaderboard", "wide", "--all"], None);
     let all = String::from_utf8_lossy(&all.stdout).to_string();
-    assert!(all.lines().next().unwrap().contains("peak_gpu_memory_mib"), "{all}");
+    assert!(
+        all.lines().next().unwrap().contains("peak_gpu_memory_mib"),
+        "{all}"
+    );
     assert!(all.lines().any(|l| l.chars().count() > 100), "{all}");
     let some = cli_cols(
         &d,
@@ -205,18 +214,28 @@ fn tables_fit_the_width_and_numbers_are_short() {
     );
     let some = String::from_utf8_lossy(&some.stdout).to_string();
     assert_eq!(
-        some.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        some.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
         ["trial", "latency_ms", "state"],
         "{some}"
     );
     let bad = d.cli(&["leaderboard", "wide", "--columns", "trial,nope"]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("\"nope\"") && err.contains("latency_ms"), "{err}");
+    assert!(
+        err.contains("\"nope\"") && err.contains("latency_ms"),
+        "{err}"
+    );
     // CSV stays complete.
     let csv = d.cli(&["leaderboard", "wide", "--format", "csv"]);
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
-    assert!(csv.lines().next().unwrap().contains("peak_gpu_memory_mib"), "{csv}");
+    assert!(
+        csv.lines().next().unwrap().contains("peak_gpu_memory_mib"),
+        "{csv}"
+    );
 
     // The trials table fits too.
     for width in [100, 160] {
@@ -242,7 +261,12 @@ fn tables_fit_the_width_and_numbers_are_short() {
     let mut lines = csv.lines();
     let head: Vec<&str> = lines.next().unwrap().split(',').collect();
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |n: &str| row[head.iter().position(|h| *h == n).unwrap_or_else(|| panic!("{n}: {csv}"))];
+    let col = |n: &str| {
+        row[head
+            .iter()
+            .position(|h| *h == n)
+            .unwrap_or_else(|| panic!("{n}: {csv}"))]
+    };
     assert_eq!(col("trials"), "12", "{csv}");
     assert_eq!(col("max_trials"), "12", "{csv}");
 
@@ -253,18 +277,29 @@ fn tables_fit_the_width_and_numbers_are_short() {
     assert!(csv.starts_with("trial,state,"), "{csv}");
     assert_eq!(csv.lines().count(), 13, "{csv}");
     let jsonl = d.cli(&["export", "wide"]);
-    let first = String::from_utf8_lossy(&jsonl.stdout).lines().next().unwrap().to_string();
+    let first = String::from_utf8_lossy(&jsonl.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     let v: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(v["kind"], "study");
 
     // The daemon's log went to a file: no colour codes in it.
     let log = d.log();
     assert!(log.contains("INFO"), "{log}");
-    assert!(!log.contains('\u{1b}'), "ANSI codes in the daemon log:\n{log:?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI codes in the daemon log:\n{log:?}"
+    );
 }
 
 /// Runs `quantune ARGS` with its stdout (or stderr) closed before it writes anything.
-fn closed(args: &[&str], socket: Option<&Path>, close_stderr: bool) -> (std::process::ExitStatus, String, String) {
+fn closed(
+    args: &[&str],
+    socket: Option<&Path>,
+    close_stderr: bool,
+) -> (std::process::ExitStatus, String, String) {
     let mut c = Command::new(bin());
     if let Some(s) = socket {
         c.arg("--socket").arg(s);
@@ -412,7 +447,9 @@ fn every_help_ends_with_the_examples_the_docs_and_man_page_carry() {
             .filter(|s| !s.is_hide_set())
             .map(|s| s.get_name().to_string()),
     );
-    let man = stdout_of(&["man"]).replace("\\-", "-").replace("\\*(Aq", "'");
+    let man = stdout_of(&["man"])
+        .replace("\\-", "-")
+        .replace("\\*(Aq", "'");
     for name in &names {
         let lines = examples::of(name).unwrap_or_else(|| panic!("no examples for {name:?}"));
         let expected = examples::help_text(lines);
@@ -427,7 +464,10 @@ fn every_help_ends_with_the_examples_the_docs_and_man_page_carry() {
                 help.trim_end().ends_with(expected.trim_end()),
                 "quantune {name} {flag} does not end with its examples:\n{help}"
             );
-            assert!(!help.contains("SPEC"), "quantune {name} {flag} cites SPEC:\n{help}");
+            assert!(
+                !help.contains("SPEC"),
+                "quantune {name} {flag} cites SPEC:\n{help}"
+            );
         }
         for l in lines {
             assert!(
@@ -442,11 +482,19 @@ fn every_help_ends_with_the_examples_the_docs_and_man_page_carry() {
     let docs = std::fs::read_to_string(&path).unwrap();
     let section = examples::markdown();
     if std::env::var_os("QUANTUNE_BLESS").is_some() {
-        let start = docs.find(examples::DOCS_BEGIN).expect("begin marker in docs/CLI.md");
-        let end = docs.find(examples::DOCS_END).expect("end marker in docs/CLI.md")
+        let start = docs
+            .find(examples::DOCS_BEGIN)
+            .expect("begin marker in docs/CLI.md");
+        let end = docs
+            .find(examples::DOCS_END)
+            .expect("end marker in docs/CLI.md")
             + examples::DOCS_END.len()
             + 1;
-        let updated = format!("{}{section}{}", &docs[..start], &docs[end.min(docs.len())..]);
+        let updated = format!(
+            "{}{section}{}",
+            &docs[..start],
+            &docs[end.min(docs.len())..]
+        );
         std::fs::write(&path, updated).unwrap();
     } else {
         assert!(
@@ -458,7 +506,9 @@ fn every_help_ends_with_the_examples_the_docs_and_man_page_carry() {
     // tell -h: its own options first, the global ones under their own heading after them.
     let help = stdout_of(&["tell", "-h"]);
     let own = help.find("--metrics").unwrap();
-    let heading = help.find("Global options:").expect("a Global options heading");
+    let heading = help
+        .find("Global options:")
+        .expect("a Global options heading");
     let socket = help.find("--socket").unwrap();
     assert!(own < heading && heading < socket, "{help}");
 }

@@ -96,8 +96,18 @@ impl StudySnapshot {
                 max_gpu_hours: self.def.budget.max_gpu_hours,
             },
             waiting: self.waiting.clone(),
-            objectives: self.def.objectives.iter().map(|o| o.metric.clone()).collect(),
-            constraints: self.def.constraints.iter().map(|c| c.metric.clone()).collect(),
+            objectives: self
+                .def
+                .objectives
+                .iter()
+                .map(|o| o.metric.clone())
+                .collect(),
+            constraints: self
+                .def
+                .constraints
+                .iter()
+                .map(|c| c.metric.clone())
+                .collect(),
         }
     }
 

@@ -49,7 +49,7 @@ mod tests {
         assert_eq!(num(0.0021571), "0.002157");
         assert_eq!(num(2800.636), "2801");
         assert_eq!(num(0.0), "0");
-        assert_eq!(num(2.3456789012345678), "2.346");
+        assert_eq!(num(2.345678901234567), "2.346");
         assert_eq!(num(-1.0 / 3.0), "-0.3333");
         assert_eq!(num(12345678.0), "1.235e7");
         assert_eq!(num(f64::NAN), "NaN");

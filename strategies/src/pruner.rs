@@ -11,8 +11,8 @@
 //! - [`QualityGate`]: stop a trial whose intermediate report already violates a constraint by
 //!   more than the study's grace margin, before its (expensive) benchmark stage runs.
 
-use crate::objective::{Constraint, Direction};
 use crate::display::num;
+use crate::objective::{Constraint, Direction};
 use crate::pareto;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -145,7 +145,10 @@ pub async fn daemon_status(client: &Client, format: Format) -> Result<()> {
         }
     }
     println!();
-    print_table(&table::studies_table(&s.studies, format == Format::Csv), format);
+    print_table(
+        &table::studies_table(&s.studies, format == Format::Csv),
+        format,
+    );
     Ok(())
 }
 
@@ -161,7 +164,12 @@ pub async fn trials(
         Format::Json => print_json(&t),
         Format::Csv => {
             let full = table::trials_table(&t, true);
-            print!("{}", table::csv_columns(&full, columns).map_err(|e| anyhow!(e))?.to_csv());
+            print!(
+                "{}",
+                table::csv_columns(&full, columns)
+                    .map_err(|e| anyhow!(e))?
+                    .to_csv()
+            );
             Ok(())
         }
         Format::Table => {
@@ -197,14 +205,18 @@ pub async fn leaderboard(
         Format::Json => print_json(&rows),
         Format::Csv => {
             let full = table::leaderboard_table(&rows, true);
-            print!("{}", table::csv_columns(&full, columns).map_err(|e| anyhow!(e))?.to_csv());
+            print!(
+                "{}",
+                table::csv_columns(&full, columns)
+                    .map_err(|e| anyhow!(e))?
+                    .to_csv()
+            );
             Ok(())
         }
         Format::Table => {
             let key = client.study(name).await?.key_metrics();
-            let text =
-                table::leaderboard_text(&rows, &key, columns, screen_width(), color(format))
-                    .map_err(|e| anyhow!(e))?;
+            let text = table::leaderboard_text(&rows, &key, columns, screen_width(), color(format))
+                .map_err(|e| anyhow!(e))?;
             print!("{text}");
             Ok(())
         }

@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 /// `quantune export STUDY [--out FILE]`: the study's JSON lines (`--format table|json`), or
 /// with `--format csv` its trials as one flat CSV table (every column, exact numbers), to the
 /// file or stdout.
-pub async fn export(client: &Client, study: &str, out: Option<&Path>, format: Format) -> Result<()> {
+pub async fn export(
+    client: &Client,
+    study: &str,
+    out: Option<&Path>,
+    format: Format,
+) -> Result<()> {
     let data = match format {
         Format::Csv => {
             let trials = client.trials(study).await?;

@@ -401,6 +401,21 @@ mod tests {
             "{:?}",
             p.decide(&ctx)
         );
+        // Values in the reason with four significant digits, not seventeen.
+        let third = [r(1, 9.0), r(2, 4.0 / 3.0)];
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &third,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
+        assert_eq!(
+            p.decide(&ctx).as_deref(),
+            Some("loss = 1.333 at step 2 is worse than the median 1 of 3 complete trials")
+        );
         let good = [r(1, 9.0), r(2, 0.9)];
         let ctx = PruneContext {
             trial: Curve {

@@ -1,8 +1,7 @@
 //! The `quantune` binary: parses the command line and hands off. Exit codes: 0 success,
 //! 1 an error it explains, 2 a usage error (from clap), 130 interrupted `run`.
 
-use clap::Parser;
-use quantune::client::cli::{Cli, Command, Format};
+use quantune::client::cli::{Command, Format};
 use std::process::ExitCode;
 
 fn init_tracing(daemon: bool) {
@@ -26,6 +25,9 @@ fn init_tracing(daemon: bool) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    // Colour codes only on a terminal (and as --color/NO_COLOR allow): a log
+                    // file or a pipe gets plain text.
+                    .with_ansi(quantune::view::color::stderr())
                     .with_target(false),
             )
             .init(),
@@ -41,23 +43,22 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(quantune::executor::contain::trampoline(&args[2..]));
     }
-    let cli = Cli::parse();
+    // Output to a pipe that closes (`| head`) ends the process quietly, as in other Unix tools
+    // — also `--help` and usage errors. Commands that serve or run a study ignore SIGPIPE
+    // again below (see client::output).
+    quantune::client::output::default_sigpipe();
+    let cli = quantune::client::cli::parse();
     if let Command::QatBench(args) = &cli.command {
         // A trial process: CPU-bound and synchronous, no runtime, no tracing.
         return ExitCode::from(quantune::workload::qat::main(args) as u8);
     }
     quantune::view::color::init(cli.color);
-    if !matches!(
+    if matches!(
         cli.command,
         Command::Serve { .. } | Command::Run { .. } | Command::Web { .. }
     ) {
-        // A one-shot command piped into `head` ends quietly when the pipe closes, like other
-        // Unix tools, instead of panicking on the failed print. (Those serving sockets keep
-        // SIGPIPE ignored: a client hanging up must not kill them.)
-        // SAFETY: resetting a signal disposition before any thread exists.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        // A client hanging up must not kill these; they write through client::output.
+        quantune::client::output::ignore_sigpipe();
     }
     let daemon = matches!(cli.command, Command::Serve { .. });
     init_tracing(daemon);
@@ -94,10 +95,9 @@ fn main() -> ExitCode {
             Command::Notify { action } => quantune::client::notify::run(action, cli.format).await,
             Command::QatBench(_) => unreachable!("handled before the runtime starts"),
             Command::Completions { shell } => {
-                use clap::CommandFactory;
                 clap_complete::generate(
                     shell,
-                    &mut Cli::command(),
+                    &mut quantune::client::cli::command(),
                     "quantune",
                     &mut std::io::stdout(),
                 );
@@ -118,8 +118,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => ExitCode::from(code as u8),
+        Err(e) if quantune::client::output::is_closed_pipe(&e) => {
+            ExitCode::from(quantune::client::output::CLOSED_PIPE_EXIT)
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            quantune::client::output::note(&format!("error: {e:#}"));
             ExitCode::from(1)
         }
     }
@@ -185,9 +188,10 @@ fn validate_warnings(def: &quantune::model::study::StudyDefinition) -> Vec<Strin
 }
 
 /// The man page from the clap definitions: to stdout, or one file per (sub)command in `dir`.
+/// Each subcommand's page ends with its examples; the top page with all of them.
 fn man(dir: Option<&std::path::Path>) -> anyhow::Result<i32> {
-    use clap::CommandFactory;
-    let cmd = Cli::command();
+    let cmd =
+        quantune::client::cli::command().after_long_help(quantune::client::examples::all_text());
     match dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;

@@ -5,16 +5,6 @@ use crate::view::plot::PlotKind;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-const EXAMPLES: &str = "Examples:
-  quantune validate configs/quickstart.toml
-  quantune run configs/quickstart.toml          # foreground, no daemon
-  quantune submit study.toml                     # to the daemon
-  quantune watch gemma1b-qat                     # live leaderboard
-  quantune plot gemma1b-qat --kind pareto --out front.svg
-  quantune importance gemma1b-qat
-  quantune import gemma1b-qat old-results/ --map lat=latency_ms
-  quantune completions bash > /etc/bash_completion.d/quantune";
-
 /// Parses `WIDTHxHEIGHT`.
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("\"{s}\" is not a size; write WIDTHxHEIGHT, e.g. 960x600");
@@ -45,12 +35,13 @@ fn parse_quantile(s: &str) -> Result<f64, String> {
 /// quantization settings, runs each as a trial, keeps every trial, and ranks the latency /
 /// throughput / quality trade-off.
 #[derive(Parser, Debug)]
-#[command(name = "quantune", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(name = "quantune", version, about, long_about = None)]
 pub struct Cli {
     /// The daemon's API socket (client commands).
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "QUANTUNE_SOCKET",
         default_value = "/run/quantune/quantune.sock"
     )]
@@ -58,20 +49,24 @@ pub struct Cli {
 
     /// Reach the daemon's TCP listener instead of the socket, e.g. http://127.0.0.1:7707; the
     /// bearer token comes from $QUANTUNE_TOKEN or --token-file.
-    #[arg(long, global = true, env = "QUANTUNE_URL")]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "QUANTUNE_URL")]
     pub url: Option<String>,
 
     /// File holding the bearer token for --url (when $QUANTUNE_TOKEN is not set).
-    #[arg(long, global = true, env = "QUANTUNE_TOKEN_FILE")]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "QUANTUNE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
     /// Output format (client commands that print data).
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
     /// Colours in tables and progress: on a terminal only (auto), always, or never. Never in
     /// --format json or csv; NO_COLOR turns them off.
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
     /// What to do.
@@ -80,6 +75,44 @@ pub struct Cli {
 }
 
 pub use crate::view::table::Format;
+
+/// The help heading of the options every subcommand takes, so that a subcommand's own come
+/// first in its `--help`.
+const GLOBAL: &str = "Global options";
+
+/// The `quantune` command: the derive definitions with the examples of
+/// `client::examples` attached. `--help`, the man page and completions all come from this.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    crate::client::examples::attach(Cli::command())
+}
+
+/// Parses the process's arguments against [`command`] (exiting with clap's message and
+/// status 2 on a usage error, or printing `--help`/`--version`).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// Which columns a table shows on screen (`trials`, `leaderboard`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ColumnFlags {
+    /// Show these columns, in this order: names from the table's header, comma-separated,
+    /// e.g. trial,latency_ms,note (also for --format csv).
+    #[arg(long, value_name = "A,B", conflicts_with = "all")]
+    pub columns: Option<String>,
+    /// Show every column at full width (by default the table fits the terminal, or 100
+    /// characters: long cells cut with …, and the columns that do not fit named below it).
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl ColumnFlags {
+    /// The choice the flags make.
+    pub fn choice(&self) -> crate::view::table::Columns {
+        crate::view::table::Columns::from_flags(self.columns.as_deref(), self.all)
+    }
+}
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
@@ -94,9 +127,6 @@ pub enum Command {
     ///
     /// On a terminal a progress bar shows finished/total trials and live counts; otherwise one
     /// line per finished trial is printed to stderr.
-    #[command(
-        after_help = "Examples:\n  quantune run configs/quickstart.toml\n  quantune run study.toml --state /data/qt --cpu-slots 4"
-    )]
     Run {
         /// The study file.
         file: PathBuf,
@@ -131,6 +161,8 @@ pub enum Command {
     Trials {
         /// The study.
         study: String,
+        #[command(flatten)]
+        columns: ColumnFlags,
     },
     /// One trial's learning curve: its intermediate reports, as a table with a bar per step.
     Curve {
@@ -140,15 +172,14 @@ pub enum Command {
         trial: u64,
     },
     /// A study's leaderboard (feasible best first; Pareto ranks for several objectives).
-    #[command(
-        after_help = "Examples:\n  quantune leaderboard gemma1b-qat --top 10\n  quantune leaderboard gemma1b-qat --format csv > board.csv"
-    )]
     Leaderboard {
         /// The study.
         study: String,
         /// Show only the first N rows.
         #[arg(long)]
         top: Option<usize>,
+        #[command(flatten)]
+        columns: ColumnFlags,
     },
     /// Stop starting new trials of a study (running ones go on).
     Pause {
@@ -199,7 +230,9 @@ pub enum Command {
         #[arg(long, group = "outcome")]
         infeasible: Option<String>,
     },
-    /// Export a study (every trial) as JSON lines.
+    /// Export a study (every trial and report) as JSON lines, which `import` reads back; with
+    /// --format csv, the trials as a flat CSV table instead (one row per trial, like `trials
+    /// --format csv`: for spreadsheets, not for `import`).
     Export {
         /// The study.
         study: String,
@@ -215,9 +248,6 @@ pub enum Command {
     /// metric are used as such; --map renames the others; other numeric columns are kept as
     /// metrics, other text as info. Every row outside the study's space or lacking a metric is
     /// reported as FILE:LINE; then nothing is imported unless --skip-invalid.
-    #[command(
-        after_help = "Examples:\n  quantune import backup.jsonl\n  quantune export old | quantune import -\n  quantune import gemma1b-qat results/ --dry-run\n  quantune import gemma1b-qat runs.csv --map lr=learning_rate --map lat=latency_ms\n  quantune import gemma1b-qat runs/*.json --mapping mapping.toml --skip-invalid"
-    )]
     Import {
         /// The export file (or -); or, with FILES, the study to import results into.
         #[arg(value_name = "FILE|STUDY")]
@@ -242,9 +272,6 @@ pub enum Command {
     ///
     /// Parameters left out are filled by the strategy; the trial counts against
     /// budget.max_trials. Prints the queued trial.
-    #[command(
-        after_help = "Examples:\n  quantune enqueue gemma1b-qat --params '{\"learning_rate\": 3e-4, \"batch_size\": 16, \"quantization\": \"int8\"}'\n  quantune enqueue gemma1b-qat --params '{\"quantization\": \"int4\"}'"
-    )]
     Enqueue {
         /// The study.
         study: String,
@@ -258,9 +285,6 @@ pub enum Command {
     /// objectives, front highlighted; parallel: parallel coordinates of parameters and
     /// objectives; importance: PED-ANOVA bars per objective; curves: intermediate reports per
     /// step. Failed, pruned and infeasible trials are shown, marked.
-    #[command(
-        after_help = "Examples:\n  quantune plot gemma1b-qat --kind history --out history.svg\n  quantune plot gemma1b-qat --kind pareto --out front.png --size 1600x1000\n  quantune plot gemma1b-qat --kind curves --metric eval_loss --out curves.svg"
-    )]
     Plot {
         /// The study.
         study: String,
@@ -283,9 +307,6 @@ pub enum Command {
     },
     /// Which parameters mattered, per objective: PED-ANOVA over the feasible trials, as a
     /// text bar chart (importances sum to 1).
-    #[command(
-        after_help = "Examples:\n  quantune importance gemma1b-qat\n  quantune importance gemma1b-qat --quantile 0.2 --format json"
-    )]
     Importance {
         /// The study.
         study: String,
@@ -294,9 +315,6 @@ pub enum Command {
         quantile: f64,
     },
     /// Show a study's status and leaderboard, refreshed until it finishes (Ctrl-C stops).
-    #[command(
-        after_help = "Examples:\n  quantune watch gemma1b-qat\n  quantune watch gemma1b-qat --interval 10s --top 5"
-    )]
     Watch {
         /// The study.
         study: String,
@@ -309,26 +327,17 @@ pub enum Command {
     },
     /// Serve the daemon's read-only web page (daemon config `web = true`) on a local address
     /// for a browser; only GET requests under /ui/ are forwarded to the socket.
-    #[command(
-        after_help = "Examples:\n  quantune web                      # then open http://127.0.0.1:8765/ui/\n  quantune web --listen 127.0.0.1:0 # any free port"
-    )]
     Web {
         /// Address to listen on (keep it loopback: the page has no login).
         #[arg(long, default_value = "127.0.0.1:8765")]
         listen: String,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(
-        after_help = "Examples:\n  quantune completions bash > /etc/bash_completion.d/quantune\n  quantune completions zsh > \"${fpath[1]}/_quantune\""
-    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff), or write quantune.1 and one page per subcommand to a directory.
-    #[command(
-        after_help = "Examples:\n  quantune man | man -l -\n  quantune man --out-dir /usr/local/share/man/man1"
-    )]
     Man {
         /// Write the pages into this directory instead.
         #[arg(long)]
@@ -351,9 +360,6 @@ pub enum Command {
     },
     /// Print a trial's output: its stdout to stdout and its stderr to stderr (the daemon keeps
     /// both per attempt); --follow keeps printing while the attempt runs.
-    #[command(
-        after_help = "Examples:\n  quantune logs gemma1b-qat 3\n  quantune logs gemma1b-qat 3 --attempt 1 --stream stderr\n  quantune logs gemma1b-qat 7 --follow"
-    )]
     Logs {
         /// The study.
         study: String,
@@ -372,9 +378,6 @@ pub enum Command {
     /// List CUDA devices this machine offers.
     Gpus,
     /// Webhook notifications of the daemon config's [[notify]] tables (docs/NOTIFY.md).
-    #[command(
-        after_help = "Examples:\n  quantune notify test\n  quantune notify test --config ./quantune.toml --format json"
-    )]
     Notify {
         /// What to do.
         #[command(subcommand)]

@@ -4,8 +4,10 @@
 pub mod api;
 pub mod cli;
 pub mod commands;
+pub mod examples;
 pub mod http;
 pub mod import;
 pub mod notify;
+pub mod output;
 pub mod progress;
 pub mod viz;

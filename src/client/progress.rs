@@ -1,6 +1,7 @@
 //! Progress of `quantune run` on stderr: on a terminal, a bar of finished/total trials with live
 //! counts and the best value so far, and a line per finished trial above it; elsewhere (a log
-//! file, CI) just the lines, so logs stay readable.
+//! file, CI) just the lines, so logs stay readable. Lines are cut (with …) to the terminal's
+//! width, or `$COLUMNS`, never wrapped; a closed stderr silences them, the study goes on.
 
 use crate::model::wire::StudySummary;
 use crate::view::color::Paint;
@@ -29,7 +30,7 @@ impl Progress {
             let bar = ProgressBar::new(max);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} trials · {msg} · {elapsed}",
+                    "{spinner:.cyan} [{bar:30.cyan/blue}] {pos}/{len} trials · {elapsed} · {wide_msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -55,9 +56,13 @@ impl Progress {
             return;
         }
         let line = trial_line(t, done, self.max, self.color);
+        let line = match crate::view::width::stderr() {
+            Some(w) => crate::view::width::elide(&line, w),
+            None => line,
+        };
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => crate::client::output::note(&line),
         }
     }
 

@@ -124,8 +124,10 @@ pub async fn importance(client: &Client, study: &str, quantile: f64, format: For
     Ok(())
 }
 
-/// One screen of `watch`: the status line and the top of the leaderboard.
-fn screen(s: &StudySummary, rows: &[Row], color: bool) -> String {
+/// One screen of `watch`: the status line and the top of the leaderboard (its default
+/// columns), every line cut to `width` when the output's width is known, the table fitted to
+/// it (else to 100 characters).
+fn screen(s: &StudySummary, rows: &[Row], color: bool, width: Option<usize>) -> String {
     let count = |k: &str| s.counts.get(k).copied().unwrap_or(0);
     let mut out = format!(
         "study '{}': {} · {} of {} trials · {} running, {} queued, {} complete, {} failed, {} pruned, {} infeasible",
@@ -159,11 +161,17 @@ fn screen(s: &StudySummary, rows: &[Row], color: bool) -> String {
     if rows.is_empty() {
         out.push_str("no finished trials yet\n");
     } else {
-        let t = table::leaderboard_table(rows, false);
-        let paints = table::leaderboard_paints(rows);
-        out.push_str(&t.to_text_painted(color.then_some(paints.as_slice())));
+        let board = table::leaderboard_text(
+            rows,
+            &s.key_metrics(),
+            &table::Columns::Default,
+            width.unwrap_or(crate::view::width::DEFAULT),
+            color,
+        )
+        .unwrap_or_else(|e| format!("{e}\n"));
+        out.push_str(&board);
     }
-    out
+    crate::view::width::elide_lines(&out, width)
 }
 
 /// `quantune watch`: refreshes until the study finishes or Ctrl-C. On a terminal the screen
@@ -190,7 +198,7 @@ pub async fn watch(
                 println!("{}", serde_json::json!({ "study": s, "leaderboard": rows }));
             }
             _ => {
-                let text = screen(&s, &rows, color);
+                let text = screen(&s, &rows, color, crate::view::width::stdout());
                 if tty {
                     let footer = if finished {
                         String::new()

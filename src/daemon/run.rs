@@ -2,6 +2,7 @@
 //! the daemon, progress on the terminal and the leaderboard at the end. Ctrl-C interrupts the
 //! running trials cleanly; running the same file again resumes where it stopped.
 
+use crate::client::output::note;
 use crate::daemon::serve::{discover_gpus, start_engine};
 use crate::scheduler::SchedulerError;
 use crate::signal::shutdown_signal;
@@ -56,11 +57,11 @@ pub async fn run(
             if s.state == "paused" {
                 engine.resume(&name).await.map_err(|e| anyhow!("{e}"))?;
             }
-            eprintln!("resuming study '{name}': {} of {} trials created, state {}", s.trials, s.max_trials, s.state);
+            note(&format!("resuming study '{name}': {} of {} trials created, state {}", s.trials, s.max_trials, s.state));
         }
         Err(SchedulerError::NotFound(_)) => {
             engine.submit(def, source).await.map_err(|e| anyhow!("{e}"))?;
-            eprintln!("study '{name}' started in {}", state_dir.display());
+            note(&format!("study '{name}' started in {}", state_dir.display()));
         }
         Err(e) => bail!("{e}"),
     }
@@ -92,7 +93,7 @@ pub async fn run(
             }
             _ = &mut ctrl_c => {
                 progress.finish();
-                eprintln!("interrupted: stopping running trials (run the same command again to resume)");
+                note("interrupted: stopping running trials (run the same command again to resume)");
                 interrupted = true;
                 break;
             }
@@ -116,15 +117,17 @@ pub async fn run(
     let rows = engine
         .leaderboard(&name, None)
         .map_err(|e| anyhow!("{e}"))?;
-    println!();
-    let paints = table::leaderboard_paints(&rows);
     let color = crate::view::color::stdout(crate::client::cli::Format::Table);
-    print!(
-        "{}",
-        table::leaderboard_table(&rows, false).to_text_painted(color.then_some(paints.as_slice()))
-    );
-    println!(
-        "\nstudy '{name}': {}{}",
+    let board = table::leaderboard_text(
+        &rows,
+        &summary.key_metrics(),
+        &table::Columns::Default,
+        crate::view::width::stdout().unwrap_or(crate::view::width::DEFAULT),
+        color,
+    )
+    .map_err(|e| anyhow!(e))?;
+    let end = format!(
+        "\n{board}\nstudy '{name}': {}{}\n",
         summary.state,
         summary
             .message
@@ -132,6 +135,8 @@ pub async fn run(
             .map(|m| format!(" ({m})"))
             .unwrap_or_default()
     );
+    // stdout closed early (`run … | head`): the study is done and stored; end quietly.
+    crate::client::output::write_stdout(&end)?;
     let trials = engine.trials(&name).unwrap_or_default();
     if let Some(t) = trials.iter().find(|t| t.state == "failed") {
         if t.executor.as_deref() == Some("local") {
@@ -140,7 +145,11 @@ pub async fn run(
                 .join(&name)
                 .join(t.trial.to_string())
                 .join(format!("stderr.{}.log", t.attempt));
-            eprintln!("trial {} failed; its stderr: {}", t.trial, log.display());
+            crate::client::output::note(&format!(
+                "trial {} failed; its stderr: {}",
+                t.trial,
+                log.display()
+            ));
         }
     }
     Ok(if interrupted {

@@ -372,12 +372,11 @@ pub async fn proxy(endpoint: Endpoint, listen: &str) -> anyhow::Result<()> {
         );
     }
     let guard = Guard::new(local);
-    println!(
-        "serving the quantune web page at http://{local}/ui/?token={} (Ctrl-C stops)",
+    // Into a pipe that closes (`quantune web | head -1`), the page goes on being served.
+    let _ = crate::client::output::write_stdout(&format!(
+        "serving the quantune web page at http://{local}/ui/?token={} (Ctrl-C stops)\n",
         guard.token
-    );
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    ));
     let app =
         Router::new().fallback(move |req: Request| forward(endpoint.clone(), guard.clone(), req));
     let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);

@@ -8,6 +8,7 @@
 
 use crate::model::study::StudyDefinition;
 use anyhow::{anyhow, bail, Context, Result};
+use quantune_strategies::display::num;
 use quantune_strategies::{Domain, ParamValue, Params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -620,13 +621,13 @@ pub fn violations(def: &StudyDefinition, metrics: &BTreeMap<String, f64>) -> Vec
         .filter(|c| !c.satisfied_by(metrics))
         .map(|c| {
             let bound = match (c.min, c.max) {
-                (Some(lo), Some(hi)) => format!("in [{lo}, {hi}]"),
-                (Some(lo), None) => format!(">= {lo}"),
-                (None, Some(hi)) => format!("<= {hi}"),
+                (Some(lo), Some(hi)) => format!("in [{}, {}]", num(lo), num(hi)),
+                (Some(lo), None) => format!(">= {}", num(lo)),
+                (None, Some(hi)) => format!("<= {}", num(hi)),
                 (None, None) => String::new(),
             };
             let v = metrics.get(&c.metric).copied().unwrap_or(f64::NAN);
-            format!("{} = {v} (must be {bound})", c.metric)
+            format!("{} = {} (must be {bound})", c.metric, num(v))
         })
         .collect()
 }

@@ -131,6 +131,21 @@ pub struct StudySummary {
     /// report carries); absent when nothing was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The objective metrics, in the study file's order (what tables show by default).
+    #[serde(default)]
+    pub objectives: Vec<String>,
+    /// The constraint metrics, in the study file's order.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+}
+
+impl StudySummary {
+    /// The metrics tables show by default: the objectives, then the constraints.
+    pub fn key_metrics(&self) -> Vec<String> {
+        let mut m = self.objectives.clone();
+        m.extend(self.constraints.iter().cloned());
+        m
+    }
 }
 
 /// How much of a study's time budgets is used.

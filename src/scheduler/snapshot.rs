@@ -112,6 +112,18 @@ impl StudySnapshot {
             },
             waiting: self.waiting.clone(),
             warnings: self.warnings.clone(),
+            objectives: self
+                .def
+                .objectives
+                .iter()
+                .map(|o| o.metric.clone())
+                .collect(),
+            constraints: self
+                .def
+                .constraints
+                .iter()
+                .map(|c| c.metric.clone())
+                .collect(),
         }
     }
 

@@ -82,6 +82,164 @@ impl Table {
     }
 }
 
+/// Which columns a table shows on screen (`--columns`, `--all`); CSV and JSON always carry
+/// every column unless `--columns` names some.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Columns {
+    /// The command's default columns, fitted to the width.
+    #[default]
+    Default,
+    /// Every column, as wide as it is.
+    All,
+    /// These columns, in this order, as wide as they are.
+    Only(Vec<String>),
+}
+
+impl Columns {
+    /// From the `--columns a,b` and `--all` flags.
+    pub fn from_flags(columns: Option<&str>, all: bool) -> Columns {
+        match (columns, all) {
+            (_, true) => Columns::All,
+            (Some(c), false) => Columns::Only(
+                c.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+            (None, false) => Columns::Default,
+        }
+    }
+}
+
+/// Cells are never cut narrower than this.
+const CELL_MIN: usize = 12;
+/// Headers are never cut narrower than this.
+const HEADER_MIN: usize = 9;
+
+impl Table {
+    /// Only the columns named in `names`, in that order; an unknown name is an error that lists
+    /// the columns there are.
+    pub fn select(&self, names: &[String]) -> Result<Table, String> {
+        let mut idx = Vec::with_capacity(names.len());
+        for n in names {
+            match self.headers.iter().position(|h| h == n) {
+                Some(i) => idx.push(i),
+                None => {
+                    return Err(format!(
+                        "--columns: no column \"{n}\"; the columns are: {}",
+                        self.headers.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(Table {
+            headers: idx.iter().map(|&i| self.headers[i].clone()).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| idx.iter().map(|&i| r[i].clone()).collect())
+                .collect(),
+        })
+    }
+
+    /// The table narrowed to `width` columns of text: the widest columns are cut (cells with
+    /// `…` at the end, never below 12 characters; headers abbreviated, never below 9
+    /// characters or their cells' width), and if that is not
+    /// enough, the columns named in `drop_order` are left out, in that order, until the rest
+    /// fits. Cells come back with control characters escaped. Returns the table and the
+    /// headers left out.
+    pub fn fit(&self, width: usize, drop_order: &[String]) -> (Table, Vec<String>) {
+        let mut kept = Table {
+            headers: self.headers.iter().map(|h| escape_control(h)).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| r.iter().map(|c| escape_control(c)).collect())
+                .collect(),
+        };
+        let mut names = self.headers.clone();
+        let mut left_out = Vec::new();
+        let mut order = drop_order.iter();
+        loop {
+            let (t, fits) = kept.shrink(width);
+            if fits {
+                return (t, left_out);
+            }
+            let Some(i) = order.find_map(|d| names.iter().position(|n| n == d)) else {
+                return (t, left_out);
+            };
+            left_out.push(names.remove(i));
+            kept.headers.remove(i);
+            for r in &mut kept.rows {
+                r.remove(i);
+            }
+        }
+    }
+
+    /// Width of column `i` as text: its header or its widest cell.
+    fn column_width(&self, i: usize) -> usize {
+        self.rows
+            .iter()
+            .map(|r| r[i].chars().count())
+            .chain(std::iter::once(self.headers[i].chars().count()))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Width of the whole table as text (two spaces between columns).
+    fn text_width(&self) -> usize {
+        let n = self.headers.len();
+        (0..n).map(|i| self.column_width(i)).sum::<usize>() + 2 * n.saturating_sub(1)
+    }
+
+    /// The widest columns cut towards `width` (see [`Table::fit`]); whether the result fits.
+    fn shrink(&self, width: usize) -> (Table, bool) {
+        let mut t = self.clone();
+        loop {
+            let excess = t.text_width().saturating_sub(width);
+            if excess == 0 {
+                return (t, true);
+            }
+            // The widest column that can still give room.
+            let pick = (0..t.headers.len())
+                .map(|i| (i, t.column_width(i), t.column_floor(i)))
+                .filter(|(_, w, floor)| w > floor)
+                .max_by_key(|(_, w, _)| *w);
+            let Some((i, w, floor)) = pick else {
+                return (t, false);
+            };
+            t.cut_column(i, w.saturating_sub(excess).max(floor));
+        }
+    }
+
+    /// The narrowest column `i` may become: cells no narrower than 12 characters (or as they
+    /// are), the header no narrower than 9 (or its cells).
+    fn column_floor(&self, i: usize) -> usize {
+        let cells = self
+            .rows
+            .iter()
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0);
+        let cells = cells.min(CELL_MIN);
+        let header = self.headers[i].chars().count().min(HEADER_MIN.max(cells));
+        cells.max(header)
+    }
+
+    /// Cuts column `i` to `target` characters: cells at the end (`…`), the header abbreviated
+    /// (`thr_tok_s`, [`crate::view::width::abbreviate`]) so that a unit at the end stays.
+    fn cut_column(&mut self, i: usize, target: usize) {
+        for r in &mut self.rows {
+            if r[i].chars().count() > target {
+                r[i] = crate::view::width::elide(&r[i], target);
+            }
+        }
+        if self.headers[i].chars().count() > target {
+            self.headers[i] = crate::view::width::abbreviate(&self.headers[i], target);
+        }
+    }
+}
+
 /// `s` with every control character (C0, DEL, C1) written as `\xNN` (`\u{NNNN}` above
 /// 0xff), so that text from a trial or a study file cannot drive the terminal.
 pub fn escape_control(s: &str) -> String {
@@ -112,27 +270,13 @@ fn csv_cell(c: &str) -> String {
     }
 }
 
-/// A number for a table: short for people, exact for CSV.
+/// A number for a table: short for people (four significant digits,
+/// [`quantune_strategies::display::num`]), exact for CSV.
 pub fn num(v: f64, exact: bool) -> String {
     if exact {
-        return v.to_string();
-    }
-    let a = v.abs();
-    if v == 0.0 || (1e-3..1e6).contains(&a) {
-        // Four significant digits.
-        let decimals = if v == 0.0 {
-            0
-        } else {
-            (3 - a.log10().floor() as i32).max(0) as usize
-        };
-        let s = format!("{v:.decimals$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        }
+        v.to_string()
     } else {
-        format!("{v:.3e}")
+        quantune_strategies::display::num(v)
     }
 }
 
@@ -188,6 +332,9 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
             let mut note: Vec<String> = Vec::new();
             if r.best {
                 note.push("best".into());
+            } else if !r.feasible && r.trial.state == "infeasible" {
+                // The state column says it; the note says why.
+                note.push(r.trial.reason.clone().unwrap_or_default());
             } else if !r.feasible {
                 note.push(format!(
                     "infeasible: {}",
@@ -205,6 +352,119 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
         })
         .collect();
     Table { headers, rows }
+}
+
+/// The leaderboard's default columns on screen: rank, trial, the parameters, the study's
+/// objective and constraint metrics (`key_metrics`; every metric but spreads when empty),
+/// state and note.
+fn leaderboard_default(rows: &[Row], key_metrics: &[String]) -> Vec<String> {
+    let (params, metrics) = param_names(rows.iter().map(|r| &r.trial));
+    let mut cols = vec!["rank".to_string(), "trial".to_string()];
+    cols.extend(params);
+    if key_metrics.is_empty() {
+        cols.extend(
+            metrics
+                .into_iter()
+                .filter(|m| !m.ends_with(crate::model::leaderboard::SPREAD_SUFFIX)),
+        );
+    } else {
+        cols.extend(key_metrics.iter().filter(|m| metrics.contains(m)).cloned());
+    }
+    cols.extend(["state".to_string(), "note".to_string()]);
+    cols
+}
+
+/// A table as people see it: the columns asked for, or the `default` ones fitted to `width`
+/// (leaving out those in `drop_order`, in that order, when cutting is not enough, and saying
+/// so on a last line), painted when `paints` is given.
+fn screen_text(
+    t: &Table,
+    columns: &Columns,
+    default: &[String],
+    drop_order: &[String],
+    width: usize,
+    paints: Option<&[Option<crate::view::color::Paint>]>,
+) -> Result<String, String> {
+    let (shown, left_out) = match columns {
+        Columns::All => (t.clone(), Vec::new()),
+        Columns::Only(names) => (t.select(names)?, Vec::new()),
+        Columns::Default => t.select(default)?.fit(width, drop_order),
+    };
+    let mut text = shown.to_text_painted(paints);
+    if !left_out.is_empty() {
+        let note = format!(
+            "({} more column(s) to fit {width} characters: {}; --all shows every column, --columns A,B picks)",
+            left_out.len(),
+            left_out.join(", ")
+        );
+        text.push_str(&crate::view::width::elide(&note, width));
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// A table for CSV: every column, or those `--columns` names.
+pub fn csv_columns(t: &Table, columns: &Columns) -> Result<Table, String> {
+    match columns {
+        Columns::Only(names) => t.select(names),
+        _ => Ok(t.clone()),
+    }
+}
+
+/// The leaderboard as `leaderboard`, `watch` and `run` print it for people (see
+/// [`screen_text`]): by default rank, trial, parameters, the `key_metrics` (objectives and
+/// constraints), state and note, fitted to `width`; the best row bold green, infeasible ones
+/// grey when `color`.
+pub fn leaderboard_text(
+    rows: &[Row],
+    key_metrics: &[String],
+    columns: &Columns,
+    width: usize,
+    color: bool,
+) -> Result<String, String> {
+    let (params, _) = param_names(rows.iter().map(|r| &r.trial));
+    let drop_order: Vec<String> = params.into_iter().rev().collect();
+    let paints = leaderboard_paints(rows);
+    screen_text(
+        &leaderboard_table(rows, false),
+        columns,
+        &leaderboard_default(rows, key_metrics),
+        &drop_order,
+        width,
+        color.then_some(paints.as_slice()),
+    )
+}
+
+/// The trials table as `trials` prints it for people (see [`screen_text`]): every column,
+/// fitted to `width`; when cutting is not enough, the slot, the attempt, the metrics that are
+/// not in `key_metrics`, the duration, the parameters and then the key metrics are left out,
+/// in that order. Rows painted by state when `color`.
+pub fn trials_text(
+    trials: &[TrialView],
+    key_metrics: &[String],
+    columns: &Columns,
+    width: usize,
+    color: bool,
+) -> Result<String, String> {
+    let t = trials_table(trials, false);
+    let (params, metrics) = param_names(trials.iter());
+    let (key, other): (Vec<String>, Vec<String>) = metrics
+        .into_iter()
+        .partition(|m| key_metrics.is_empty() || key_metrics.contains(m));
+    let mut drop_order = vec!["slot".to_string(), "attempt".to_string()];
+    drop_order.extend(other.into_iter().rev());
+    drop_order.push("duration".into());
+    drop_order.extend(params.into_iter().rev());
+    drop_order.extend(key.into_iter().rev());
+    let paints = trial_paints(trials);
+    screen_text(
+        &t,
+        columns,
+        &t.headers,
+        &drop_order,
+        width,
+        color.then_some(paints.as_slice()),
+    )
 }
 
 /// How each leaderboard row is painted: the best in bold green, infeasible ones grey.
@@ -311,12 +571,14 @@ pub fn curve_table(reports: &[quantune_state::Report], exact: bool) -> Table {
     Table { headers, rows }
 }
 
-/// Studies as a table.
-pub fn studies_table(studies: &[StudySummary]) -> Table {
-    let headers = [
-        "name",
-        "state",
-        "trials",
+/// Studies as a table. For people `trials` reads `6/20`; `exact` (CSV) gives `trials` and
+/// `max_trials` a column each, so that every cell is one number.
+pub fn studies_table(studies: &[StudySummary], exact: bool) -> Table {
+    let mut headers = vec!["name", "state", "trials"];
+    if exact {
+        headers.push("max_trials");
+    }
+    headers.extend([
         "running",
         "complete",
         "pruned",
@@ -324,17 +586,19 @@ pub fn studies_table(studies: &[StudySummary]) -> Table {
         "failed",
         "strategy",
         "message",
-    ]
-    .map(String::from)
-    .to_vec();
+    ]);
+    let headers = headers.into_iter().map(String::from).collect();
     let rows = studies
         .iter()
         .map(|s| {
             let c = |k: &str| s.counts.get(k).copied().unwrap_or(0).to_string();
-            vec![
-                s.name.clone(),
-                s.state.clone(),
-                format!("{}/{}", s.trials, s.max_trials),
+            let mut row = vec![s.name.clone(), s.state.clone()];
+            if exact {
+                row.extend([s.trials.to_string(), s.max_trials.to_string()]);
+            } else {
+                row.push(format!("{}/{}", s.trials, s.max_trials));
+            }
+            row.extend([
                 c("running"),
                 c("complete"),
                 c("pruned"),
@@ -342,7 +606,8 @@ pub fn studies_table(studies: &[StudySummary]) -> Table {
                 c("failed"),
                 s.strategy.clone(),
                 s.message.clone().unwrap_or_default(),
-            ]
+            ]);
+            row
         })
         .collect();
     Table { headers, rows }

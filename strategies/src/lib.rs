@@ -27,6 +27,7 @@
 pub mod acquisition;
 pub mod bayes;
 pub mod conditional;
+pub mod display;
 pub mod encoding;
 pub mod gp;
 pub mod grid;

@@ -11,6 +11,7 @@
 //! - [`QualityGate`]: stop a trial whose intermediate report already violates a constraint by
 //!   more than the study's grace margin, before its (expensive) benchmark stage runs.
 
+use crate::display::num;
 use crate::objective::{Constraint, Direction};
 use crate::pareto;
 use serde::{Deserialize, Serialize};
@@ -127,8 +128,8 @@ impl Pruner for MedianPruner {
             format!(
                 "{} = {} at step {step} is worse than the median {} of {n} complete trials",
                 metric.name,
-                shown(mine),
-                shown(median)
+                num(shown(mine)),
+                num(shown(median))
             )
         })
     }
@@ -238,14 +239,16 @@ impl QualityGate {
             let excess = c.violation(v);
             (excess > self.grace || v.is_nan()).then(|| {
                 let bound = match (c.min, c.max) {
-                    (Some(lo), Some(hi)) => format!("[{lo}, {hi}]"),
-                    (Some(lo), None) => format!(">= {lo}"),
-                    (None, Some(hi)) => format!("<= {hi}"),
+                    (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
+                    (Some(lo), None) => format!(">= {}", num(lo)),
+                    (None, Some(hi)) => format!("<= {}", num(hi)),
                     (None, None) => String::new(),
                 };
                 format!(
-                    "quality gate: {} = {v} at step {step} is outside {bound} by more than the grace {}",
-                    c.metric, self.grace
+                    "quality gate: {} = {} at step {step} is outside {bound} by more than the grace {}",
+                    c.metric,
+                    num(v),
+                    num(self.grace)
                 )
             })
         })
@@ -397,6 +400,21 @@ mod tests {
             p.decide(&ctx).unwrap().contains("median 1"),
             "{:?}",
             p.decide(&ctx)
+        );
+        // Values in the reason with four significant digits, not seventeen.
+        let third = [r(1, 9.0), r(2, 4.0 / 3.0)];
+        let ctx = PruneContext {
+            trial: Curve {
+                number: 9,
+                reports: &third,
+                complete: false,
+            },
+            others: &others,
+            metrics: &m,
+        };
+        assert_eq!(
+            p.decide(&ctx).as_deref(),
+            Some("loss = 1.333 at step 2 is worse than the median 1 of 3 complete trials")
         );
         let good = [r(1, 9.0), r(2, 0.9)];
         let ctx = PruneContext {

@@ -43,7 +43,10 @@ fn print_study(s: &StudySummary, format: Format) -> Result<()> {
     match format {
         Format::Json => print_json(s),
         _ => {
-            print_table(&table::studies_table(std::slice::from_ref(s)), format);
+            print_table(
+                &table::studies_table(std::slice::from_ref(s), format == Format::Csv),
+                format,
+            );
             Ok(())
         }
     }
@@ -77,8 +80,14 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
         Command::Studies => study::studies(c, format).await,
         Command::Status { study: Some(name) } => study::study_status(c, &name, format).await,
         Command::Status { study: None } => study::daemon_status(c, format).await,
-        Command::Trials { study } => study::trials(c, &study, format).await,
-        Command::Leaderboard { study, top } => study::leaderboard(c, &study, top, format).await,
+        Command::Trials { study, columns } => {
+            study::trials(c, &study, &columns.choice(), format).await
+        }
+        Command::Leaderboard {
+            study,
+            top,
+            columns,
+        } => study::leaderboard(c, &study, top, &columns.choice(), format).await,
         Command::Curve { study, trial } => study::curve(c, &study, trial, format).await,
         Command::Pause { study } => study::lifecycle(c, &study, Lifecycle::Pause, format).await,
         Command::Resume { study } => study::lifecycle(c, &study, Lifecycle::Resume, format).await,
@@ -105,7 +114,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             trial::tell(c, &study, trial, outcome, format).await
         }
         Command::Enqueue { study, params } => trial::enqueue(c, &study, &params, format).await,
-        Command::Export { study, out } => transfer::export(c, &study, out.as_deref()).await,
+        Command::Export { study, out } => transfer::export(c, &study, out.as_deref(), format).await,
         Command::Import {
             first,
             files,

@@ -1,7 +1,7 @@
 //! The commands about studies as a whole: `submit`, `studies`, `status`, `trials`,
 //! `leaderboard`, `curve`, and the state changes `pause`, `resume`, `cancel`.
 
-use super::{print_json, print_painted, print_study, print_table};
+use super::{print_json, print_study, print_table};
 use crate::client::api::Lifecycle;
 use crate::client::cli::Format;
 use crate::client::http::Client;
@@ -48,7 +48,7 @@ pub async fn studies(client: &Client, format: Format) -> Result<()> {
     match format {
         Format::Json => print_json(&s),
         _ => {
-            print_table(&table::studies_table(&s), format);
+            print_table(&table::studies_table(&s, format == Format::Csv), format);
             Ok(())
         }
     }
@@ -169,20 +169,30 @@ pub async fn daemon_status(client: &Client, format: Format) -> Result<()> {
         }
     }
     println!();
-    print_table(&table::studies_table(&s.studies), format);
+    print_table(
+        &table::studies_table(&s.studies, format == Format::Csv),
+        format,
+    );
     Ok(())
 }
 
-/// `quantune trials STUDY`.
-pub async fn trials(client: &Client, name: &str, format: Format) -> Result<()> {
+/// `quantune trials STUDY [--columns A,B | --all]`.
+pub async fn trials(
+    client: &Client,
+    name: &str,
+    columns: &table::Columns,
+    format: Format,
+) -> Result<()> {
     let t = client.trials(name).await?;
     match format {
         Format::Json => print_json(&t),
-        _ => {
-            print_painted(
-                &table::trials_table(&t, format == Format::Csv),
-                format,
-                &table::trial_paints(&t),
+        Format::Csv => {
+            let full = table::trials_table(&t, true);
+            print!(
+                "{}",
+                table::csv_columns(&full, columns)
+                    .map_err(|e| anyhow!(e))?
+                    .to_csv()
             );
             let failed = t.iter().find(|t| t.state == "failed" && has_logs(t));
             if let (Format::Table, Some(f)) = (format, failed) {
@@ -193,25 +203,52 @@ pub async fn trials(client: &Client, name: &str, format: Format) -> Result<()> {
             }
             Ok(())
         }
+        Format::Table => {
+            let key = client.study(name).await?.key_metrics();
+            let text = table::trials_text(&t, &key, columns, screen_width(), color(format))
+                .map_err(|e| anyhow!(e))?;
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 
-/// `quantune leaderboard STUDY [--top N]`.
+/// The width tables are fitted to: the terminal's (or `$COLUMNS`), else 100.
+fn screen_width() -> usize {
+    crate::view::width::stdout().unwrap_or(crate::view::width::DEFAULT)
+}
+
+/// Whether stdout gets colours.
+fn color(format: Format) -> bool {
+    crate::view::color::stdout(format)
+}
+
+/// `quantune leaderboard STUDY [--top N] [--columns A,B | --all]`.
 pub async fn leaderboard(
     client: &Client,
     name: &str,
     top: Option<usize>,
+    columns: &table::Columns,
     format: Format,
 ) -> Result<()> {
     let rows = client.leaderboard(name, top).await?;
     match format {
         Format::Json => print_json(&rows),
-        _ => {
-            print_painted(
-                &table::leaderboard_table(&rows, format == Format::Csv),
-                format,
-                &table::leaderboard_paints(&rows),
+        Format::Csv => {
+            let full = table::leaderboard_table(&rows, true);
+            print!(
+                "{}",
+                table::csv_columns(&full, columns)
+                    .map_err(|e| anyhow!(e))?
+                    .to_csv()
             );
+            Ok(())
+        }
+        Format::Table => {
+            let key = client.study(name).await?.key_metrics();
+            let text = table::leaderboard_text(&rows, &key, columns, screen_width(), color(format))
+                .map_err(|e| anyhow!(e))?;
+            print!("{text}");
             Ok(())
         }
     }

@@ -8,9 +8,24 @@ use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-/// `quantune export STUDY [--out FILE]`: the study's JSON lines, to the file or stdout.
-pub async fn export(client: &Client, study: &str, out: Option<&Path>) -> Result<()> {
-    let data = client.export(study).await?;
+/// `quantune export STUDY [--out FILE]`: the study's JSON lines (`--format table|json`), or
+/// with `--format csv` its trials as one flat CSV table (every column, exact numbers), to the
+/// file or stdout.
+pub async fn export(
+    client: &Client,
+    study: &str,
+    out: Option<&Path>,
+    format: Format,
+) -> Result<()> {
+    let data = match format {
+        Format::Csv => {
+            let trials = client.trials(study).await?;
+            crate::view::table::trials_table(&trials, true)
+                .to_csv()
+                .into_bytes()
+        }
+        Format::Table | Format::Json => client.export(study).await?,
+    };
     match out {
         Some(p) => {
             std::fs::write(p, &data).with_context(|| format!("cannot write {}", p.display()))?

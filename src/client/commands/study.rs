@@ -194,13 +194,6 @@ pub async fn trials(
                     .map_err(|e| anyhow!(e))?
                     .to_csv()
             );
-            let failed = t.iter().find(|t| t.state == "failed" && has_logs(t));
-            if let (Format::Table, Some(f)) = (format, failed) {
-                eprintln!(
-                    "a failed trial's output: quantune logs {name} {} (--attempt K for an earlier try)",
-                    f.trial
-                );
-            }
             Ok(())
         }
         Format::Table => {
@@ -208,6 +201,12 @@ pub async fn trials(
             let text = table::trials_text(&t, &key, columns, screen_width(), color(format))
                 .map_err(|e| anyhow!(e))?;
             print!("{text}");
+            if let Some(f) = t.iter().find(|t| t.state == "failed" && has_logs(t)) {
+                crate::client::output::note(&format!(
+                    "a failed trial's output: quantune logs {name} {} (--attempt K for an earlier try)",
+                    f.trial
+                ));
+            }
             Ok(())
         }
     }

@@ -2,5 +2,6 @@
 //! colours, and plots (SVG/PNG). Pure rendering from model types; no I/O beyond writing files.
 
 pub mod color;
+pub mod markup;
 pub mod plot;
 pub mod table;

@@ -49,7 +49,9 @@ pub(crate) struct TrialMark {
     pub group: usize,
     /// How it ended.
     pub class: Class,
-    /// Pixel positions: one for a point, several for a line.
+    /// Whether it is a line (else a point).
+    pub line: bool,
+    /// Pixel positions: one for a point, one or more for a line.
     pub points: Vec<(i32, i32)>,
     /// The tooltip: names the trial first.
     pub label: String,
@@ -78,6 +80,7 @@ impl Marks {
             trial,
             group: self.group,
             class,
+            line: false,
             points: vec![at],
             label,
         });
@@ -90,6 +93,7 @@ impl Marks {
                 trial,
                 group: self.group,
                 class,
+                line: true,
                 points,
                 label,
             });
@@ -125,7 +129,7 @@ impl Marks {
                 escape(&m.label)
             );
             let title = format!("<title>{}</title>", escape(&m.label));
-            if let [(x, y)] = m.points[..] {
+            if let (false, [(x, y), ..]) = (m.line, &m.points[..]) {
                 let _ = write!(
                     out,
                     "<circle class=\"qt-point\" {common} cx=\"{x}\" cy=\"{y}\" r=\"7\" fill=\"#fff\" fill-opacity=\"0\" pointer-events=\"all\">{title}</circle>"

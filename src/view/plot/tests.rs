@@ -167,8 +167,8 @@ fn history_marks_every_kind_of_trial() {
         "complete (",
         "imported (",
         "infeasible (",
-        "failed (",
-        "pruned (",
+        "failed, no value (",
+        "pruned, no value (",
         "best so far",
     ] {
         assert!(svg.contains(label), "history lacks {label:?}");

@@ -284,14 +284,14 @@ impl Browser {
 /// A long infeasibility reason, as a CUDA allocator writes it.
 const OOM: &str = "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.35 GiB total capacity; 75.11 GiB already allocated; 1.19 GiB free; 76.02 GiB reserved in total by PyTorch) If reserved memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation. See documentation for Memory Management and PYTORCH_CUDA_ALLOC_CONF";
 
-/// A two-objective external study `name` with complete, failed, pruned and infeasible trials
+/// A two-objective external study `name` (sampled from `seed`) with complete, failed, pruned and infeasible trials
 /// (every sixth by kind: complete, complete, failed, pruned, declared infeasible with a long
 /// reason, breaking the constraint).
-fn fill_study(d: &Daemon, name: &str) {
+fn fill_study(d: &Daemon, name: &str, seed: u64) {
     let toml = format!(
         r#"[study]
 name = "{name}"
-seed = 2
+seed = {seed}
 
 [[objective]]
 metric = "latency_ms"
@@ -418,7 +418,7 @@ fn http(url: &str, request: &str) -> (String, String) {
 #[test]
 fn web_page_shows_the_leaderboard_and_plots_in_chromium() {
     let d = Daemon::start(1, "web = true");
-    fill_study(&d, "web-demo");
+    fill_study(&d, "web-demo", 2);
     let board = d.leaderboard("web-demo");
     let (_proxy, url, token) = start_proxy(&d);
     let host = url.trim_start_matches("http://");
@@ -604,8 +604,8 @@ fn click_header(b: &mut Browser, table: &str, header: &str) {
 #[test]
 fn web_page_sorts_links_hovers_compares_and_escapes_in_chromium() {
     let d = Daemon::start(1, "web = true");
-    fill_study(&d, "web-a");
-    fill_study(&d, "web-b");
+    fill_study(&d, "web-a", 2);
+    fill_study(&d, "web-b", 9);
     fill_hostile(&d);
     let (_proxy, url, token) = start_proxy(&d);
     let host = url.trim_start_matches("http://");

@@ -79,7 +79,7 @@ tr.best td{background:#e8f5e9;font-weight:600}tr.infeasible td{color:#888}\
 figure{margin:0 0 2em}figure svg{max-width:100%;height:auto;border:1px solid #eee}\
 .nodata{color:#888;font-style:italic}.meta{color:#555}a{color:#1f77b4}\
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:8px;max-height:32em;overflow:auto;font-size:13px}\
-.side{display:flex;flex-wrap:wrap;gap:2em}\
+.side{display:flex;flex-wrap:wrap;gap:2em}.side>div{flex:1 1 24em}\
 #tip{position:absolute;z-index:10;background:#fff;border:1px solid #888;border-radius:3px;\
 padding:4px 8px;font-size:13px;max-width:40em;box-shadow:0 1px 4px rgba(0,0,0,.2)}";
 

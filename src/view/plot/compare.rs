@@ -187,7 +187,11 @@ where
         }
         let line_name = if two { "front" } else { "best so far" };
         entries.push((
-            Key::Dot(color, 4),
+            if side == 0 {
+                Key::Dot(color, 4)
+            } else {
+                Key::Square(color)
+            },
             format!("{} ({} trials, {line_name})", d.def.name, set.len()),
         ));
     }

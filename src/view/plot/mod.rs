@@ -349,6 +349,8 @@ enum Key {
     Line(RGBColor),
     /// A filled dot of a radius.
     Dot(RGBColor, i32),
+    /// A filled square.
+    Square(RGBColor),
     /// The black ring around the best trial.
     Ring,
 }
@@ -384,6 +386,10 @@ where
             color.stroke_width(2),
         ))?,
         Key::Dot(color, r) => root.draw(&Circle::new(at, r, color.filled()))?,
+        Key::Square(color) => root.draw(&Rectangle::new(
+            [(x - 4, y - 4), (x + 4, y + 4)],
+            color.filled(),
+        ))?,
         Key::Ring => root.draw(&Circle::new(at, 7, BLACK.stroke_width(2)))?,
     }
     Ok(())

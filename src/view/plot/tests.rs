@@ -135,7 +135,7 @@ fn png_ok(path: &Path) {
 #[test]
 fn every_kind_renders_for_one_and_two_objectives() {
     let tmp = tempfile::tempdir().unwrap();
-    // QUANTUNE_PLOT_DIR keeps the PNGs for a look.
+    // QUANTUNE_PLOT_DIR keeps the SVGs and PNGs for a look.
     let dir = std::env::var_os("QUANTUNE_PLOT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
@@ -153,6 +153,7 @@ fn every_kind_renders_for_one_and_two_objectives() {
                 .unwrap_or_else(|e| panic!("{kind:?} with {objectives} objective(s): {e}"));
             assert!(svg.starts_with("<svg"), "{kind:?}");
             assert!(svg.contains("viz"), "{kind:?}: the title names the study");
+            std::fs::write(dir.join(format!("{}-{objectives}.svg", kind.name())), &svg).unwrap();
             let png = dir.join(format!("{}-{objectives}.png", kind.name()));
             render_png(&data, kind, &opts, &png).unwrap();
             png_ok(&png);

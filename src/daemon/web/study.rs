@@ -10,6 +10,7 @@ use crate::view::plot::{PlotKind, PlotOptions, StudyData};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use quantune_state::TrialState;
 use std::fmt::Write as _;
 
 fn studies_table(studies: &[StudySummary]) -> String {
@@ -132,7 +133,26 @@ pub(super) async fn page(State(s): State<AppState>, Path(name): Path<String>) ->
         Err(e) => return not_found(&e.to_string()),
     };
     let rows = s.scheduler.leaderboard(&name, None).unwrap_or_default();
-    let trials = s.scheduler.trials(&name).unwrap_or_default();
+    // Only the trials the failures table shows are turned into views.
+    let failures: Vec<TrialView> = s
+        .scheduler
+        .snapshot(&name)
+        .map(|snap| {
+            snap.trials
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t.state,
+                        TrialState::Failed
+                            | TrialState::Infeasible
+                            | TrialState::Pruned
+                            | TrialState::Cancelled
+                    )
+                })
+                .map(TrialView::from)
+                .collect()
+        })
+        .unwrap_or_default();
     let export = s.scheduler.export(&name);
     let link = trials_href(&name);
     // Drawing takes a while on a large study: off the async workers.
@@ -169,7 +189,7 @@ pub(super) async fn page(State(s): State<AppState>, Path(name): Path<String>) ->
     body.push_str("<h2>Leaderboard</h2>");
     body.push_str(&leaderboard_html(&name, &rows));
     body.push_str("<h2>Failures</h2>");
-    body.push_str(&failures_html(&name, &trials));
+    body.push_str(&failures_html(&name, &failures));
     body.push_str("<h2>Plots</h2>");
     match plots {
         Ok(plots) => {
@@ -225,17 +245,8 @@ fn leaderboard_html(study: &str, rows: &[crate::model::leaderboard::Row]) -> Str
     sortable("leaderboard", &shown.headers, body)
 }
 
-/// Failed, infeasible, pruned and cancelled trials, with why.
-fn failures_html(study: &str, trials: &[TrialView]) -> String {
-    let failed: Vec<&TrialView> = trials
-        .iter()
-        .filter(|t| {
-            matches!(
-                t.state.as_str(),
-                "failed" | "infeasible" | "pruned" | "cancelled"
-            )
-        })
-        .collect();
+/// Failed, infeasible, pruned and cancelled trials (`failed`), with why.
+fn failures_html(study: &str, failed: &[TrialView]) -> String {
     if failed.is_empty() {
         return "<p class=\"nodata\" id=\"failures\">no failed, infeasible or pruned trials</p>"
             .into();

@@ -5,7 +5,10 @@
 //! A plot is drawn from a [`StudyData`]: the study's definition, every trial record and their
 //! intermediate reports, which is exactly what `GET /v1/studies/{name}/export` returns. The CLI
 //! renders client-side from that JSON; the daemon's web page renders the same data the same
-//! way (SVG only). Failed, pruned, cancelled and infeasible trials are always shown, marked.
+//! way (SVG only). Failed, pruned, cancelled and infeasible trials are always shown, marked;
+//! those without a value sit in a strip under the chart, never on a value axis. Legends sit
+//! right of the data area. Each SVG also carries a tooltip per trial point or line (linked to
+//! the trial's page on the web page) and its layout boxes (`overlay.rs`, docs/PLOTS.md).
 //!
 //! SVG needs nothing from the system. PNG is drawn by plotters' bitmap backend, whose text
 //! comes from the DejaVu Sans font built into the binary (`assets/fonts`), so neither needs

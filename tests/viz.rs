@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use quantune::view::plot::overlay::{inside, overlap, read_boxes, read_trials};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -223,12 +224,58 @@ fn plots_render_for_live_studies_with_failed_pruned_and_infeasible_trials() {
         }
         let history =
             std::fs::read_to_string(d.dir.path().join(format!("{name}-history.svg"))).unwrap();
-        for label in ["failed (", "pruned (", "infeasible (", "best so far"] {
+        for label in [
+            "failed, no value (",
+            "pruned, no value (",
+            "infeasible (",
+            "best so far",
+        ] {
             assert!(history.contains(label), "history of {name} lacks {label:?}");
         }
         let curves =
             std::fs::read_to_string(d.dir.path().join(format!("{name}-curves.svg"))).unwrap();
         assert!(curves.contains("eval_loss") && curves.contains("pruned ("));
+        // Trials without a value sit in the strip, never on the value axis; legends are
+        // outside the data area; every point names its trial.
+        let data = read_boxes(&history, "qt-data");
+        let strips = read_boxes(&history, "qt-strip");
+        assert_eq!(data.len(), objectives, "{name}: one chart per objective");
+        assert_eq!(strips.len(), objectives, "{name}: one strip per chart");
+        let marks = read_trials(&history);
+        for m in &marks {
+            let p = m.points[0];
+            let valued = matches!(m.state.as_str(), "complete" | "imported");
+            if matches!(m.state.as_str(), "failed" | "pruned") || valued {
+                assert_eq!(
+                    data.iter().any(|b| inside(b, p)),
+                    valued,
+                    "{name}: {} trial {} at {p:?}; data areas {data:?}",
+                    m.state,
+                    m.trial
+                );
+                assert_eq!(strips.iter().any(|b| inside(b, p)), !valued);
+            }
+            assert!(
+                m.label.starts_with(&format!("trial {} · ", m.trial)),
+                "{}",
+                m.label
+            );
+        }
+        for state in ["failed", "pruned"] {
+            let n = count_state(&trials, state);
+            let drawn = marks.iter().filter(|m| m.state == state).count();
+            assert_eq!(
+                drawn,
+                n * objectives,
+                "{name}: every {state} trial, once per chart"
+            );
+        }
+        for l in read_boxes(&history, "qt-legend") {
+            assert!(
+                data.iter().all(|b| !overlap(b, &l)),
+                "{name}: legend {l:?} over {data:?}"
+            );
+        }
     }
     let pareto = std::fs::read_to_string(d.dir.path().join("plots2-pareto.svg")).unwrap();
     assert!(pareto.contains("Pareto front (") && pareto.contains("best trade-off"));
@@ -628,4 +675,105 @@ fn import_of_an_export_still_takes_one_file() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn curves_of_pruned_trials_stop_at_the_prune_step_in_plot_files() {
+    // Trials that write their whole curve at once: a pruned one has reported past the step
+    // at which it was pruned by the time it is stopped.
+    let d = Daemon::start(1, "");
+    let toml = format!(
+        r#"[study]
+name = "cut"
+seed = 3
+
+[[objective]]
+metric = "loss"
+direction = "minimize"
+
+[space.x]
+type = "float"
+low = -5.0
+high = 5.0
+
+[space.q]
+type = "categorical"
+choices = ["a"]
+
+[strategy]
+kind = "grid"
+grid_points = 8
+
+[budget]
+max_trials = 8
+parallel = 1
+
+[trial]
+command = ["sh", "{}", "{{x}}"]
+timeout = "30s"
+
+[pruner]
+kind = "median"
+min_trials = 2
+"#,
+        fixture("burst_curve.sh").display()
+    );
+    submit(&d, "cut", &toml);
+    assert_eq!(
+        d.wait_study("cut", std::time::Duration::from_secs(120)),
+        "completed"
+    );
+    let trials = d.trials("cut");
+    let step_of = |t: &Value| -> u64 {
+        let r = t["reason"].as_str().unwrap();
+        let rest = &r[r.find("at step ").unwrap() + 8..];
+        rest[..rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len())]
+            .parse()
+            .unwrap()
+    };
+    let pruned: Vec<(u64, u64)> = trials
+        .iter()
+        .filter(|t| t["state"] == "pruned")
+        .map(|t| (t["trial"].as_u64().unwrap(), step_of(t)))
+        .collect();
+    assert!(!pruned.is_empty(), "setup: nothing pruned: {trials:#?}");
+    let export: Vec<Value> = ok(&d, &["export", "cut"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let past = pruned.iter().any(|(n, step)| {
+        export.iter().any(|l| {
+            l["kind"] == "trial"
+                && l["trial"]["number"] == *n
+                && l["reports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["step"].as_u64().unwrap() > *step)
+        })
+    });
+    assert!(past, "setup: no pruned trial reported past its prune step");
+    let svg = d.dir.path().join("cut-curves.svg");
+    ok(
+        &d,
+        &["plot", "cut", "--kind", "curves", "--out", path_str(&svg)],
+    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let lines: Vec<_> = read_trials(&svg).into_iter().filter(|m| m.line).collect();
+    // A complete trial's line has a point at every step 1..=8: the x pixel of each step.
+    let full = lines
+        .iter()
+        .find(|m| m.state == "complete" && m.points.len() == 8)
+        .expect("a complete curve of 8 steps");
+    for (n, step) in pruned {
+        let line = lines.iter().find(|m| m.trial == n).unwrap();
+        let right = line.points.iter().map(|p| p.0).max().unwrap();
+        let limit = full.points[step as usize - 1].0;
+        assert!(
+            right <= limit,
+            "trial {n} pruned at step {step}: its curve runs to x={right}, past {limit}"
+        );
+    }
 }

@@ -84,7 +84,8 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 /// Turns the replies axum and hyper make on their own (405, 413, a path that is not UTF-8, a
-/// body that broke off) into the API's `{"error": "…"}` shape, so every error is JSON.
+/// body that broke off) into the API's `{"error": "…"}` shape, so every API error is JSON (the
+/// web page's HTML error pages pass as they are).
 async fn json_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -93,12 +94,13 @@ async fn json_errors(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp
+    // JSON already, or the web page's own HTML error pages (a browser shows those).
+    let formed = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if formed {
         return resp;
     }
     let allow = resp.headers().get(header::ALLOW).cloned();

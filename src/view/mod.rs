@@ -3,6 +3,7 @@
 //! writing files.
 
 pub mod color;
+pub mod markup;
 pub mod plot;
 pub mod table;
 pub mod width;

@@ -1,5 +1,6 @@
 //! Learning curves: one intermediate metric by step, one line per trial, coloured by how the
-//! trial ended (pruned trials stop where the pruner stopped them).
+//! trial ended. A pruned trial's curve stops at the step where it was pruned (its reason says
+//! "… at step N"): reports it wrote while it was being stopped are not drawn.
 
 use super::*;
 
@@ -38,6 +39,18 @@ pub(super) fn reported(data: &StudyData) -> BTreeMap<&str, usize> {
     seen
 }
 
+/// The step at which a pruned trial was stopped, from its reason ("pruned at step N: …", or
+/// the quality gate's "… at step N is outside …").
+pub(super) fn prune_step(t: &TrialRecord) -> Option<u64> {
+    if t.state != TrialState::Pruned {
+        return None;
+    }
+    let reason = t.reason.as_deref()?;
+    let (_, rest) = reason.split_once("at step ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// A trial and its curve as `(step, value)` points.
 type TrialCurve<'a> = (&'a TrialRecord, Vec<(f64, f64)>);
 
@@ -45,6 +58,7 @@ pub(super) fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     data: &StudyData,
     opts: &PlotOptions,
+    marks: &mut Marks,
 ) -> PlotResult
 where
     DB::ErrorType: 'static,
@@ -61,10 +75,12 @@ where
         .trials
         .iter()
         .filter_map(|t| {
+            let until = prune_step(t).unwrap_or(u64::MAX);
             let pts: Vec<(f64, f64)> = data
                 .reports
                 .get(&t.number)?
                 .iter()
+                .filter(|r| r.step <= until)
                 .filter_map(|r| {
                     let v = *r.values.get(&m)?;
                     v.is_finite().then_some((r.step as f64, v))
@@ -81,11 +97,11 @@ where
         curves.len()
     );
     let area = root.titled(&title, caption_font())?;
-    let mut chart = ChartBuilder::on(&area)
-        .margin(12)
+    let chart = framed(&area)
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(padded(x_lo, x_hi), padded(y_lo, y_hi))?;
+    let mut chart = data_area(chart, marks);
     chart
         .configure_mesh()
         .x_desc("step")
@@ -97,35 +113,37 @@ where
         .light_line_style(BLACK.mix(0.04))
         .bold_line_style(BLACK.mix(0.1))
         .draw()?;
+    let mut entries: Vec<(Key, String)> = Vec::new();
     let mut labelled: Vec<Class> = Vec::new();
     let mut order: Vec<(Class, &TrialCurve<'_>)> =
         curves.iter().map(|c| (Class::of(def, c.0), c)).collect();
     // Complete trials on top of the others.
     order.sort_by_key(|(c, (t, _))| (std::cmp::Reverse(*c), t.number));
-    for (class, (_, pts)) in order {
+    for (class, (t, pts)) in order {
         let color = class.color();
-        let series = chart.draw_series(LineSeries::new(
+        chart.draw_series(LineSeries::new(
             pts.iter().copied(),
             color
                 .mix(0.8)
                 .stroke_width(if class == Class::Complete { 2 } else { 1 }),
         ))?;
         if !labelled.contains(&class) {
+            labelled.push(class);
             let n = curves
                 .iter()
                 .filter(|(t, _)| Class::of(def, t) == class)
                 .count();
-            series
-                .label(format!("{} ({n})", class.label()))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x - 8, y), (x + 8, y)], color.stroke_width(2))
-                });
-            labelled.push(class);
+            entries.push((Key::Line(color), format!("{} ({n})", class.label())));
         }
-        if let Some(end) = pts.last() {
+        let pixels: Vec<(i32, i32)> = pts.iter().map(|p| chart.backend_coord(p)).collect();
+        if let (Some(end), Some(px)) = (pts.last(), pixels.last()) {
             chart.draw_series(std::iter::once(Circle::new(*end, 3, color.filled())))?;
+            let detail = format!("{m} {} at step {}", short(end.1), short(end.0));
+            marks.point(t.number, class, *px, trial_label(t, class, &detail));
         }
+        let detail = format!("{} reports of {m}", pts.len());
+        marks.line(t.number, class, pixels, trial_label(t, class, &detail));
     }
-    legend(&mut chart)?;
+    legend(root, &chart, marks, &entries)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub(super) fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     data: &StudyData,
     opts: &PlotOptions,
+    marks: &mut Marks,
 ) -> PlotResult
 where
     DB::ErrorType: 'static,
@@ -36,13 +37,14 @@ where
         if let Some(note) = &r.importance.note {
             caption.push_str(&format!(" — {note}"));
         }
-        let mut chart = ChartBuilder::on(panel)
+        let chart = ChartBuilder::on(panel)
             .caption(caption, label_font(13))
             .margin(10)
             .margin_right(40)
             .x_label_area_size(28)
             .y_label_area_size(longest * 8 + 16)
             .build_cartesian_2d(0.0..1.0, 0.0..n as f64)?;
+        let mut chart = data_area(chart, marks);
         chart
             .configure_mesh()
             .disable_y_mesh()

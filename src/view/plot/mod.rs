@@ -5,19 +5,26 @@
 //! A plot is drawn from a [`StudyData`]: the study's definition, every trial record and their
 //! intermediate reports, which is exactly what `GET /v1/studies/{name}/export` returns. The CLI
 //! renders client-side from that JSON; the daemon's web page renders the same data the same
-//! way (SVG only). Failed, pruned, cancelled and infeasible trials are always shown, marked.
+//! way (SVG only). Failed, pruned, cancelled and infeasible trials are always shown, marked;
+//! those without a value sit in a strip under the chart, never on a value axis. Legends sit
+//! right of the data area. Each SVG also carries a tooltip per trial point or line (linked to
+//! the trial's page on the web page) and its layout boxes (`overlay.rs`, docs/PLOTS.md).
 //!
 //! SVG needs nothing from the system. PNG is drawn by plotters' bitmap backend, whose text
 //! comes from the DejaVu Sans font built into the binary (`assets/fonts`), so neither needs
 //! fontconfig or any installed font.
 
+mod compare;
 mod curves;
 mod history;
 mod importance;
+pub mod overlay;
 mod parallel;
 mod pareto;
 
 use crate::model::study::StudyDefinition;
+pub use compare::render_compare_svg;
+use overlay::{BoxKind, Marks};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -179,21 +186,34 @@ fn register_font() {
     });
 }
 
-/// Renders a plot as an SVG document.
+/// Renders a plot as an SVG document. Each trial's point or line carries a `<title>` naming
+/// the trial (a tooltip), and the layout's boxes are marked (see `overlay.rs`).
 pub fn render_svg(
     data: &StudyData,
     kind: PlotKind,
     opts: &PlotOptions,
 ) -> Result<String, PlotError> {
+    render_svg_linked(data, kind, opts, None)
+}
+
+/// [`render_svg`], with each trial's point or line a link to `link` followed by the trial
+/// number when `link` is given (the web page's trial pages).
+pub fn render_svg_linked(
+    data: &StudyData,
+    kind: PlotKind,
+    opts: &PlotOptions,
+    link: Option<&str>,
+) -> Result<String, PlotError> {
     register_font();
     check(data, kind, opts)?;
     let mut out = String::new();
+    let mut marks = Marks::default();
     {
         let root = SVGBackend::with_string(&mut out, (opts.width, opts.height)).into_drawing_area();
-        draw(&root, data, kind, opts)?;
+        draw(&root, data, kind, opts, &mut marks)?;
         root.present()?;
     }
-    Ok(out)
+    Ok(marks.apply(&out, link.as_slice()))
 }
 
 /// Renders a plot as a PNG file at `path`.
@@ -206,7 +226,7 @@ pub fn render_png(
     register_font();
     check(data, kind, opts)?;
     let root = BitMapBackend::new(path, (opts.width, opts.height)).into_drawing_area();
-    draw(&root, data, kind, opts)?;
+    draw(&root, data, kind, opts, &mut Marks::default())?;
     root.present()
         .map_err(|e| PlotError::Render(format!("cannot write {}: {e}", path.display())))
 }
@@ -242,17 +262,18 @@ fn draw<DB: DrawingBackend>(
     data: &StudyData,
     kind: PlotKind,
     opts: &PlotOptions,
+    marks: &mut Marks,
 ) -> PlotResult
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
     match kind {
-        PlotKind::History => history::draw(root, data),
-        PlotKind::Pareto => pareto::draw(root, data),
-        PlotKind::Parallel => parallel::draw(root, data),
-        PlotKind::Importance => importance::draw(root, data, opts),
-        PlotKind::Curves => curves::draw(root, data, opts),
+        PlotKind::History => history::draw(root, data, marks),
+        PlotKind::Pareto => pareto::draw(root, data, marks),
+        PlotKind::Parallel => parallel::draw(root, data, marks),
+        PlotKind::Importance => importance::draw(root, data, opts, marks),
+        PlotKind::Curves => curves::draw(root, data, opts, marks),
     }
 }
 
@@ -275,7 +296,7 @@ const BEST: RGBColor = RGBColor(214, 39, 40);
 
 /// How a trial is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Class {
+pub(crate) enum Class {
     Complete,
     Imported,
     Infeasible,
@@ -325,67 +346,217 @@ impl Class {
 /// A chart with two numeric axes.
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// Draws trials of one class as markers, with a legend entry "class (count)".
+/// Room kept right of every chart's data area for its legend, in pixels.
+const LEGEND_W: u32 = 230;
+
+/// Height of the strip under a chart that holds the trials without a value, in pixels.
+const STRIP_H: u32 = 40;
+
+/// A legend entry's symbol.
+#[derive(Clone, Copy, Debug)]
+enum Key {
+    /// A trial class's marker.
+    Class(Class),
+    /// A line in a colour.
+    Line(RGBColor),
+    /// A filled dot of a radius.
+    Dot(RGBColor, i32),
+    /// A filled square.
+    Square(RGBColor),
+    /// The black ring around the best trial.
+    Ring,
+}
+
+/// Draws `c`'s marker centred at pixel `at` of `root`.
+fn marker<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: Class, at: (i32, i32)) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    let color = c.color();
+    let at = EmptyElement::at(at);
+    match c {
+        Class::Complete => root.draw(&(at + Circle::new((0, 0), 4, color.filled())))?,
+        Class::Imported => root.draw(&(at + Rectangle::new([(-3, -3), (3, 3)], color.filled())))?,
+        Class::Infeasible => root.draw(&(at + Cross::new((0, 0), 4, color.stroke_width(2))))?,
+        Class::Pruned => root.draw(&(at + TriangleMarker::new((0, 0), 5, color.filled())))?,
+        Class::Failed => root.draw(&(at + Cross::new((0, 0), 5, color.stroke_width(2))))?,
+        Class::Other => root.draw(&(at + Circle::new((0, 0), 4, color.stroke_width(1))))?,
+    }
+    Ok(())
+}
+
+/// Draws a legend symbol centred at pixel `at` of `root`.
+fn key<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, k: Key, at: (i32, i32)) -> PlotResult
+where
+    DB::ErrorType: 'static,
+{
+    let (x, y) = at;
+    match k {
+        Key::Class(c) => marker(root, c, at)?,
+        Key::Line(color) => root.draw(&PathElement::new(
+            vec![(x - 8, y), (x + 8, y)],
+            color.stroke_width(2),
+        ))?,
+        Key::Dot(color, r) => root.draw(&Circle::new(at, r, color.filled()))?,
+        Key::Square(color) => root.draw(&Rectangle::new(
+            [(x - 4, y - 4), (x + 4, y + 4)],
+            color.filled(),
+        ))?,
+        Key::Ring => root.draw(&Circle::new(at, 7, BLACK.stroke_width(2)))?,
+    }
+    Ok(())
+}
+
+/// One trial placed on a chart: number, value coordinates, tooltip.
+type Placed = (u64, (f64, f64), String);
+
+/// Draws trials of one class as markers and records each for the overlay; returns the legend
+/// entry "class (count)", if any were drawn.
 fn points<'a, DB: DrawingBackend + 'a>(
-    chart: &mut Chart<'a, DB>,
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart<'a, DB>,
+    marks: &mut Marks,
     c: Class,
-    pts: &[(f64, f64)],
-) -> PlotResult
+    pts: &[Placed],
+) -> Result<Option<(Key, String)>, PlotError>
 where
     DB::ErrorType: 'static,
 {
     if pts.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let color = c.color();
-    let label = format!("{} ({})", c.label(), pts.len());
-    let it = pts.iter().copied();
-    match c {
-        Class::Complete => chart
-            .draw_series(it.map(move |p| Circle::new(p, 4, color.filled())))?
-            .label(label)
-            .legend(move |p| Circle::new(p, 4, color.filled())),
-        Class::Imported => chart
-            .draw_series(it.map(move |p| {
-                EmptyElement::at(p) + Rectangle::new([(-3, -3), (3, 3)], color.filled())
-            }))?
-            .label(label)
-            .legend(move |p| {
-                EmptyElement::at(p) + Rectangle::new([(-3, -3), (3, 3)], color.filled())
-            }),
-        Class::Infeasible => chart
-            .draw_series(it.map(move |p| Cross::new(p, 4, color.stroke_width(2))))?
-            .label(label)
-            .legend(move |p| Cross::new(p, 4, color.stroke_width(2))),
-        Class::Pruned => chart
-            .draw_series(it.map(move |p| TriangleMarker::new(p, 5, color.filled())))?
-            .label(label)
-            .legend(move |p| TriangleMarker::new(p, 5, color.filled())),
-        Class::Failed => chart
-            .draw_series(it.map(move |p| Cross::new(p, 5, color.stroke_width(2))))?
-            .label(label)
-            .legend(move |p| Cross::new(p, 5, color.stroke_width(2))),
-        Class::Other => chart
-            .draw_series(it.map(move |p| Circle::new(p, 4, color.stroke_width(1))))?
-            .label(label)
-            .legend(move |p| Circle::new(p, 4, color.stroke_width(1))),
-    };
-    Ok(())
+    for (n, p, label) in pts {
+        let at = chart.backend_coord(p);
+        marker(root, c, at)?;
+        marks.point(*n, c, at, label.clone());
+    }
+    Ok(Some((
+        Key::Class(c),
+        format!("{} ({})", c.label(), pts.len()),
+    )))
 }
 
-/// The legend box, in the upper right.
-fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> PlotResult
+/// The tooltip of a trial: "trial N · state", then `detail` (values) or its reason.
+fn trial_label(t: &TrialRecord, c: Class, detail: &str) -> String {
+    let mut s = format!("trial {} · {}", t.number, c.label());
+    if !detail.is_empty() {
+        s.push_str(" · ");
+        s.push_str(detail);
+    }
+    if let Some(r) = t.reason.as_deref().filter(|r| !r.is_empty()) {
+        let r: String = r.chars().take(160).collect();
+        s.push_str(" — ");
+        s.push_str(&r);
+    }
+    s
+}
+
+/// The legend: a box right of the chart's data area (in the room `LEGEND_W` keeps free), one
+/// line per entry. Recorded as the legend's layout box.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart<'a, DB>,
+    marks: &mut Marks,
+    entries: &[(Key, String)],
+) -> PlotResult
 where
     DB::ErrorType: 'static,
 {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(label_font(12))
-        .draw()?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let (px, py) = chart.plotting_area().get_pixel_range();
+    let font = label_font(12);
+    let widest = entries
+        .iter()
+        .map(|(_, t)| root.estimate_text_size(t, &font).map_or(0, |(w, _)| w))
+        .max()
+        .unwrap_or(0) as i32;
+    let (width, _) = root.dim_in_pixel();
+    let x0 = px.end + 14;
+    let x1 = (x0 + widest + 40).min(width as i32 - 2);
+    let y0 = py.start;
+    let y1 = y0 + 8 + 18 * entries.len() as i32;
+    root.draw(&Rectangle::new([(x0, y0), (x1, y1)], WHITE.filled()))?;
+    root.draw(&Rectangle::new([(x0, y0), (x1, y1)], BLACK.mix(0.4)))?;
+    for (i, (k, text)) in entries.iter().enumerate() {
+        let y = y0 + 13 + 18 * i as i32;
+        key(root, *k, (x0 + 16, y))?;
+        root.draw(&Text::new(
+            text.clone(),
+            (x0 + 32, y),
+            font.pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
+    marks.layout(BoxKind::Legend, (x0..x1, y0..y1));
     Ok(())
+}
+
+/// The strip for trials without a value, on `area` under a chart: a shaded band labelled
+/// "no value" (or `title`), the trials' markers at their `x`, never on a value axis. `left`
+/// is the chart's y-label width, so that the strip's x axis lines up with the chart's.
+/// Returns the legend entries of what it drew.
+fn strip<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    area: &DrawingArea<DB, Shift>,
+    marks: &mut Marks,
+    (x, left, title): (std::ops::Range<f64>, u32, &str),
+    trials: &BTreeMap<Class, Vec<Placed>>,
+) -> Result<Vec<(Key, String)>, PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let chart = ChartBuilder::on(area)
+        .margin_left(12)
+        .margin_right(12 + LEGEND_W)
+        .margin_top(6)
+        .margin_bottom(6)
+        .y_label_area_size(left)
+        .build_cartesian_2d(x, 0.0..1.0)?;
+    let (px, py) = chart.plotting_area().get_pixel_range();
+    root.draw(&Rectangle::new(
+        [(px.start, py.start), (px.end, py.end)],
+        BLACK.mix(0.05).filled(),
+    ))?;
+    root.draw(&Rectangle::new(
+        [(px.start, py.start), (px.end, py.end)],
+        BLACK.mix(0.25),
+    ))?;
+    root.draw(&Text::new(
+        title.to_string(),
+        (px.start - 6, (py.start + py.end) / 2),
+        label_font(11)
+            .color(&BLACK.mix(0.7))
+            .pos(Pos::new(HPos::Right, VPos::Center)),
+    ))?;
+    marks.layout(BoxKind::Strip, (px, py));
+    let mut entries = Vec::new();
+    for (c, pts) in trials {
+        if points(root, &chart, marks, *c, pts)?.is_some() {
+            let text = format!("{}, {} ({})", c.label(), title, pts.len());
+            entries.push((Key::Class(*c), text));
+        }
+    }
+    Ok(entries)
+}
+
+/// The chart builder every plot with a legend starts from: margins that keep `LEGEND_W` free
+/// on the right.
+fn framed<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(area);
+    b.margin(12).margin_right(12 + LEGEND_W);
+    b
+}
+
+/// Records a chart's data area and returns the chart.
+fn data_area<'a, DB: DrawingBackend + 'a>(
+    chart: Chart<'a, DB>,
+    marks: &mut Marks,
+) -> Chart<'a, DB> {
+    marks.layout(BoxKind::Data, chart.plotting_area().get_pixel_range());
+    chart
 }
 
 /// `lo..hi` padded by 5 % (a range of one value becomes ±1 or ±10 %).

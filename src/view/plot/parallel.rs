@@ -2,7 +2,8 @@
 //! are log, categorical choices are evenly spaced) and per objective, one line per finished
 //! trial. Feasible trials are shaded by the first objective (darker is better) and the best one
 //! is drawn thick in red; infeasible trials are grey, failed red, pruned orange. A trial
-//! without objective values ends at the last parameter axis.
+//! without objective values ends at the last parameter axis. Tick labels sit on a white
+//! backdrop drawn over the lines, so that no line crosses a label.
 
 use super::*;
 use quantune_strategies::{Domain, ParamValue};
@@ -42,6 +43,7 @@ fn ticks(domain: &Domain) -> Vec<(f64, String)> {
 pub(super) fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     data: &StudyData,
+    marks: &mut Marks,
 ) -> PlotResult
 where
     DB::ErrorType: 'static,
@@ -91,12 +93,13 @@ where
         (v.is_finite() && lo <= hi).then(|| if hi > lo { (v - lo) / (hi - lo) } else { 0.5 })
     };
     let x_hi = (k as f64 - 1.0).max(0.0);
-    let mut chart = ChartBuilder::on(&area)
+    let chart = ChartBuilder::on(&area)
         .margin_left(40)
         .margin_right(70)
         .margin_top(28)
         .margin_bottom(16)
         .build_cartesian_2d(-0.15..x_hi + 0.15, -0.04..1.04)?;
+    let mut chart = data_area(chart, marks);
     // Lines: the lesser classes first, then feasible trials from worst to best, the best last.
     let board = crate::model::leaderboard::build(def, &data.trials, None);
     let best = board.iter().find(|r| r.best).map(|r| r.trial.trial);
@@ -143,8 +146,22 @@ where
             Class::Pruned => PRUNED.mix(0.55).stroke_width(1),
             Class::Other => OTHER.mix(0.4).stroke_width(1),
         };
+        let pixels = pts.iter().map(|p| chart.backend_coord(p)).collect();
         chart.draw_series(std::iter::once(PathElement::new(pts, style)))?;
+        let detail: Vec<String> = objectives
+            .iter()
+            .filter_map(|o| {
+                Some(format!(
+                    "{} {}",
+                    o.metric,
+                    short(*t.metrics.get(&o.metric)?)
+                ))
+            })
+            .collect();
+        marks.line(t.number, *c, pixels, trial_label(t, *c, &detail.join(", ")));
     }
+    // Tick labels are drawn after every axis, each on a backdrop over the lines.
+    let mut labels: Vec<((f64, f64), String)> = Vec::new();
     // Axes with their names and ticks.
     for axis in 0..k {
         let x = axis as f64;
@@ -187,17 +204,28 @@ where
                     label_font(13).pos(Pos::new(HPos::Center, VPos::Bottom)),
                 ),
         ))?;
-        let grey = BLACK.mix(0.75);
-        chart.draw_series(ticks.into_iter().map(|(u, text)| {
-            EmptyElement::at((x, u))
-                + Text::new(
-                    text,
-                    (5, 0),
-                    label_font(11)
-                        .color(&grey)
-                        .pos(Pos::new(HPos::Left, VPos::Center)),
-                )
-        }))?;
+        labels.extend(ticks.into_iter().map(|(u, text)| ((x, u), text)));
+    }
+    let grey = BLACK.mix(0.75);
+    let font = label_font(11);
+    for (at, text) in labels {
+        let (x, y) = chart.backend_coord(&at);
+        let (w, h) = root
+            .estimate_text_size(&text, &font)
+            .map(|(w, h)| (w as i32, h as i32))
+            .unwrap_or((6 * text.chars().count() as i32, 11));
+        let (x0, x1) = (x + 3, x + 7 + w + 2);
+        let (y0, y1) = (y - h / 2 - 2, y + h / 2 + 2);
+        root.draw(&Rectangle::new(
+            [(x0, y0), (x1, y1)],
+            WHITE.mix(0.9).filled(),
+        ))?;
+        marks.layout(BoxKind::Tick, (x0..x1, y0..y1));
+        root.draw(&Text::new(
+            text,
+            (x + 5, y),
+            font.color(&grey).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
     }
     Ok(())
 }

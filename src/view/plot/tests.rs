@@ -75,7 +75,7 @@ workload = "external"
             }
             5 => {
                 t.state = TrialState::Pruned;
-                t.reason = Some("pruned at step 2".into());
+                t.reason = Some("pruned at step 200: worse than the median".into());
             }
             7 => {
                 t.state = TrialState::Infeasible;
@@ -135,7 +135,7 @@ fn png_ok(path: &Path) {
 #[test]
 fn every_kind_renders_for_one_and_two_objectives() {
     let tmp = tempfile::tempdir().unwrap();
-    // QUANTUNE_PLOT_DIR keeps the PNGs for a look.
+    // QUANTUNE_PLOT_DIR keeps the SVGs and PNGs for a look.
     let dir = std::env::var_os("QUANTUNE_PLOT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
@@ -153,6 +153,7 @@ fn every_kind_renders_for_one_and_two_objectives() {
                 .unwrap_or_else(|e| panic!("{kind:?} with {objectives} objective(s): {e}"));
             assert!(svg.starts_with("<svg"), "{kind:?}");
             assert!(svg.contains("viz"), "{kind:?}: the title names the study");
+            std::fs::write(dir.join(format!("{}-{objectives}.svg", kind.name())), &svg).unwrap();
             let png = dir.join(format!("{}-{objectives}.png", kind.name()));
             render_png(&data, kind, &opts, &png).unwrap();
             png_ok(&png);
@@ -167,8 +168,8 @@ fn history_marks_every_kind_of_trial() {
         "complete (",
         "imported (",
         "infeasible (",
-        "failed (",
-        "pruned (",
+        "failed, no value (",
+        "pruned, no value (",
         "best so far",
     ] {
         assert!(svg.contains(label), "history lacks {label:?}");
@@ -305,4 +306,232 @@ workload = "external"
         .params
         .iter()
         .any(|(p, _)| p == "batch_size"));
+}
+
+use overlay::{inside, overlap, read_boxes, read_trials};
+
+/// Renders `kind` for `data` at the default size.
+fn svg_of(data: &StudyData, kind: PlotKind) -> String {
+    render_svg(data, kind, &PlotOptions::default()).unwrap_or_else(|e| panic!("{kind:?}: {e}"))
+}
+
+#[test]
+fn trials_without_a_value_sit_in_a_strip_off_the_value_axis() {
+    for (objectives, kind) in [
+        (1, PlotKind::History),
+        (2, PlotKind::History),
+        (2, PlotKind::Pareto),
+    ] {
+        let svg = svg_of(&study(objectives), kind);
+        let data = read_boxes(&svg, "qt-data");
+        let strips = read_boxes(&svg, "qt-strip");
+        assert!(
+            !data.is_empty() && !strips.is_empty(),
+            "{kind:?}: {data:?} {strips:?}"
+        );
+        let marks = read_trials(&svg);
+        let mut seen = BTreeMap::new();
+        for m in &marks {
+            *seen.entry(m.state.as_str()).or_insert(0) += 1;
+            let p = m.points[0];
+            let in_data = data.iter().any(|b| inside(b, p));
+            let in_strip = strips.iter().any(|b| inside(b, p));
+            match m.state.as_str() {
+                "failed" | "pruned" => assert!(
+                    !in_data && in_strip,
+                    "{kind:?}: {} trial {} at {p:?} is not in the strip {strips:?}",
+                    m.state,
+                    m.trial
+                ),
+                "complete" | "imported" => {
+                    assert!(in_data && !in_strip, "{kind:?}: trial {} at {p:?}", m.trial)
+                }
+                _ => {}
+            }
+        }
+        for state in ["failed", "pruned", "complete"] {
+            assert!(
+                seen.contains_key(state),
+                "{kind:?}: no {state} mark in {seen:?}"
+            );
+        }
+        // Strips lie below the data areas, never over them.
+        for s in &strips {
+            assert!(
+                data.iter().all(|d| !overlap(d, s)),
+                "{kind:?}: strip {s:?} over {data:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn legends_are_outside_the_data_area_and_inside_the_picture() {
+    let opts = PlotOptions::default();
+    for (objectives, kind) in [
+        (1, PlotKind::History),
+        (2, PlotKind::History),
+        (2, PlotKind::Pareto),
+        (1, PlotKind::Curves),
+    ] {
+        let svg = svg_of(&study(objectives), kind);
+        let data = read_boxes(&svg, "qt-data");
+        let legends = read_boxes(&svg, "qt-legend");
+        assert_eq!(legends.len(), data.len(), "{kind:?}: one legend per chart");
+        for l in &legends {
+            for d in &data {
+                assert!(
+                    !overlap(l, d),
+                    "{kind:?}: legend {l:?} covers data area {d:?}"
+                );
+            }
+            assert!(
+                l[2] <= opts.width as i32 && l[3] <= opts.height as i32,
+                "{kind:?}: {l:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn parallel_tick_labels_sit_on_a_backdrop_over_the_lines() {
+    let svg = svg_of(&study(2), PlotKind::Parallel);
+    let ticks = read_boxes(&svg, "qt-tick");
+    // 3 log-float ticks, 4 batch sizes, 3 formats, 2 per objective.
+    assert_eq!(ticks.len(), 3 + 4 + 3 + 2 + 2, "{ticks:?}");
+    let drawing = &svg[..svg.find("<g class=\"qt-layout\"").unwrap()];
+    let last_line = drawing.rfind("<polyline").unwrap();
+    for b in &ticks {
+        // The backdrop plotters drew: a white rectangle of this box, after every line.
+        let rect = format!(
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"",
+            b[0],
+            b[1],
+            b[2] - b[0],
+            b[3] - b[1]
+        );
+        let at = drawing
+            .find(&rect)
+            .unwrap_or_else(|| panic!("no backdrop {rect}"));
+        assert!(at > last_line, "backdrop {b:?} is drawn under a line");
+    }
+    // Every tick text starts inside a backdrop; no backdrop overlaps another on the same axis.
+    let texts: Vec<(i32, i32)> = drawing
+        .match_indices("<text x=\"")
+        .filter_map(|(i, _)| {
+            let e = &drawing[i..drawing[i..].find('>').unwrap() + i];
+            let n = |k: &str| -> Option<i32> {
+                let s = e.find(&format!(" {k}=\""))? + k.len() + 3;
+                e[s..s + e[s..].find('"')?].parse().ok()
+            };
+            Some((n("x")?, n("y")?))
+        })
+        .collect();
+    let covered = texts
+        .iter()
+        .filter(|p| ticks.iter().any(|b| inside(b, **p)))
+        .count();
+    assert_eq!(covered, ticks.len(), "each tick label has its backdrop");
+    for (i, a) in ticks.iter().enumerate() {
+        for b in &ticks[i + 1..] {
+            assert!(!overlap(a, b), "tick labels {a:?} and {b:?} overlap");
+        }
+    }
+    // Every finished trial but the running one is a line with a tooltip.
+    let lines = read_trials(&svg);
+    assert_eq!(lines.len(), 30);
+    assert!(lines
+        .iter()
+        .all(|m| m.line && m.label.starts_with(&format!("trial {} ", m.trial))));
+}
+
+#[test]
+fn a_pruned_trials_curve_stops_at_its_prune_step() {
+    let mut data = study(1);
+    // Pruned trials kept reporting up to step 500 while they were being stopped.
+    for t in data
+        .trials
+        .iter_mut()
+        .filter(|t| t.state == TrialState::Pruned)
+    {
+        t.reason = Some("pruned at step 200: 3.1 is worse than the median 1.2".into());
+        let r = data.reports.get_mut(&t.number).unwrap();
+        for s in 3..=5u64 {
+            r.push(Report {
+                step: s * 100,
+                values: [("eval_loss".to_string(), 9.0)].into(),
+                at: 0.0,
+            });
+        }
+    }
+    let svg = svg_of(&data, PlotKind::Curves);
+    let marks = read_trials(&svg);
+    let right = |state: &str| -> Vec<i32> {
+        marks
+            .iter()
+            .filter(|m| m.line && m.state == state)
+            .map(|m| m.points.iter().map(|p| p.0).max().unwrap())
+            .collect()
+    };
+    let (pruned, complete) = (right("pruned"), right("complete"));
+    assert!(!pruned.is_empty() && !complete.is_empty());
+    let end = complete[0];
+    assert!(complete.iter().all(|x| *x == end));
+    // Steps 100..500 over the x axis: step 200 is at a quarter of the complete curve's span.
+    let start = marks.iter().find(|m| m.line).unwrap().points[0].0;
+    let at_200 = start + (end - start) / 4;
+    for x in pruned {
+        assert!(
+            x <= at_200 + 1,
+            "a pruned curve runs to x={x}, past step 200 at {at_200}"
+        );
+    }
+    for m in marks.iter().filter(|m| !m.line && m.state == "pruned") {
+        assert!(m.label.contains("at step 200"), "{}", m.label);
+    }
+    assert_eq!(
+        curves::prune_step(&data.trials[5]),
+        Some(200),
+        "the step comes from the reason"
+    );
+}
+
+#[test]
+fn points_link_to_trial_pages_only_when_asked_and_text_is_escaped() {
+    let mut data = study(2);
+    data.def.name = "<script>alert(1)</script>".into();
+    data.trials[3].reason = Some("\"><img src=x onerror=alert(2)>".into());
+    for kind in PlotKind::ALL {
+        let plain = svg_of(&data, kind);
+        let linked = render_svg_linked(
+            &data,
+            kind,
+            &PlotOptions::default(),
+            Some("/ui/s/x/trials/"),
+        )
+        .unwrap();
+        for svg in [&plain, &linked] {
+            assert!(
+                !svg.contains("<script") && !svg.contains("<img"),
+                "{kind:?}"
+            );
+        }
+        assert!(!plain.contains("<a "), "{kind:?}: a plot file has no links");
+        if kind == PlotKind::Importance {
+            continue;
+        }
+        let marks = read_trials(&linked);
+        assert!(!marks.is_empty(), "{kind:?}");
+        for m in &marks {
+            assert!(
+                linked.contains(&format!("<a href=\"/ui/s/x/trials/{}\">", m.trial)),
+                "{kind:?}: trial {} is not linked",
+                m.trial
+            );
+        }
+        assert!(
+            plain.contains("<title>trial "),
+            "{kind:?}: tooltips in plot files too"
+        );
+    }
 }

@@ -104,6 +104,18 @@ fn main() -> ExitCode {
                 Ok(0)
             }
             Command::Man { out_dir } => man(out_dir.as_deref()),
+            // The forwarder is a small server of its own (daemon/web/proxy.rs), so it is
+            // started here, like `serve`, and not from the client's commands.
+            Command::Web { listen } => {
+                let endpoint = quantune::client::commands::endpoint(
+                    &cli.socket,
+                    cli.url.as_deref(),
+                    cli.token_file.as_deref(),
+                )?;
+                quantune::daemon::web::proxy(endpoint, &listen)
+                    .await
+                    .map(|_| 0)
+            }
             other => {
                 let endpoint = quantune::client::commands::endpoint(
                     &cli.socket,

@@ -167,7 +167,6 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             stream,
             follow,
         } => logs::logs(c, &study, trial, attempt, stream, follow).await,
-        Command::Web { listen } => crate::daemon::web::proxy(c.endpoint().clone(), &listen).await,
         other => bail!("{other:?} is not a client command"),
     }
 }

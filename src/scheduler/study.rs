@@ -135,7 +135,14 @@ impl StudyRuntime {
             capped: Default::default(),
             best: None,
         };
-        for t in trials {
+        // Trials imported together carry the same `info` (the import's digest): one map for
+        // all of them instead of one each.
+        let mut last_info: Option<Arc<quantune_state::Info>> = None;
+        for mut t in trials {
+            match &last_info {
+                Some(i) if **i == *t.info => t.info = i.clone(),
+                _ => last_info = Some(t.info.clone()),
+            }
             let n = t.number;
             rt.push(t);
             rt.note_best(n);
@@ -361,6 +368,7 @@ pub(crate) fn gpu_hours<'a>(
 }
 
 /// A finished trial as strategies see it; a pruned trial carries its last reported values.
+/// Shares the trial's maps: the history costs a few words per trial, not a copy of it.
 pub(crate) fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> Observation {
     Observation {
         number: t.number,
@@ -372,7 +380,7 @@ pub(crate) fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> 
             _ => Outcome::Failed,
         },
         metrics: match (t.state, curve.and_then(|c| c.last())) {
-            (TrialState::Pruned, Some((_, values))) => values.clone(),
+            (TrialState::Pruned, Some((_, values))) => Arc::new(values.clone()),
             _ => t.metrics.clone(),
         },
     }

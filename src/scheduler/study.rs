@@ -44,7 +44,10 @@ pub(crate) struct StudyRuntime {
     pub last_seen: HashMap<u64, f64>,
     /// The strategy has no more points (grid).
     pub exhausted: bool,
-    /// Intermediate reports of every trial, by step (pruners compare these).
+    /// Intermediate reports of trials, by step: every report of every trial when the study
+    /// has a pruner (it compares them); without one, a finished trial keeps only its last
+    /// report (all its observation needs), so a study of many reporting trials does not hold
+    /// them all in memory.
     pub curves: HashMap<u64, Vec<CurveReport>>,
     /// The study's pruner, if any.
     pub pruner: Option<Box<dyn Pruner>>,
@@ -69,10 +72,11 @@ pub(crate) struct StudyRuntime {
 }
 
 impl StudyRuntime {
-    /// Rebuilds a study's runtime from its stored record, trials and reports.
+    /// Rebuilds a study's runtime from its stored record, trials (by number, taken one at a
+    /// time) and reports.
     pub fn load(
         record: StudyRecord,
-        trials: Vec<TrialRecord>,
+        trials: impl IntoIterator<Item = TrialRecord>,
         curves: HashMap<u64, Vec<CurveReport>>,
     ) -> Result<StudyRuntime, String> {
         let def: StudyDefinition = serde_json::from_value(record.definition.clone())
@@ -81,26 +85,6 @@ impl StudyRuntime {
             &def.strategy.kind,
             &def.strategy.options(),
         )?);
-        for (i, t) in trials.iter().enumerate() {
-            if t.number != i as u64 {
-                return Err(format!(
-                    "study '{}' has a gap in its trial numbers at {i}",
-                    record.name
-                ));
-            }
-        }
-        let mut finished: Vec<&TrialRecord> =
-            trials.iter().filter(|t| t.state.is_finished()).collect();
-        finished.sort_by(|a, b| {
-            a.finished_at
-                .unwrap_or(0.0)
-                .total_cmp(&b.finished_at.unwrap_or(0.0))
-                .then(a.number.cmp(&b.number))
-        });
-        let history = finished
-            .into_iter()
-            .map(|t| observation(t, curves.get(&t.number)))
-            .collect();
         let kind = if def.pruner.kind.is_empty() {
             "none"
         } else {
@@ -119,7 +103,7 @@ impl StudyRuntime {
             running: BTreeSet::new(),
             counts: BTreeMap::new(),
             imported: 0,
-            history: Arc::new(history),
+            history: Arc::default(),
             history_tail: Vec::new(),
             held: HashMap::new(),
             last_seen: HashMap::new(),
@@ -139,14 +123,37 @@ impl StudyRuntime {
         // all of them instead of one each.
         let mut last_info: Option<Arc<quantune_state::Info>> = None;
         for mut t in trials {
+            let n = t.number;
+            if n != rt.trials.len() as u64 {
+                return Err(format!(
+                    "study '{}' has a gap in its trial numbers at {}",
+                    rt.record.name,
+                    rt.trials.len()
+                ));
+            }
+            if t.state.is_finished() {
+                rt.trim_curve(n);
+            }
             match &last_info {
                 Some(i) if **i == *t.info => t.info = i.clone(),
                 _ => last_info = Some(t.info.clone()),
             }
-            let n = t.number;
             rt.push(t);
             rt.note_best(n);
         }
+        let mut finished: Vec<&TrialRecord> =
+            rt.trials.iter().filter(|t| t.state.is_finished()).collect();
+        finished.sort_by(|a, b| {
+            a.finished_at
+                .unwrap_or(0.0)
+                .total_cmp(&b.finished_at.unwrap_or(0.0))
+                .then(a.number.cmp(&b.number))
+        });
+        let history: Vec<Observation> = finished
+            .into_iter()
+            .map(|t| observation(t, rt.curves.get(&t.number)))
+            .collect();
+        rt.history = Arc::new(history);
         Ok(rt)
     }
 
@@ -277,6 +284,20 @@ impl StudyRuntime {
         }
         self.rank_version += 1;
         self.note_best(n);
+        self.trim_curve(n);
+    }
+
+    /// Without a pruner, keeps only the last report of finished trial `n` (see `curves`).
+    fn trim_curve(&mut self, n: u64) {
+        if self.pruner.is_some() {
+            return;
+        }
+        if let Some(c) = self.curves.get_mut(&n) {
+            if c.len() > 1 {
+                c.drain(..c.len() - 1);
+                c.shrink_to_fit();
+            }
+        }
     }
 
     /// Takes trial `n` into account for [`StudyRuntime::best`] (single objective only).

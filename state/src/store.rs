@@ -484,16 +484,23 @@ impl Store {
 
     /// Every trial of a study, by number (empty when the study does not exist).
     pub fn trials(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError> {
-        if !valid_name(study) {
-            return Ok(Vec::new());
-        }
+        self.each_trial(study).collect()
+    }
+
+    /// Every trial of a study, by number, decoded one at a time (loading a study of 100,000
+    /// trials builds no list of them all beside its own).
+    pub fn each_trial(
+        &self,
+        study: &str,
+    ) -> impl Iterator<Item = Result<TrialRecord, StoreError>> + '_ {
+        let valid = valid_name(study);
         self.trials
             .scan_prefix(study_prefix(study))
+            .filter(move |_| valid)
             .map(|kv| {
                 let (_, v) = kv?;
                 decode("trials", &v)
             })
-            .collect()
     }
 
     /// Stores an intermediate report for a trial (replacing one at the same step). The study

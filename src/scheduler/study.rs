@@ -406,3 +406,72 @@ pub(crate) fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> 
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantune_strategies::{ParamValue, Params};
+
+    /// A runtime of `n` complete trials, each with three reports, loaded as after a restart.
+    fn loaded(pruner: &str, n: u64) -> StudyRuntime {
+        let source = format!(
+            "[study]\nname = \"s\"\nseed = 1\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
+             [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[budget]\nmax_trials = 10\n{pruner}[trial]\nworkload = \"external\"\n"
+        );
+        let def =
+            crate::model::study::parse(&source, "s.toml", std::path::Path::new("/"), None).unwrap();
+        let record = StudyRecord::new("s", serde_json::to_value(&def).unwrap(), source, 0.0);
+        let info = quantune_state::Info::from([("import_batch".to_string(), "ab".to_string())]);
+        let trials = (0..n).map(|i| {
+            let mut t = TrialRecord::new(
+                "s",
+                i,
+                Params::from([("x".to_string(), ParamValue::Float(i as f64 / n as f64))]),
+                0.0,
+            );
+            t.state = TrialState::Complete;
+            t.metrics = Arc::new([("loss".to_string(), i as f64)].into());
+            t.info = Arc::new(info.clone());
+            t.finished_at = Some(i as f64);
+            t
+        });
+        let curves = (0..n)
+            .map(|i| {
+                (
+                    i,
+                    (1..=3)
+                        .map(|s| (s, [("loss".to_string(), s as f64)].into()))
+                        .collect(),
+                )
+            })
+            .collect();
+        StudyRuntime::load(record, trials, curves).unwrap()
+    }
+
+    #[test]
+    fn the_history_shares_the_trials_maps_and_imports_share_one_info() {
+        let rt = loaded("", 300);
+        assert_eq!(rt.history.len(), 300);
+        for o in rt.history.iter() {
+            let t = rt.trial(o.number).unwrap();
+            assert!(Arc::ptr_eq(&o.params, &t.params), "trial {}", o.number);
+            assert!(Arc::ptr_eq(&o.metrics, &t.metrics), "trial {}", o.number);
+        }
+        let first = rt.trial(0).unwrap();
+        assert!(rt
+            .trials()
+            .iter()
+            .all(|t| Arc::ptr_eq(&t.info, &first.info)));
+        // The history is what it was before the maps were shared.
+        assert_eq!(rt.history[7].metrics["loss"], 7.0);
+        assert_eq!(rt.history[7].params["x"], ParamValue::Float(7.0 / 300.0));
+    }
+
+    #[test]
+    fn without_a_pruner_a_finished_trial_keeps_only_its_last_report() {
+        let rt = loaded("", 5);
+        assert!(rt.curves.values().all(|c| c.len() == 1 && c[0].0 == 3));
+        let rt = loaded("[pruner]\nkind = \"median\"\n", 5);
+        assert!(rt.curves.values().all(|c| c.len() == 3));
+    }
+}

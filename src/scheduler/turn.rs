@@ -142,9 +142,18 @@ impl Core {
         let mut trials = turn.trials.iter().peekable();
         let mut reports = turn.reports.iter().peekable();
         let mut done = false;
+        let mut built = 0;
         let pieces = std::iter::from_fn(|| {
             if done {
                 return None;
+            }
+            built += 1;
+            // The store writes a piece before it asks for the one after the next.
+            if built % 10 == 0 {
+                tracing::info!(
+                    "{} of {records} records written (the commit goes on)",
+                    (built - 2) * ONE_TRANSACTION
+                );
             }
             let mut piece = std::mem::take(&mut batch);
             while piece.len() < ONE_TRANSACTION {

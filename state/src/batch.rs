@@ -75,7 +75,11 @@ impl Store {
     /// neither the caller nor sled holds one transaction of all of it.
     pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.len() <= ONE_TRANSACTION {
-            return self.commit_pieces([batch.clone()]);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.commit_piece(&mut self.lock_writer(), batch, Piece::Only)?;
+            return self.sync();
         }
         let head = Batch {
             new_studies: batch.new_studies.clone(),

@@ -290,6 +290,68 @@ fn idle_and_half_sent_connections_are_closed_within_the_timeouts() {
     );
 }
 
+/// Requests whose heads are complete but whose bodies trickle in (a byte every 100 ms) get a
+/// clear error once `body_timeout` has passed and their connections are closed; the CLI
+/// answers meanwhile.
+#[test]
+fn a_trickled_request_body_is_cut_off_at_the_body_timeout() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(1, "[http]\nbody_timeout = \"1s\"\n");
+    let t0 = Instant::now();
+    let mut conns: Vec<std::os::unix::net::UnixStream> = (0..20)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+            s.write_all(
+                b"POST /v1/studies/x/import HTTP/1.1\r\nHost: q\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let tricklers: Vec<_> = conns
+        .iter()
+        .map(|c| {
+            let mut w = c.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(6) && w.write_all(b" ").is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        })
+        .collect();
+    let took = timed_cli(&d);
+    assert!(took < Duration::from_secs(2), "the CLI took {took:?}");
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let at = t0.elapsed();
+        let reply = String::from_utf8_lossy(&got);
+        assert!(
+            reply.starts_with("HTTP/1.1 400") && reply.contains("body_timeout"),
+            "connection {i} after {at:?}: {reply:?}"
+        );
+        assert!(
+            at >= Duration::from_millis(900) && at < Duration::from_millis(3000),
+            "connection {i} answered after {at:?} (body_timeout = 1s)"
+        );
+        assert!(
+            closed_by_server(c, Duration::from_secs(1)),
+            "connection {i} left open"
+        );
+    }
+    eprintln!(
+        "20 trickled bodies cut off and closed {:?} after they began (body_timeout 1s)",
+        t0.elapsed()
+    );
+    for t in tricklers {
+        t.join().unwrap();
+    }
+    let took = timed_cli(&d);
+    assert!(took < Duration::from_secs(2), "the CLI took {took:?}");
+}
+
 /// More connections than the cap: the oldest idle ones are closed to make room, so the
 /// daemon's descriptors stay bounded and the CLI still gets in.
 #[test]

@@ -440,8 +440,61 @@ async fn import_results(
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let req: crate::model::results::ImportRequest = body(&bytes)?;
+    drop(bytes);
     let trials = s.scheduler.import_results(&name, req.results).await?;
-    Ok((StatusCode::CREATED, Json(trials)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::new(ImportedBody { trials, next: 0 }),
+    )
+        .into_response())
+}
+
+/// Trial views written per piece of an import's reply.
+const VIEWS_PER_PIECE: usize = 1000;
+
+/// The reply to an import, a JSON array of its trials, written a piece at a time from the
+/// snapshot (100,000 views at once would cost hundreds of megabytes).
+struct ImportedBody {
+    trials: crate::scheduler::ImportedTrials,
+    /// The next trial to write; past the end once `]` is written.
+    next: usize,
+}
+
+impl hyper::body::Body for ImportedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let len = this.trials.len();
+        if this.next > len {
+            return std::task::Poll::Ready(None);
+        }
+        let mut out = Vec::new();
+        if this.next == 0 {
+            out.push(b'[');
+        }
+        let end = (this.next + VIEWS_PER_PIECE).min(len);
+        for (i, v) in this.trials.views(this.next..end).enumerate() {
+            if this.next + i > 0 {
+                out.push(b',');
+            }
+            if let Err(e) = serde_json::to_writer(&mut out, &v) {
+                tracing::error!("cannot write trial {} of an import's reply: {e}", v.trial);
+                out.extend_from_slice(b"null");
+            }
+        }
+        this.next = end;
+        if end == len {
+            out.push(b']');
+            this.next = len + 1;
+        }
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(out)))))
+    }
 }
 
 /// Body of `POST …/enqueue`.

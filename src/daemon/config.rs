@@ -66,6 +66,8 @@ pub struct HttpConfig {
     pub header_timeout: Option<String>,
     /// Time a keep-alive connection may sit between requests (default "60s").
     pub idle_timeout: Option<String>,
+    /// Time from a complete request head to its complete body (default "60s").
+    pub body_timeout: Option<String>,
     /// Connections open at once, per listener (default 1024).
     pub max_connections: Option<usize>,
     /// On the Unix socket, the last connections below the cap kept for the CLI: once they
@@ -95,6 +97,7 @@ impl HttpConfig {
         Ok(crate::daemon::listen::HttpLimits {
             header_timeout: dur("header_timeout", &self.header_timeout, d.header_timeout)?,
             idle_timeout: dur("idle_timeout", &self.idle_timeout, d.idle_timeout)?,
+            body_timeout: dur("body_timeout", &self.body_timeout, d.body_timeout)?,
             max_connections: max,
             reserve,
         })

@@ -1,7 +1,8 @@
 //! Serving the API on a listener so that no client can pin the daemon: every connection must
 //! send a complete request head within `header_timeout` of being accepted (or of its first
-//! byte after a response), an idle keep-alive connection is closed after `idle_timeout`, and
-//! each listener holds at most `max_connections`. Near that cap (the last `reserve`
+//! byte after a response), an idle keep-alive connection is closed after `idle_timeout`, a
+//! request's body must arrive within `body_timeout` of its head, and each listener holds at
+//! most `max_connections`. Near that cap (the last `reserve`
 //! connections: on the Unix socket, kept for the CLI) each new connection closes the oldest
 //! one that is not in the middle of a request, so idle and half-sent connections cannot crowd
 //! out a CLI command, however many there are. docs/DEPLOY.md ("Connections") documents the
@@ -13,6 +14,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Time an open connection may sit between requests.
     pub idle_timeout: Duration,
+    /// Time from a complete request head to its complete body.
+    pub body_timeout: Duration,
     /// Connections open at once on this listener.
     pub max_connections: usize,
     /// The last connections below the cap: once they are in use, every new connection
@@ -41,6 +45,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
             max_connections: 1024,
             reserve: 0,
         }
@@ -159,6 +164,7 @@ struct Service {
     router: Router,
     peer: Peer,
     act: Arc<Activity>,
+    body_timeout: Duration,
 }
 
 /// Ends a request's busy mark even when its future is dropped.
@@ -183,12 +189,60 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
         self.act.served.store(1, Ordering::Relaxed);
         let guard = BusyGuard(self.act.clone());
         req.extensions_mut().insert(ConnectInfo(self.peer.clone()));
+        let limit = self.body_timeout;
+        let req = req.map(|inner| {
+            axum::body::Body::new(TimedBody {
+                inner,
+                deadline: Box::pin(tokio::time::sleep(limit)),
+                limit,
+            })
+        });
         let mut router = self.router.clone();
         Box::pin(async move {
             let r = tower_service::Service::call(&mut router, req).await;
             drop(guard);
             r
         })
+    }
+}
+
+/// A request body that must arrive whole within `limit` of its head: past `deadline` it ends
+/// in an error (the handler answers 400 and hyper closes the connection, whose body is unread),
+/// so a client that trickles a body cannot hold a connection and its memory for long.
+struct TimedBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                "the request body did not arrive within http.body_timeout ({}); send it \
+                 faster, or raise body_timeout in the daemon config (docs/DEPLOY.md)",
+                humantime::format_duration(self.limit)
+            )
+            .into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -270,6 +324,7 @@ pub async fn serve<L: Accept>(
             router: app.clone(),
             peer,
             act: act.clone(),
+            body_timeout: limits.body_timeout,
         };
         let io = Tracked {
             inner: io,

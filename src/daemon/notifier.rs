@@ -220,7 +220,7 @@ fn payload(kind: EventKind, snap: &StudySnapshot, trial: Option<u64>) -> Payload
             .iter()
             .filter_map(|o| Some((o.metric.clone(), *t.metrics.get(&o.metric)?)))
             .collect();
-        p.params = serde_json::to_value(&t.params).unwrap_or_default();
+        p.params = serde_json::to_value(&*t.params).unwrap_or_default();
         if kind == EventKind::ConsecutiveFailures {
             p.message = t.reason.as_deref().map(cut);
         }

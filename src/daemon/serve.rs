@@ -93,6 +93,13 @@ pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
             }
         )
     })?;
+    if let Some(n) = store.rolled_back() {
+        tracing::warn!(
+            "the store held an unfinished commit (the daemon stopped in the middle of a large \
+             write, such as an import): undone, {n} record(s) put back as they were; it had not \
+             been acknowledged, so a client's retry writes it again"
+        );
+    }
     Ok(Arc::new(store))
 }
 

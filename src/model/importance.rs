@@ -57,7 +57,7 @@ pub fn per_objective(
                 .filter(|t| crate::model::leaderboard::feasible(def, t))
                 .filter_map(|t| {
                     let v = *t.metrics.get(&o.metric)?;
-                    Some((t.params.clone(), o.loss(v)))
+                    Some(((*t.params).clone(), o.loss(v)))
                 })
                 .collect();
             ObjectiveImportance {

@@ -260,14 +260,14 @@ command = ["true"]
 
     fn trial(n: u64, latency: f64, spread: Option<f64>) -> TrialRecord {
         let mut t = TrialRecord::new("t", n, Default::default(), 0.0);
-        t.params.insert(
+        std::sync::Arc::make_mut(&mut t.params).insert(
             "q".into(),
             ParamValue::Str(["a", "b", "c", "d"][n as usize].into()),
         );
         t.state = TrialState::Complete;
-        t.metrics.insert("latency_ms".into(), latency);
+        std::sync::Arc::make_mut(&mut t.metrics).insert("latency_ms".into(), latency);
         if let Some(s) = spread {
-            t.metrics.insert("latency_ms_spread".into(), s);
+            std::sync::Arc::make_mut(&mut t.metrics).insert("latency_ms_spread".into(), s);
         }
         t
     }

@@ -67,9 +67,9 @@ impl From<&TrialRecord> for TrialView {
         TrialView {
             trial: t.number,
             state: t.state.as_str().to_string(),
-            params: t.params.clone(),
-            metrics: t.metrics.clone(),
-            info: t.info.clone(),
+            params: (*t.params).clone(),
+            metrics: (*t.metrics).clone(),
+            info: (*t.info).clone(),
             attempt: t.attempt,
             reason: t.reason.clone(),
             stderr_tail: t.stderr_tail.clone(),

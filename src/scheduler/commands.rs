@@ -17,10 +17,7 @@ use quantune_state::{StudyRecord, StudyState, TrialRecord, TrialState};
 use quantune_strategies::restrict::Exclusions;
 use quantune_strategies::Params;
 use std::collections::HashMap;
-
-/// Results imported per chunk: each chunk is checked and added in one go, so memory per
-/// result stays constant however large the import.
-const IMPORT_CHUNK: usize = 2000;
+use std::sync::Arc;
 
 impl Core {
     /// Handles one API command.
@@ -393,13 +390,15 @@ impl Core {
 
     /// Stores results measured elsewhere (`quantune import STUDY FILES…`) as finished trials
     /// marked `imported`: complete, or infeasible when they break a constraint. They are
-    /// history for the strategy and cost no budget. All are checked before any is added; they
-    /// are added in bounded chunks; a retry of the same results (a lost reply) adds nothing.
+    /// history for the strategy and cost no budget. All are checked before any is added; the
+    /// turn writes them as one commit (all or nothing, even across a crash: see
+    /// `Store::commit_pieces`); a retry of the same results (a lost reply) adds nothing.
+    /// Replies with the trials' numbers: the API streams their views from the snapshot.
     fn import_results(
         &mut self,
         name: &str,
         results: Vec<crate::model::results::ImportedResult>,
-        reply: Reply<Vec<TrialView>>,
+        reply: Reply<Vec<u64>>,
     ) {
         let Core {
             env, studies, turn, ..
@@ -435,49 +434,52 @@ impl Core {
             .collect();
         if already.len() == results.len() {
             tracing::info!(study = %name, "import of {} result(s) repeated: already stored", results.len());
-            let views = already
-                .iter()
-                .filter_map(|n| rt.trial(*n).map(TrialView::from))
-                .collect();
-            let _ = reply.send(Ok(views));
+            let _ = reply.send(Ok(already));
             return;
         }
         let t = super::now();
         let first = rt.trials().len() as u64;
-        let mut views = Vec::with_capacity(results.len());
-        let mut results = results.into_iter().skip(already.len()).peekable();
-        while results.peek().is_some() {
-            for r in results.by_ref().take(IMPORT_CHUNK) {
-                let n = rt.trials().len() as u64;
-                let mut tr = TrialRecord::new(name, n, r.params, t);
-                let violated = crate::model::results::violations(&rt.def, &r.metrics);
-                tr.state = if violated.is_empty() {
-                    TrialState::Complete
-                } else {
-                    tr.reason = Some(format!("constraint violated: {}", violated.join("; ")));
-                    TrialState::Infeasible
-                };
-                tr.metrics = r.metrics;
-                tr.info = r.info;
+        // Results without info of their own share one map: the import's digest.
+        let shared_info = Arc::new(quantune_state::Info::from([(
+            IMPORT_KEY.to_string(),
+            key.clone(),
+        )]));
+        let mut numbers = already;
+        for r in results.into_iter().skip(numbers.len()) {
+            let n = rt.trials().len() as u64;
+            let mut tr = TrialRecord::new(name, n, r.params, t);
+            let violated = crate::model::results::violations(&rt.def, &r.metrics);
+            tr.state = if violated.is_empty() {
+                TrialState::Complete
+            } else {
+                tr.reason = Some(format!("constraint violated: {}", violated.join("; ")));
+                TrialState::Infeasible
+            };
+            tr.metrics = Arc::new(r.metrics);
+            tr.info = if r.info.is_empty() && r.source.is_none() {
+                shared_info.clone()
+            } else {
+                let mut info = r.info;
                 if let Some(s) = r.source {
-                    tr.info.insert("imported_from".into(), s);
+                    info.insert("imported_from".into(), s);
                 }
-                tr.info.insert(IMPORT_KEY.into(), key.clone());
-                tr.finished_at = Some(t);
-                tr.imported = true;
-                views.push(TrialView::from(&tr));
-                env.metrics
-                    .trials_finished
-                    .with_label_values(&[name, tr.state.as_str()])
-                    .inc();
-                rt.push(tr);
-                rt.observe(n);
-                turn.trial(name, n);
-            }
+                info.insert(IMPORT_KEY.into(), key.clone());
+                Arc::new(info)
+            };
+            tr.finished_at = Some(t);
+            tr.imported = true;
+            env.metrics
+                .trials_finished
+                .with_label_values(&[name, tr.state.as_str()])
+                .inc();
+            rt.push(tr);
+            rt.observe(n);
+            turn.trial(name, n);
+            numbers.push(n);
         }
         let last = rt.trials().len() as u64 - 1;
-        tracing::info!(study = %name, "imported {} result(s) as trials {first}..{last}", views.len());
-        turn.reply(reply, Ok(views));
+        tracing::info!(study = %name, "imported {} result(s) as trials {first}..{last}", last + 1 - first);
+        turn.reply(reply, Ok(numbers));
     }
 
     /// `enqueue`: queues a configuration to run before any new suggestion. Missing parameters

@@ -322,7 +322,7 @@ pub(crate) fn hand_out(rt: &mut StudyRuntime, turn: &mut Turn, n: u64, t: f64) -
         tr.executor = Some("external".into());
         tr.started_at = Some(t);
         tr.last_seen_at = Some(t);
-        tr.params.clone()
+        (*tr.params).clone()
     });
     rt.last_seen.insert(n, t);
     turn.trial(rt.name(), n);
@@ -397,7 +397,7 @@ pub(crate) fn request_suggestion(env: &Env, rt: &mut StudyRuntime, wants: Vec<Wa
     let pending: Vec<Params> = rt
         .queued()
         .chain(rt.running())
-        .filter_map(|n| rt.trial(n).map(|t| t.params.clone()))
+        .filter_map(|n| rt.trial(n).map(|t| (*t.params).clone()))
         .collect();
     let job = Suggest {
         study: rt.name().to_string(),
@@ -615,10 +615,9 @@ pub(crate) fn gpu_list(env: &Env) -> String {
 /// Stores where a local trial runs: the host, quantune's version, and its GPUs with the
 /// driver and CUDA versions (the trial's own values of these keys win when it reports them).
 fn record_environment(env: &Env, tr: &mut TrialRecord, slot: &Slot) {
-    tr.info
-        .insert("host".into(), crate::gpu::host::description().to_string());
-    tr.info
-        .insert("quantune_version".into(), env!("CARGO_PKG_VERSION").into());
+    let info = std::sync::Arc::make_mut(&mut tr.info);
+    info.insert("host".into(), crate::gpu::host::description().to_string());
+    info.insert("quantune_version".into(), env!("CARGO_PKG_VERSION").into());
     if slot.gpus.is_empty() {
         return;
     }
@@ -627,11 +626,11 @@ fn record_environment(env: &Env, tr: &mut TrialRecord, slot: &Slot) {
         .iter()
         .map(|d| env.gpus.get(d).map_or(format!("gpu{d}"), |g| g.label()))
         .collect();
-    tr.info.insert("gpu".into(), names.join(", "));
+    info.insert("gpu".into(), names.join(", "));
     if let Some(v) = env.gpu_monitor.driver_version() {
-        tr.info.insert("gpu_driver".into(), v);
+        info.insert("gpu_driver".into(), v);
     }
     if let Some(v) = &env.cuda_version {
-        tr.info.insert("cuda_version".into(), v.clone());
+        info.insert("cuda_version".into(), v.clone());
     }
 }

@@ -178,7 +178,6 @@ impl Core {
     pub fn load_study(&mut self, record: quantune_state::StudyRecord, reason: &str) -> Result<()> {
         let name = record.name.clone();
         let store = &self.env.store;
-        let trials = store.trials(&name).map_err(SchedulerError::from_store)?;
         let mut curves: HashMap<u64, Vec<CurveReport>> = HashMap::new();
         for (n, r) in store
             .study_reports(&name)
@@ -186,8 +185,15 @@ impl Core {
         {
             curves.entry(n).or_default().push((r.step, r.values));
         }
-        let mut rt =
-            StudyRuntime::load(record, trials, curves).map_err(SchedulerError::BadRequest)?;
+        let mut failed = None;
+        let trials = store
+            .each_trial(&name)
+            .map_while(|t| t.map_err(|e| failed = Some(e)).ok());
+        let loaded = StudyRuntime::load(record, trials, curves);
+        if let Some(e) = failed {
+            return Err(SchedulerError::from_store(e));
+        }
+        let mut rt = loaded.map_err(SchedulerError::BadRequest)?;
         reconcile(&self.env, &mut rt, &mut self.turn, reason, super::now());
         self.turn.touched.insert(name.clone());
         self.studies.insert(name, rt);

@@ -39,7 +39,7 @@ pub mod turn;
 mod tests;
 
 pub use error::{Result, SchedulerError};
-pub use snapshot::{DaemonSnapshot, Snapshots, StudySnapshot};
+pub use snapshot::{DaemonSnapshot, ImportedTrials, Snapshots, StudySnapshot};
 
 use crate::executor::{ExecEvent, Executor};
 use crate::gpu::monitor::GpuMonitor;
@@ -124,7 +124,7 @@ pub(crate) enum Command {
     ImportResults(
         String,
         Vec<crate::model::results::ImportedResult>,
-        Reply<Vec<TrialView>>,
+        Reply<Vec<u64>>,
     ),
     Enqueue(String, Params, Reply<TrialView>),
     Backup(Reply<Vec<u8>>),
@@ -426,14 +426,20 @@ impl Scheduler {
         self.call(|r| Command::Import(data, r)).await
     }
 
-    /// Stores results measured elsewhere as finished trials marked `imported`.
+    /// Stores results measured elsewhere as finished trials marked `imported`; returns them
+    /// (as the snapshot published with them holds them, not copied).
     pub async fn import_results(
         &self,
         name: &str,
         results: Vec<crate::model::results::ImportedResult>,
-    ) -> Result<Vec<TrialView>> {
-        self.call(|r| Command::ImportResults(name.into(), results, r))
-            .await
+    ) -> Result<ImportedTrials> {
+        let numbers = self
+            .call(|r| Command::ImportResults(name.into(), results, r))
+            .await?;
+        Ok(ImportedTrials {
+            snapshot: self.snapshot(name)?,
+            numbers,
+        })
     }
 
     /// Queues a configuration to run before any new suggestion (`quantune enqueue`).

@@ -140,6 +140,35 @@ impl StudySnapshot {
     }
 }
 
+/// The trials one import stored, read from the snapshot published with them: a reply of
+/// 100,000 trials is written from the shared records, without a copy of all of them.
+pub struct ImportedTrials {
+    /// The study's snapshot, which holds them.
+    pub snapshot: Arc<StudySnapshot>,
+    /// Their numbers, in the order of the imported results.
+    pub numbers: Vec<u64>,
+}
+
+impl ImportedTrials {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.numbers.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.numbers.is_empty()
+    }
+
+    /// The views of trials `range` (of [`ImportedTrials::numbers`]), as the API shows them.
+    pub fn views(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = TrialView> + '_ {
+        self.numbers[range]
+            .iter()
+            .filter_map(|n| self.snapshot.trials.get(*n))
+            .map(TrialView::from)
+    }
+}
+
 /// Daemon-wide figures as of the end of a turn.
 #[derive(Clone, Debug, Default)]
 pub struct DaemonSnapshot {

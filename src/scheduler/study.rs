@@ -44,7 +44,10 @@ pub(crate) struct StudyRuntime {
     pub last_seen: HashMap<u64, f64>,
     /// The strategy has no more points (grid).
     pub exhausted: bool,
-    /// Intermediate reports of every trial, by step (pruners compare these).
+    /// Intermediate reports of trials, by step: every report of every trial when the study
+    /// has a pruner (it compares them); without one, a finished trial keeps only its last
+    /// report (all its observation needs), so a study of many reporting trials does not hold
+    /// them all in memory.
     pub curves: HashMap<u64, Vec<CurveReport>>,
     /// The study's pruner, if any.
     pub pruner: Option<Box<dyn Pruner>>,
@@ -75,10 +78,11 @@ pub(crate) struct StudyRuntime {
 }
 
 impl StudyRuntime {
-    /// Rebuilds a study's runtime from its stored record, trials and reports.
+    /// Rebuilds a study's runtime from its stored record, trials (by number, taken one at a
+    /// time) and reports.
     pub fn load(
         record: StudyRecord,
-        trials: Vec<TrialRecord>,
+        trials: impl IntoIterator<Item = TrialRecord>,
         curves: HashMap<u64, Vec<CurveReport>>,
     ) -> Result<StudyRuntime, String> {
         let def: StudyDefinition = serde_json::from_value(record.definition.clone())
@@ -87,29 +91,6 @@ impl StudyRuntime {
             &def.strategy.kind,
             &def.strategy.options(),
         )?);
-        for (i, t) in trials.iter().enumerate() {
-            if t.number != i as u64 {
-                return Err(format!(
-                    "study '{}' has a gap in its trial numbers at {i}",
-                    record.name
-                ));
-            }
-        }
-        let mut finished: Vec<&TrialRecord> =
-            trials.iter().filter(|t| t.state.is_finished()).collect();
-        finished.sort_by(|a, b| {
-            a.finished_at
-                .unwrap_or(0.0)
-                .total_cmp(&b.finished_at.unwrap_or(0.0))
-                .then(a.number.cmp(&b.number))
-        });
-        let failed_streak = finished
-            .iter()
-            .fold(0, |streak, t| next_streak(streak, t.state));
-        let history = finished
-            .into_iter()
-            .map(|t| observation(t, curves.get(&t.number)))
-            .collect();
         let kind = if def.pruner.kind.is_empty() {
             "none"
         } else {
@@ -128,7 +109,7 @@ impl StudyRuntime {
             running: BTreeSet::new(),
             counts: BTreeMap::new(),
             imported: 0,
-            history: Arc::new(history),
+            history: Arc::default(),
             history_tail: Vec::new(),
             held: HashMap::new(),
             last_seen: HashMap::new(),
@@ -143,14 +124,48 @@ impl StudyRuntime {
             rank_version: 0,
             capped: Default::default(),
             best: None,
-            failed_streak,
+            failed_streak: 0,
             warnings: Vec::new(),
         };
-        for t in trials {
+        // Trials imported together carry the same `info` (the import's digest): one map for
+        // all of them instead of one each.
+        let mut last_info: Option<Arc<quantune_state::Info>> = None;
+        for mut t in trials {
             let n = t.number;
+            if n != rt.trials.len() as u64 {
+                return Err(format!(
+                    "study '{}' has a gap in its trial numbers at {}",
+                    rt.record.name,
+                    rt.trials.len()
+                ));
+            }
+            if t.state.is_finished() {
+                rt.trim_curve(n);
+            }
+            match &last_info {
+                Some(i) if **i == *t.info => t.info = i.clone(),
+                _ => last_info = Some(t.info.clone()),
+            }
             rt.push(t);
             rt.note_best(n);
         }
+        let mut finished: Vec<&TrialRecord> =
+            rt.trials.iter().filter(|t| t.state.is_finished()).collect();
+        finished.sort_by(|a, b| {
+            a.finished_at
+                .unwrap_or(0.0)
+                .total_cmp(&b.finished_at.unwrap_or(0.0))
+                .then(a.number.cmp(&b.number))
+        });
+        let failed_streak = finished
+            .iter()
+            .fold(0, |streak, t| next_streak(streak, t.state));
+        let history: Vec<Observation> = finished
+            .into_iter()
+            .map(|t| observation(t, rt.curves.get(&t.number)))
+            .collect();
+        rt.history = Arc::new(history);
+        rt.failed_streak = failed_streak;
         Ok(rt)
     }
 
@@ -282,6 +297,20 @@ impl StudyRuntime {
         self.rank_version += 1;
         self.failed_streak = next_streak(self.failed_streak, t.state);
         self.note_best(n);
+        self.trim_curve(n);
+    }
+
+    /// Without a pruner, keeps only the last report of finished trial `n` (see `curves`).
+    fn trim_curve(&mut self, n: u64) {
+        if self.pruner.is_some() {
+            return;
+        }
+        if let Some(c) = self.curves.get_mut(&n) {
+            if c.len() > 1 {
+                c.drain(..c.len() - 1);
+                c.shrink_to_fit();
+            }
+        }
     }
 
     /// Takes trial `n` into account for [`StudyRuntime::best`] (single objective only).
@@ -382,6 +411,7 @@ fn next_streak(streak: u64, state: TrialState) -> u64 {
 }
 
 /// A finished trial as strategies see it; a pruned trial carries its last reported values.
+/// Shares the trial's maps: the history costs a few words per trial, not a copy of it.
 pub(crate) fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> Observation {
     Observation {
         number: t.number,
@@ -393,8 +423,77 @@ pub(crate) fn observation(t: &TrialRecord, curve: Option<&Vec<CurveReport>>) -> 
             _ => Outcome::Failed,
         },
         metrics: match (t.state, curve.and_then(|c| c.last())) {
-            (TrialState::Pruned, Some((_, values))) => values.clone(),
+            (TrialState::Pruned, Some((_, values))) => Arc::new(values.clone()),
             _ => t.metrics.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantune_strategies::{ParamValue, Params};
+
+    /// A runtime of `n` complete trials, each with three reports, loaded as after a restart.
+    fn loaded(pruner: &str, n: u64) -> StudyRuntime {
+        let source = format!(
+            "[study]\nname = \"s\"\nseed = 1\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
+             [space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[budget]\nmax_trials = 10\n{pruner}[trial]\nworkload = \"external\"\n"
+        );
+        let def =
+            crate::model::study::parse(&source, "s.toml", std::path::Path::new("/"), None).unwrap();
+        let record = StudyRecord::new("s", serde_json::to_value(&def).unwrap(), source, 0.0);
+        let info = quantune_state::Info::from([("import_batch".to_string(), "ab".to_string())]);
+        let trials = (0..n).map(|i| {
+            let mut t = TrialRecord::new(
+                "s",
+                i,
+                Params::from([("x".to_string(), ParamValue::Float(i as f64 / n as f64))]),
+                0.0,
+            );
+            t.state = TrialState::Complete;
+            t.metrics = Arc::new([("loss".to_string(), i as f64)].into());
+            t.info = Arc::new(info.clone());
+            t.finished_at = Some(i as f64);
+            t
+        });
+        let curves = (0..n)
+            .map(|i| {
+                (
+                    i,
+                    (1..=3)
+                        .map(|s| (s, [("loss".to_string(), s as f64)].into()))
+                        .collect(),
+                )
+            })
+            .collect();
+        StudyRuntime::load(record, trials, curves).unwrap()
+    }
+
+    #[test]
+    fn the_history_shares_the_trials_maps_and_imports_share_one_info() {
+        let rt = loaded("", 300);
+        assert_eq!(rt.history.len(), 300);
+        for o in rt.history.iter() {
+            let t = rt.trial(o.number).unwrap();
+            assert!(Arc::ptr_eq(&o.params, &t.params), "trial {}", o.number);
+            assert!(Arc::ptr_eq(&o.metrics, &t.metrics), "trial {}", o.number);
+        }
+        let first = rt.trial(0).unwrap();
+        assert!(rt
+            .trials()
+            .iter()
+            .all(|t| Arc::ptr_eq(&t.info, &first.info)));
+        // The history is what it was before the maps were shared.
+        assert_eq!(rt.history[7].metrics["loss"], 7.0);
+        assert_eq!(rt.history[7].params["x"], ParamValue::Float(7.0 / 300.0));
+    }
+
+    #[test]
+    fn without_a_pruner_a_finished_trial_keeps_only_its_last_report() {
+        let rt = loaded("", 5);
+        assert!(rt.curves.values().all(|c| c.len() == 1 && c[0].0 == 3));
+        let rt = loaded("[pruner]\nkind = \"median\"\n", 5);
+        assert!(rt.curves.values().all(|c| c.len() == 3));
     }
 }

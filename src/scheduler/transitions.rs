@@ -47,7 +47,7 @@ pub(crate) fn launch(env: &Env, rt: &StudyRuntime, n: u64, slot: Slot) -> Launch
         study: rt.name().to_string(),
         trial: n,
         attempt: tr.attempt,
-        params: tr.params.clone(),
+        params: (*tr.params).clone(),
         spec: rt.spec.clone(),
         slot,
         run_dir: env.run_root.join(rt.name()).join(n.to_string()),
@@ -236,9 +236,9 @@ pub(crate) fn apply_outcome(
             }
             let violated = crate::model::results::violations(&rt.def, &metrics);
             rt.edit(n, |tr| {
-                tr.metrics = metrics;
+                tr.metrics = metrics.into();
                 // What the daemon recorded at the start (host, GPU), overridden by the trial's.
-                tr.info.extend(info);
+                std::sync::Arc::make_mut(&mut tr.info).extend(info);
                 tr.finished_at = Some(t);
                 if violated.is_empty() {
                     tr.state = TrialState::Complete;

@@ -135,10 +135,17 @@ impl Core {
 
     /// Writes what the turn changed, as the live state holds it now, and flushes once. A turn
     /// of at most [`ONE_TRANSACTION`] records is one transaction; a larger one (a big import)
-    /// is written (and flushed) in pieces of that size, so that neither quantune nor sled ever
-    /// holds a copy of all of it.
+    /// is one commit in pieces of that size, built here only as the store writes them, so that
+    /// neither quantune nor sled ever holds a copy of all of it — and still all or nothing,
+    /// even if the daemon is killed half-way (`Store::commit_pieces`).
     fn persist(&self, turn: &Turn) -> Result<(), quantune_state::StoreError> {
-        let store = &self.env.store;
+        let records =
+            turn.new_studies.len() + turn.studies.len() + turn.trials.len() + turn.reports.len();
+        if records > ONE_TRANSACTION {
+            tracing::info!(
+                "writing {records} records in pieces of {ONE_TRANSACTION} (one commit: all or nothing)"
+            );
+        }
         let mut batch = Batch::default();
         for name in &turn.new_studies {
             if let Some(rt) = self.studies.get(name) {
@@ -152,30 +159,40 @@ impl Core {
         }
         let mut trials = turn.trials.iter().peekable();
         let mut reports = turn.reports.iter().peekable();
-        loop {
-            while batch.len() < ONE_TRANSACTION {
+        let mut done = false;
+        let mut built = 0;
+        let pieces = std::iter::from_fn(|| {
+            if done {
+                return None;
+            }
+            built += 1;
+            // The store writes a piece before it asks for the one after the next.
+            if built % 10 == 0 {
+                tracing::info!(
+                    "{} of {records} records written (the commit goes on)",
+                    (built - 2) * ONE_TRANSACTION
+                );
+            }
+            let mut piece = std::mem::take(&mut batch);
+            while piece.len() < ONE_TRANSACTION {
                 let Some((study, n)) = trials.next() else {
                     break;
                 };
                 if let Some(t) = self.studies.get(study).and_then(|rt| rt.trial(*n)) {
-                    batch.trials.push(t.clone());
+                    piece.trials.push(t.clone());
                 }
             }
             // Reports go after every trial (a report's trial must exist).
             if trials.peek().is_none() {
-                while batch.len() < ONE_TRANSACTION {
+                while piece.len() < ONE_TRANSACTION {
                     let Some(r) = reports.next() else { break };
-                    batch.reports.push(r.clone());
+                    piece.reports.push(r.clone());
                 }
             }
-            let last = trials.peek().is_none() && reports.peek().is_none();
-            if last {
-                return store.commit(&batch);
-            }
-            // Each piece is flushed too: sled keeps unflushed pages in memory.
-            store.commit(&batch)?;
-            batch = Batch::default();
-        }
+            done = trials.peek().is_none() && reports.peek().is_none();
+            Some(piece)
+        });
+        self.env.store.commit_pieces(pieces)
     }
 
     /// Publishes the daemon-wide figures.

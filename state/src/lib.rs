@@ -24,7 +24,7 @@ pub mod transfer;
 
 pub use batch::Batch;
 pub use records::{
-    AttemptRecord, Event, GpuUsage, Report, StudyRecord, StudyState, TrialRecord, TrialState,
+    AttemptRecord, Event, GpuUsage, Info, Report, StudyRecord, StudyState, TrialRecord, TrialState,
 };
 pub use store::{Pending, Store, StoreError, SCHEMA_VERSION};
 pub use transfer::{ExportLine, ImportSummary};

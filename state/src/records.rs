@@ -1,8 +1,12 @@
 //! The typed records kept in the store, serialized as JSON values inside sled.
 
-use quantune_strategies::Params;
+use quantune_strategies::{Metrics, Params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Non-numeric values by name (a trial's `info`).
+pub type Info = BTreeMap<String, String>;
 
 /// A study's lifecycle state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +135,9 @@ pub struct AttemptRecord {
     pub finished_at: f64,
 }
 
-/// A trial as stored.
+/// A trial as stored. Its maps are shared (`Arc`): the strategy's history points at the same
+/// parameters and metrics, and the trials of one import share one `info`; change them with
+/// `Arc::make_mut`. Stored as plain JSON maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrialRecord {
     /// The study it belongs to.
@@ -141,12 +147,14 @@ pub struct TrialRecord {
     /// Its state.
     pub state: TrialState,
     /// Its parameters (fixed for the trial's life, retries included).
-    pub params: Params,
+    #[serde(with = "shared")]
+    pub params: Arc<Params>,
     /// Final numeric metrics (empty until complete).
-    pub metrics: BTreeMap<String, f64>,
+    #[serde(with = "shared")]
+    pub metrics: Arc<Metrics>,
     /// Final non-numeric values the trial reported (host/GPU descriptions and the like).
-    #[serde(default)]
-    pub info: BTreeMap<String, String>,
+    #[serde(default, with = "shared")]
+    pub info: Arc<Info>,
     /// Current attempt, from 1.
     pub attempt: u32,
     /// Why it ended as it did (failed, infeasible, pruned, cancelled).
@@ -200,9 +208,9 @@ impl TrialRecord {
             study: study.to_string(),
             number,
             state: TrialState::Queued,
-            params,
-            metrics: BTreeMap::new(),
-            info: BTreeMap::new(),
+            params: Arc::new(params),
+            metrics: Arc::default(),
+            info: Arc::default(),
             attempt: 1,
             reason: None,
             stderr_tail: None,
@@ -249,4 +257,20 @@ pub struct Event {
     pub trial: Option<u64>,
     /// What happened, e.g. "trial running (attempt 1)" or "study paused".
     pub what: String,
+}
+
+/// Serde for a shared map: the map itself, as if it were not shared.
+mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+        T::serialize(v, s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<T>, D::Error> {
+        T::deserialize(d).map(Arc::new)
+    }
 }

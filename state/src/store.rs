@@ -12,6 +12,15 @@
 //! | `reports`       | study name, `0x00`, trial (`u64` BE), step (`u64` BE) | JSON `Report` |
 //! | `events`        | sequence number (`u64` BE)                       | JSON `Event`       |
 //! | `study_events`  | study name, `0x00`, sequence number (`u64` BE)   | empty (an index)   |
+//! | `undo`          | tree tag (`s`, `t`, `r`), the record's key        | `0` (it was absent) or `1` + its old value |
+//! | `meta`          | `"unfinished_commit"`                            | first event (`u64` BE) |
+//!
+//! The last two exist only while a commit too large for one transaction is being written
+//! (see [`Store::commit`]): its first piece sets `unfinished_commit`, every piece keeps in
+//! `undo` what each record it writes held before, and the last piece removes the marker. A
+//! store opened with the marker set was stopped in the middle of such a commit, which was
+//! never acknowledged: [`Store::open`] puts every record back as `undo` has it and removes
+//! the commit's events, so the commit is all or nothing across a crash too.
 //!
 //! Study names never contain a NUL byte (the store refuses them), so the `0x00` separator keeps
 //! the keys of study `a` apart from those of study `a-b`, and big-endian numbers sort
@@ -44,6 +53,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const NEXT_SEQ_KEY: &[u8] = b"next_event_seq";
+/// Set (to the first event's sequence number) while a commit in several pieces is written.
+pub(crate) const UNFINISHED_KEY: &[u8] = b"unfinished_commit";
 /// Upper bound on sled's page cache; the store is small, the default (1 GiB) is far too much.
 const CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
 
@@ -132,6 +143,10 @@ pub struct Store {
     pub(crate) reports: Tree,
     pub(crate) events: Tree,
     pub(crate) study_events: Tree,
+    /// What the records of an unfinished commit in several pieces held before it.
+    pub(crate) undo: Tree,
+    /// How many records [`Store::open`] put back from an unfinished commit, if it found one.
+    rolled_back: Option<usize>,
     /// Serializes event-appending writers; holds the next event sequence number.
     pub(crate) writer: Mutex<u64>,
     /// Group commit: concurrent [`Store::sync`] callers share one flush.
@@ -193,6 +208,7 @@ pub(crate) struct Tx<'a> {
     pub(crate) reports: &'a TransactionalTree,
     pub(crate) events: &'a TransactionalTree,
     pub(crate) study_events: &'a TransactionalTree,
+    pub(crate) undo: &'a TransactionalTree,
 }
 
 /// The result type of a transaction body.
@@ -288,6 +304,8 @@ impl Store {
             reports: tree("reports")?,
             events: tree("events")?,
             study_events: tree("study_events")?,
+            undo: tree("undo")?,
+            rolled_back: None,
             meta,
             writer: Mutex::new(0),
             syncs: Mutex::default(),
@@ -322,7 +340,15 @@ impl Store {
             None => 1,
         };
         *store.lock_writer() = persisted.max(after_last);
+        let mut store = store;
+        store.rolled_back = store.finish_unfinished()?;
         Ok(store)
+    }
+
+    /// How many records [`Store::open`] put back as they were before a commit that a crash
+    /// (or a failed write) left unfinished; `None` when there was none. For the daemon's log.
+    pub fn rolled_back(&self) -> Option<usize> {
+        self.rolled_back
     }
 
     /// The directory the store lives in.
@@ -458,16 +484,23 @@ impl Store {
 
     /// Every trial of a study, by number (empty when the study does not exist).
     pub fn trials(&self, study: &str) -> Result<Vec<TrialRecord>, StoreError> {
-        if !valid_name(study) {
-            return Ok(Vec::new());
-        }
+        self.each_trial(study).collect()
+    }
+
+    /// Every trial of a study, by number, decoded one at a time (loading a study of 100,000
+    /// trials builds no list of them all beside its own).
+    pub fn each_trial(
+        &self,
+        study: &str,
+    ) -> impl Iterator<Item = Result<TrialRecord, StoreError>> + '_ {
+        let valid = valid_name(study);
         self.trials
             .scan_prefix(study_prefix(study))
+            .filter(move |_| valid)
             .map(|kv| {
                 let (_, v) = kv?;
                 decode("trials", &v)
             })
-            .collect()
     }
 
     /// Stores an intermediate report for a trial (replacing one at the same step). The study
@@ -618,10 +651,11 @@ impl Store {
             &self.reports,
             &self.events,
             &self.study_events,
+            &self.undo,
         );
         let result = sled::Transactional::transaction(
             &trees,
-            |(meta, studies, trials, reports, events, study_events)| {
+            |(meta, studies, trials, reports, events, study_events, undo)| {
                 let tx = Tx {
                     meta,
                     studies,
@@ -629,6 +663,7 @@ impl Store {
                     reports,
                     events,
                     study_events,
+                    undo,
                 };
                 let mut log = EventLog { next: start, at };
                 let out = body(&tx, &mut log)?;
@@ -761,12 +796,12 @@ pub(crate) fn check_study(s: &StudyRecord) -> Result<(), StoreError> {
 pub(crate) fn check_trial(t: &TrialRecord) -> Result<(), StoreError> {
     use quantune_strategies::ParamValue;
     let w = |f: String| format!("trial {} of study '{}': {f}", t.number, t.study);
-    for (k, v) in &t.params {
+    for (k, v) in t.params.iter() {
         if let ParamValue::Float(x) = v {
             finite(|| w(format!("parameter '{k}'")), *x)?;
         }
     }
-    for (k, x) in &t.metrics {
+    for (k, x) in t.metrics.iter() {
         finite(|| w(format!("metric '{k}'")), *x)?;
     }
     finite(|| w("created_at".into()), t.created_at)?;
@@ -825,7 +860,7 @@ pub(crate) fn report_key(study: &str, trial: u64, step: u64) -> Vec<u8> {
     k
 }
 
-fn study_seq_key(study: &str, seq: u64) -> Vec<u8> {
+pub(crate) fn study_seq_key(study: &str, seq: u64) -> Vec<u8> {
     let mut k = study_prefix(study);
     k.extend_from_slice(&seq.to_be_bytes());
     k
@@ -835,7 +870,7 @@ fn decode_u32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.try_into().ok()?))
 }
 
-fn decode_u64(b: &[u8]) -> Option<u64> {
+pub(crate) fn decode_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.try_into().ok()?))
 }
 
@@ -869,6 +904,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
     use quantune_strategies::{ParamValue, Params};
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     pub(crate) fn study(name: &str) -> StudyRecord {
         StudyRecord::new(
@@ -948,8 +984,8 @@ pub(crate) mod tests {
         let s = study("qat");
         let mut t = trial("qat", 0);
         t.state = TrialState::Complete;
-        t.metrics.insert("eval_loss".into(), 2.31);
-        t.info.insert("gpu".into(), "H100".into());
+        Arc::make_mut(&mut t.metrics).insert("eval_loss".into(), 2.31);
+        Arc::make_mut(&mut t.info).insert("gpu".into(), "H100".into());
         t.attempts.push(AttemptRecord {
             attempt: 1,
             reason: "exit status 1".into(),
@@ -1167,13 +1203,12 @@ pub(crate) mod tests {
         let store = Store::open(dir.path()).unwrap();
         store.create_study(&study("s")).unwrap();
         let mut t = trial("s", 0);
-        t.metrics.insert("eval_loss".into(), f64::NAN);
+        Arc::make_mut(&mut t.metrics).insert("eval_loss".into(), f64::NAN);
         let err = store.put_trial(&t).unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
         assert!(err.to_string().contains("metric 'eval_loss'"), "{err}");
         let mut t = trial("s", 0);
-        t.params
-            .insert("lr".into(), ParamValue::Float(f64::INFINITY));
+        Arc::make_mut(&mut t.params).insert("lr".into(), ParamValue::Float(f64::INFINITY));
         assert!(matches!(store.put_trial(&t), Err(StoreError::Invalid(_))));
         store.put_trial(&trial("s", 0)).unwrap();
         assert!(matches!(
@@ -1424,8 +1459,8 @@ pub(crate) mod tests {
         ) -> TrialRecord {
             let mut t = TrialRecord::new("prop", number, params, created_at);
             t.state = state;
-            t.metrics = metrics;
-            t.info = info;
+            t.metrics = metrics.into();
+            t.info = info.into();
             t.attempt = attempt;
             t.reason = reason;
             t.started_at = started_at;

@@ -217,8 +217,10 @@ mod tests {
         for n in [0u64, 1, 2, 300] {
             let mut t = trial("qat-llama", n);
             t.state = TrialState::Complete;
-            t.metrics.insert("eval_loss".into(), 2.0 + n as f64 / 7.0);
-            t.params.insert("x".into(), ParamValue::Float(0.1 + 0.2));
+            std::sync::Arc::make_mut(&mut t.metrics)
+                .insert("eval_loss".into(), 2.0 + n as f64 / 7.0);
+            std::sync::Arc::make_mut(&mut t.params)
+                .insert("x".into(), ParamValue::Float(0.1 + 0.2));
             t.started_at = Some(10.0);
             t.finished_at = Some(12.5);
             store.put_trial(&t).unwrap();

@@ -8,6 +8,7 @@ use quantune_strategies::{
     SearchSpace, SuggestContext,
 };
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The QAT space of the README: learning rate, batch size, quantization format.
@@ -110,8 +111,8 @@ fn history(space: &SearchSpace, n: u64) -> (Vec<Observation>, Vec<Params>) {
             Observation {
                 number: t,
                 outcome: Outcome::Complete,
-                metrics: [("loss".to_string(), loss(space, &params))].into(),
-                params,
+                metrics: Arc::new([("loss".to_string(), loss(space, &params))].into()),
+                params: Arc::new(params),
             }
         })
         .collect();

@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const FORMATS: [&str; 4] = ["int4", "int8", "fp8", "bf16"];
 const BUDGET: u64 = 40;
@@ -145,9 +146,9 @@ fn run(seed: u64, measured_noise: bool) -> Outcome2 {
         let metrics = measure(&params, &mut noise);
         history.push(Observation {
             number: t,
-            params,
+            params: Arc::new(params),
             outcome: Outcome::Complete,
-            metrics,
+            metrics: Arc::new(metrics),
         });
     }
     let mut ctx = SuggestContext::new(&space, BUDGET, seed);

@@ -16,6 +16,7 @@ use quantune_strategies::{
 };
 use std::collections::BTreeMap;
 use std::f64::consts::{E, PI};
+use std::sync::Arc;
 
 /// One benchmark problem.
 struct Problem {
@@ -271,13 +272,13 @@ fn run(kind: &str, problem: &Problem, seed: u64) -> f64 {
         let feasible = problem.constraints.iter().all(|c| c.satisfied_by(&metrics));
         history.push(Observation {
             number: t,
-            params,
+            params: Arc::new(params),
             outcome: if feasible {
                 Outcome::Complete
             } else {
                 Outcome::Infeasible
             },
-            metrics,
+            metrics: Arc::new(metrics),
         });
     }
     let feasible = history.iter().filter(|o| o.outcome == Outcome::Complete);

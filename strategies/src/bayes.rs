@@ -633,6 +633,7 @@ mod tests {
     use crate::test_support::arb_space;
     use proptest::prelude::{any, prop_assert, proptest, ProptestConfig};
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     fn float(name: &str, low: f64, high: f64) -> Param {
         Param::new(
@@ -684,13 +685,13 @@ mod tests {
             let feasible = constraints.iter().all(|c| c.satisfied_by(&metrics));
             history.push(Observation {
                 number: t,
-                params: s.params,
+                params: Arc::new(s.params),
                 outcome: if feasible {
                     Outcome::Complete
                 } else {
                     Outcome::Infeasible
                 },
-                metrics,
+                metrics: Arc::new(metrics),
             });
         }
         history
@@ -848,9 +849,9 @@ mod tests {
         };
         let failed = vec![Observation {
             number: 0,
-            params: [("x".to_string(), ParamValue::Float(0.5))].into(),
+            params: Arc::new([("x".to_string(), ParamValue::Float(0.5))].into()),
             outcome: Outcome::Failed,
-            metrics: BTreeMap::new(),
+            metrics: Arc::new(BTreeMap::new()),
         }];
         let mut ctx = SuggestContext::new(&space, 1, 3);
         ctx.objectives = &obj;
@@ -870,9 +871,9 @@ mod tests {
         let odd: Vec<Observation> = (0..3)
             .map(|i| Observation {
                 number: i,
-                params: [("x".to_string(), ParamValue::Float(i as f64 / 3.0))].into(),
+                params: Arc::new([("x".to_string(), ParamValue::Float(i as f64 / 3.0))].into()),
                 outcome: Outcome::Complete,
-                metrics: [("loss".to_string(), f64::NAN)].into(),
+                metrics: Arc::new([("loss".to_string(), f64::NAN)].into()),
             })
             .collect();
         ctx.history = &odd;
@@ -916,21 +917,23 @@ mod tests {
                 let x = i as f64 / 11.0;
                 Observation {
                     number: i,
-                    params: [("x".to_string(), ParamValue::Float(x))].into(),
+                    params: Arc::new([("x".to_string(), ParamValue::Float(x))].into()),
                     outcome: Outcome::Complete,
-                    metrics: [
-                        ("lat".to_string(), (x - 0.5).powi(2)),
-                        ("lat_spread".to_string(), 0.001),
-                    ]
-                    .into(),
+                    metrics: Arc::new(
+                        [
+                            ("lat".to_string(), (x - 0.5).powi(2)),
+                            ("lat_spread".to_string(), 0.001),
+                        ]
+                        .into(),
+                    ),
                 }
             })
             .collect();
         history.push(Observation {
             number: 12,
-            params: [("x".to_string(), ParamValue::Float(0.95))].into(),
+            params: Arc::new([("x".to_string(), ParamValue::Float(0.95))].into()),
             outcome: Outcome::Complete,
-            metrics: [("lat".to_string(), -0.05), ("lat_spread".to_string(), 2.0)].into(),
+            metrics: Arc::new([("lat".to_string(), -0.05), ("lat_spread".to_string(), 2.0)].into()),
         });
         let mut ctx = SuggestContext::new(&space, 13, 5);
         ctx.objectives = &obj;
@@ -979,9 +982,9 @@ mod tests {
                 let outcome = if t % 5 == 4 { Outcome::Failed } else { Outcome::Complete };
                 history.push(Observation {
                     number: t,
-                    params: p,
+                    params: Arc::new(p),
                     outcome,
-                    metrics: [("loss".to_string(), loss)].into(),
+                    metrics: Arc::new([("loss".to_string(), loss)].into()),
                 });
             }
             let pending = vec![SobolStrategy.suggest(&SuggestContext::new(&space, 99, seed)).unwrap()];

@@ -17,6 +17,7 @@ use crate::grid::permute;
 use crate::space::{Condition, Param, ParamValue, Params, SearchSpace};
 use crate::strategy::{mix, Observation, StrategyError, SuggestContext, Suggestion};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Most assignments of the parents a conditional grid enumerates.
 const MAX_PARENT_ASSIGNMENTS: u64 = 1 << 20;
@@ -252,7 +253,7 @@ pub fn suggest_by_groups(
             .iter()
             .filter_map(|o| {
                 Some(Observation {
-                    params: project(&o.params)?,
+                    params: Arc::new(project(&o.params)?),
                     ..o.clone()
                 })
             })
@@ -718,8 +719,8 @@ mod tests {
             assert!(well_formed(&p), "{kind} trial {t}: {p:?}");
             history.push(Observation {
                 number: t,
-                metrics: [("loss".to_string(), loss(&p))].into_iter().collect(),
-                params: p,
+                metrics: Arc::new([("loss".to_string(), loss(&p))].into_iter().collect()),
+                params: Arc::new(p),
                 outcome: Outcome::Complete,
             });
         }
@@ -839,7 +840,7 @@ mod tests {
             .into_iter()
             .map(|o| {
                 let l = loss(&o.params);
-                (o.params, l)
+                ((*o.params).clone(), l)
             })
             .collect();
         let imp = ped_anova(&space, &samples, &ImportanceOptions::default());
@@ -938,7 +939,7 @@ mod tests {
                 let p = registry::build("random", &StrategyOptions::default()).unwrap()
                     .suggest(&SuggestContext::new(&space, t, seed)).unwrap();
                 let l = (t as f64 * 0.37).sin();
-                history.push(Observation { number: t, params: p, outcome: Outcome::Complete, metrics: [("loss".to_string(), l)].into_iter().collect() });
+                history.push(Observation { number: t, params: Arc::new(p), outcome: Outcome::Complete, metrics: Arc::new([("loss".to_string(), l)].into_iter().collect()) });
             }
             for kind in ["tpe", "bayes"] {
                 let s = registry::build(kind, &StrategyOptions { initial_trials: 4, grid_points: 3 }).unwrap();

@@ -167,6 +167,7 @@ mod tests {
     use crate::objective::Direction;
     use crate::space::Param;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     #[test]
     fn evidence_by_outcome() {
@@ -190,12 +191,14 @@ mod tests {
         }];
         let obs = |number, outcome, metrics: &[(&str, f64)]| Observation {
             number,
-            params: [("x".to_string(), ParamValue::Float(0.25))].into(),
+            params: Arc::new([("x".to_string(), ParamValue::Float(0.25))].into()),
             outcome,
-            metrics: metrics
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect::<BTreeMap<_, _>>(),
+            metrics: Arc::new(
+                metrics
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
         };
         let history = vec![
             obs(3, Outcome::Infeasible, &[("acc", 0.9), ("mem", 5.0)]),

@@ -50,4 +50,6 @@ mod test_support;
 
 pub use objective::{Constraint, Direction, Objective};
 pub use space::{Condition, Domain, Param, ParamValue, Params, SearchSpace};
-pub use strategy::{Observation, Outcome, Strategy, StrategyError, SuggestContext, Suggestion};
+pub use strategy::{
+    Metrics, Observation, Outcome, Strategy, StrategyError, SuggestContext, Suggestion,
+};

@@ -127,6 +127,7 @@ mod tests {
     use crate::registry::{self, StrategyOptions};
     use crate::strategy::Outcome;
     use crate::{Direction, Objective};
+    use std::sync::Arc;
 
     fn space() -> SearchSpace {
         SearchSpace::new(vec![
@@ -177,9 +178,9 @@ mod tests {
                 };
                 Observation {
                     number: i,
-                    params,
+                    params: Arc::new(params),
                     outcome: Outcome::Complete,
-                    metrics: [("latency_ms".to_string(), latency)].into_iter().collect(),
+                    metrics: Arc::new([("latency_ms".to_string(), latency)].into_iter().collect()),
                 }
             })
             .collect()
@@ -193,7 +194,7 @@ mod tests {
             direction: Direction::Minimize,
         }];
         let hist = history(&space, 24);
-        let pending = vec![hist[3].params.clone()]; // an fp8 trial running elsewhere
+        let pending = vec![(*hist[3].params).clone()]; // an fp8 trial running elsewhere
         for kind in ["random", "sobol", "grid", "tpe", "bayes"] {
             let s = registry::build(kind, &StrategyOptions::default()).unwrap();
             for n in 24..40 {

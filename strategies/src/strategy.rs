@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// How a finished trial ended, as far as a strategy cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,17 +21,21 @@ pub enum Outcome {
     Infeasible,
 }
 
-/// One finished trial.
+/// Final metrics by name.
+pub type Metrics = BTreeMap<String, f64>;
+
+/// One finished trial. Its maps are shared (`Arc`), so that a daemon's history of 100,000
+/// trials points at the trial records' own maps instead of holding a second copy of them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
     /// The trial number.
     pub number: u64,
     /// Its parameters.
-    pub params: Params,
+    pub params: Arc<Params>,
     /// How it ended.
     pub outcome: Outcome,
     /// Its final metrics (empty unless complete).
-    pub metrics: BTreeMap<String, f64>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Everything a strategy may look at when it suggests the next trial.

@@ -589,6 +589,7 @@ mod tests {
     use crate::test_support::arb_space;
     use proptest::prelude::{any, prop_assert, proptest, ProptestConfig};
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     fn float(name: &str, low: f64, high: f64) -> Param {
         Param::new(
@@ -672,9 +673,9 @@ mod tests {
             .into();
             history.push(Observation {
                 number: t,
-                params: sug.params,
+                params: Arc::new(sug.params),
                 outcome: Outcome::Complete,
-                metrics,
+                metrics: Arc::new(metrics),
             });
         }
         history
@@ -751,9 +752,9 @@ mod tests {
                 let outcome = if t % 7 == 3 { Outcome::Pruned } else { Outcome::Complete };
                 history.push(Observation {
                     number: t,
-                    params: p,
+                    params: Arc::new(p),
                     outcome,
-                    metrics: [("loss".to_string(), (t as f64).sin())].into(),
+                    metrics: Arc::new([("loss".to_string(), (t as f64).sin())].into()),
                 });
             }
             let pending = vec![SobolStrategy.suggest(&SuggestContext::new(&space, 77, seed)).unwrap()];

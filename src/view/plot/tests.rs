@@ -88,7 +88,7 @@ workload = "external"
                 } else {
                     TrialState::Complete
                 };
-                t.metrics = metrics;
+                t.metrics = metrics.into();
                 t.imported = n < 4;
             }
         }
@@ -111,7 +111,7 @@ workload = "external"
     trials.push(TrialRecord::new(
         "viz",
         30,
-        trials[0].params.clone(),
+        (*trials[0].params).clone(),
         2000.0,
     ));
     trials.last_mut().unwrap().state = TrialState::Running;
@@ -228,7 +228,7 @@ fn only_failed_trials_still_render() {
     let mut data = study(2);
     for t in &mut data.trials {
         t.state = TrialState::Failed;
-        t.metrics.clear();
+        std::sync::Arc::make_mut(&mut t.metrics).clear();
     }
     for kind in [
         PlotKind::History,
@@ -277,7 +277,7 @@ workload = "external"
     data.def = crate::model::study::parse(source, "viz.toml", Path::new("/"), None).unwrap();
     for t in &mut data.trials {
         if t.params["quantization"] == ParamValue::Str("bf16".into()) {
-            t.params.remove("batch_size");
+            std::sync::Arc::make_mut(&mut t.params).remove("batch_size");
         }
         assert!(data.def.space.contains(&t.params));
     }

@@ -8,6 +8,7 @@ pub mod importance;
 pub mod leaderboard;
 pub mod metrics;
 pub mod openapi;
+pub mod rename;
 pub mod results;
 pub mod study;
 pub mod wire;

@@ -194,6 +194,9 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
                     r.trial.reason.clone().unwrap_or_default()
                 ));
             }
+            if let Some(n) = &r.trial.note {
+                note.push(n.replace('\n', " "));
+            }
             for t in &r.ties {
                 note.push(format!(
                     "≈ trial {} on {} (within spread)",
@@ -237,7 +240,7 @@ pub fn trials_table(trials: &[TrialView], exact: bool) -> Table {
     let mut headers = vec!["trial".to_string(), "state".to_string()];
     headers.extend(params.iter().cloned());
     headers.extend(metrics.iter().cloned());
-    headers.extend(["attempt", "slot", "duration", "reason"].map(String::from));
+    headers.extend(["attempt", "slot", "duration", "reason", "note"].map(String::from));
     let rows = trials
         .iter()
         .map(|t| {
@@ -257,6 +260,7 @@ pub fn trials_table(trials: &[TrialView], exact: bool) -> Table {
                     .unwrap_or_default(),
             );
             c.push(t.reason.clone().unwrap_or_default().replace('\n', " "));
+            c.push(t.note.clone().unwrap_or_default().replace('\n', " "));
             c
         })
         .collect();
@@ -314,7 +318,7 @@ pub fn curve_table(reports: &[quantune_state::Report], exact: bool) -> Table {
 /// Studies as a table.
 pub fn studies_table(studies: &[StudySummary]) -> Table {
     let headers = [
-        "name", "state", "trials", "running", "complete", "failed", "strategy", "message",
+        "name", "state", "trials", "running", "complete", "failed", "strategy", "tags", "message",
     ]
     .map(String::from)
     .to_vec();
@@ -330,6 +334,7 @@ pub fn studies_table(studies: &[StudySummary]) -> Table {
                 c("complete"),
                 c("failed"),
                 s.strategy.clone(),
+                s.tags.join(","),
                 s.message.clone().unwrap_or_default(),
             ]
         })

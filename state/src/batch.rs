@@ -2,6 +2,7 @@
 //! studies, trials, intermediate reports — written in one transaction and made durable by one
 //! flush, so that a burst of events or API calls costs one fsync, not one each.
 
+use crate::purge::purge_key;
 use crate::records::{Report, StudyRecord, TrialRecord};
 use crate::store::{
     check_name, check_report, check_study, check_trial, decode, decode_tx, encode_now, report_key,
@@ -21,6 +22,10 @@ pub struct Batch {
     pub trials: Vec<TrialRecord>,
     /// Intermediate reports: (study, trial, report), replacing one at the same step.
     pub reports: Vec<(String, u64, Report)>,
+    /// Studies to delete, applied last: each record goes and a purge marker comes, in this
+    /// transaction; [`Store::purge`] removes the rest (see [`crate::purge`]). A name that is
+    /// not stored is skipped.
+    pub deleted: Vec<String>,
 }
 
 /// Records written in one transaction at most (see [`Store::commit`]).
@@ -33,11 +38,16 @@ impl Batch {
             && self.studies.is_empty()
             && self.trials.is_empty()
             && self.reports.is_empty()
+            && self.deleted.is_empty()
     }
 
     /// How many records the batch writes.
     pub fn len(&self) -> usize {
-        self.new_studies.len() + self.studies.len() + self.trials.len() + self.reports.len()
+        self.new_studies.len()
+            + self.studies.len()
+            + self.trials.len()
+            + self.reports.len()
+            + self.deleted.len()
     }
 }
 
@@ -83,6 +93,10 @@ impl Store {
             studies: batch.studies.clone(),
             ..Batch::default()
         };
+        let tail = Batch {
+            deleted: batch.deleted.clone(),
+            ..Batch::default()
+        };
         self.commit_pending(&head)?;
         for chunk in batch.trials.chunks(ONE_TRANSACTION) {
             self.commit_pending(&Batch {
@@ -96,6 +110,7 @@ impl Store {
                 ..Batch::default()
             })?;
         }
+        self.commit_pending(&tail)?;
         self.sync()
     }
 
@@ -144,6 +159,9 @@ impl Store {
                 if tx.studies.get(s.name.as_bytes())?.is_some() {
                     return abort(StoreError::StudyExists(s.name.clone()));
                 }
+                if tx.meta.get(purge_key(&s.name))?.is_some() {
+                    return abort(StoreError::BeingDeleted(s.name.clone()));
+                }
                 tx.studies.insert(s.name.as_bytes(), value.as_slice())?;
                 log.append(tx, &s.name, None, "study created".to_string())?;
             }
@@ -185,6 +203,11 @@ impl Store {
                     });
                 }
                 tx.reports.insert(key.as_slice(), value.as_slice())?;
+            }
+            for name in &batch.deleted {
+                if tx.studies.remove(name.as_bytes())?.is_some() {
+                    tx.meta.insert(purge_key(name), &[] as &[u8])?;
+                }
             }
             Ok(())
         })

@@ -176,6 +176,9 @@ pub struct TrialRecord {
     /// GPU time and samples of the trial (every attempt), when it ran on GPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuUsage>,
+    /// A user's note on the trial (`quantune note STUDY TRIAL "text"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What a trial cost in GPU time, and how busy its GPUs were while it ran.
@@ -216,6 +219,7 @@ impl TrialRecord {
             last_seen_at: None,
             imported: false,
             gpu: None,
+            note: None,
         }
     }
 

@@ -30,6 +30,7 @@
 //! callers still share fsyncs. The next sequence number is persisted with each event, so
 //! numbers are never reused, even after events are deleted.
 
+use crate::purge::purge_key;
 use crate::records::{Event, Report, StudyRecord, TrialRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -71,6 +72,9 @@ pub enum StoreError {
     /// `create_study` for a name that exists.
     #[error("a study named '{0}' already exists")]
     StudyExists(String),
+    /// A study of this name was deleted and its records are still being removed.
+    #[error("the study '{0}' was just deleted and is still being removed; try again in a moment")]
+    BeingDeleted(String),
     /// The named study does not exist.
     #[error("no study named '{0}'")]
     NoStudy(String),
@@ -247,6 +251,7 @@ impl Store {
             return Err(e);
         }
         crate::damage::unseal(dir);
+        store.finish_purges()?;
         Ok(store)
     }
 
@@ -339,6 +344,9 @@ impl Store {
         self.write(|tx, log| {
             if tx.studies.get(study.name.as_bytes())?.is_some() {
                 return abort(StoreError::StudyExists(study.name.clone()));
+            }
+            if tx.meta.get(purge_key(&study.name))?.is_some() {
+                return abort(StoreError::BeingDeleted(study.name.clone()));
             }
             tx.studies.insert(study.name.as_bytes(), value.as_slice())?;
             log.append(tx, &study.name, None, "study created".to_string())
@@ -540,46 +548,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes a study with its trials, reports and events, atomically. Fails with `NoStudy`
-    /// if it does not exist. Durable.
+    /// Deletes a study with its trials, reports and events: the record at once (one
+    /// transaction, which also leaves a purge marker), then the rest in bounded pieces (see
+    /// [`crate::purge`]). Fails with `NoStudy` if it does not exist. Durable.
     pub fn delete_study(&self, name: &str) -> Result<(), StoreError> {
-        if !valid_name(name) {
+        if self.study(name)?.is_none() {
             return Err(StoreError::NoStudy(name.to_string()));
         }
-        // Hold the writer lock across the scan and the transaction, so no trial, report or
-        // event of the study can be added in between (and outlive it).
-        let mut next = self.lock_writer();
-        let prefix = study_prefix(name);
-        let keys = |tree: &Tree| -> Result<Vec<sled::IVec>, StoreError> {
-            tree.scan_prefix(&prefix)
-                .keys()
-                .collect::<Result<_, _>>()
-                .map_err(StoreError::from)
-        };
-        let trials = keys(&self.trials)?;
-        let reports = keys(&self.reports)?;
-        let index = keys(&self.study_events)?;
-        let events: Vec<&[u8]> = index.iter().map(|k| &k[prefix.len()..]).collect();
-        self.transact(&mut next, |tx, _| {
-            if tx.studies.remove(name.as_bytes())?.is_none() {
-                return abort(StoreError::NoStudy(name.to_string()));
-            }
-            for k in &trials {
-                tx.trials.remove(k)?;
-            }
-            for k in &reports {
-                tx.reports.remove(k)?;
-            }
-            for k in &index {
-                tx.study_events.remove(k)?;
-            }
-            for k in &events {
-                tx.events.remove(*k)?;
-            }
-            Ok(())
+        self.commit(&crate::Batch {
+            deleted: vec![name.to_string()],
+            ..crate::Batch::default()
         })?;
-        drop(next);
-        self.sync()?;
+        self.purge(name)?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use super::turn::Turn;
 use super::{Core, Internal, Reply};
 use crate::model::study::{check_note, check_tag, StudyDefinition, MAX_TAGS};
 use crate::model::wire::{DeleteReply, ExtendRequest, StudySummary, TagRequest, TrialView};
-use quantune_state::{ImportSummary, StudyState};
+use quantune_state::{ImportSummary, StudyState, TrialState};
 use std::sync::Arc;
 
 impl Core {
@@ -77,6 +77,14 @@ impl Core {
                 .remove(&name)
                 .map_or(0, |rt| rt.trials().len() as u64);
             tracing::info!(study = %name, trials, "study deleted");
+            for state in TrialState::ALL {
+                let labels = [name.as_str(), state.as_str()];
+                let _ = self
+                    .env
+                    .metrics
+                    .trials_finished
+                    .remove_label_values(&labels);
+            }
             self.turn.touched.remove(&name);
             self.turn.deleted.push(name.clone());
             self.purging.insert(name.clone());

@@ -97,6 +97,17 @@ pub enum TrialState {
 }
 
 impl TrialState {
+    /// Every state.
+    pub const ALL: [TrialState; 7] = [
+        TrialState::Queued,
+        TrialState::Running,
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Failed,
+        TrialState::Infeasible,
+        TrialState::Cancelled,
+    ];
+
     /// Whether the trial will not run again.
     pub fn is_finished(self) -> bool {
         !matches!(self, TrialState::Queued | TrialState::Running)

@@ -101,12 +101,14 @@ impl Store {
         Ok(removed)
     }
 
-    /// Finishes every purge a previous process left unfinished (at open).
-    pub(crate) fn finish_purges(&self) -> Result<(), StoreError> {
-        for name in self.pending_purges()? {
-            self.purge(&name)?;
+    /// Finishes every purge a previous process left unfinished (at open); returns the
+    /// studies it finished deleting.
+    pub(crate) fn finish_purges(&self) -> Result<Vec<String>, StoreError> {
+        let names = self.pending_purges()?;
+        for name in &names {
+            self.purge(name)?;
         }
-        Ok(())
+        Ok(names)
     }
 }
 
@@ -149,6 +151,7 @@ mod tests {
         // Killed before the purge: the next open finishes it.
         drop(store);
         let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.purged_at_open(), ["big"]);
         assert!(!store.purging("big").unwrap());
         assert!(store.trials("big").unwrap().is_empty());
         assert!(store.reports("big", 3).unwrap().is_empty());

@@ -144,6 +144,8 @@ pub struct Store {
     synced: Condvar,
     /// Set when the store must not seal itself on drop (it was refused as damaged).
     sealed: std::sync::atomic::AtomicBool,
+    /// Deleted studies whose purge a previous process left unfinished and this open finished.
+    purged_at_open: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Drop for Store {
@@ -251,7 +253,8 @@ impl Store {
             return Err(e);
         }
         crate::damage::unseal(dir);
-        store.finish_purges()?;
+        let purged = store.finish_purges()?;
+        let _ = store.purged_at_open.set(purged);
         Ok(store)
     }
 
@@ -298,6 +301,7 @@ impl Store {
             syncs: Mutex::default(),
             synced: Condvar::new(),
             sealed: std::sync::atomic::AtomicBool::new(false),
+            purged_at_open: std::sync::OnceLock::new(),
             db,
         };
         if found.is_none() {
@@ -328,6 +332,12 @@ impl Store {
         };
         *store.lock_writer() = persisted.max(after_last);
         Ok(store)
+    }
+
+    /// Deleted studies whose removal a previous process left unfinished (it was killed during
+    /// a delete) and [`Store::open`] finished.
+    pub fn purged_at_open(&self) -> &[String] {
+        self.purged_at_open.get().map_or(&[], Vec::as_slice)
     }
 
     /// The directory the store lives in.

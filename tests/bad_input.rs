@@ -324,7 +324,7 @@ fn daemon_refuses_bad_input_and_keeps_serving() {
         ("unknown endpoint", "GET", "/v1/nope".into(), Vec::new(), 404, vec!["no such API endpoint"]),
         ("unknown endpoint outside /v1", "GET", "/".into(), Vec::new(), 404, vec!["no such API endpoint"]),
         ("POST to a GET endpoint", "POST", "/v1/studies/ext/trials".into(), Vec::new(), 405, vec!["POST", "GET"]),
-        ("DELETE a study", "DELETE", "/v1/studies/ext".into(), Vec::new(), 405, vec!["DELETE"]),
+        ("PUT a study", "PUT", "/v1/studies/ext".into(), Vec::new(), 405, vec!["PUT"]),
         ("import of garbage", "POST", "/v1/import".into(), b"garbage\nmore garbage\n".to_vec(), 400, vec!["line 1"]),
         ("import, garbage on line 2", "POST", "/v1/import".into(), valid_then_garbage.into_bytes(), 400, vec!["line 2"]),
         ("import of an existing study", "POST", "/v1/import".into(), format!("{study_line}\n").into_bytes(), 409, vec!["ext"]),

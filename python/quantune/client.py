@@ -51,6 +51,8 @@ ENDPOINTS: Tuple[Tuple[str, str], ...] = (
     ("POST", "/v1/studies/{name}/enqueue"),
     ("POST", "/v1/studies/{name}/import"),
     ("GET", "/v1/studies/{name}/export"),
+    ("DELETE", "/v1/studies/{name}"),
+    ("POST", "/v1/studies/{name}/extend"),
 )
 
 
@@ -259,6 +261,32 @@ class Client:
     def cancel(self, name: str) -> Dict[str, Any]:
         """Cancels the study (queued trials cancelled, running ones stopped)."""
         return self.request("POST", f"/v1/studies/{_quote(name)}/cancel")
+
+    def delete(self, name: str) -> Dict[str, Any]:
+        """Deletes the study and every trial of it (running ones are stopped first).
+
+        Returns ``{"name": …, "trials": N}``; there is no undo (export it first to keep it).
+        """
+        return self.request("DELETE", f"/v1/studies/{_quote(name)}")
+
+    def extend(
+        self,
+        name: str,
+        max_trials: Optional[int] = None,
+        max_wall: Optional[str] = None,
+        max_gpu_hours: Optional[float] = None,
+    ) -> Dict[str, Any]:
+        """Raises the study's budgets (a completed study runs again). Returns the study object."""
+        body = {
+            k: v
+            for k, v in (
+                ("max_trials", max_trials),
+                ("max_wall", max_wall),
+                ("max_gpu_hours", max_gpu_hours),
+            )
+            if v is not None
+        }
+        return self.request("POST", f"/v1/studies/{_quote(name)}/extend", body)
 
     def export(self, name: str) -> str:
         """The study as JSON lines (the study line, then one line per trial)."""

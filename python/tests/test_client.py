@@ -297,6 +297,26 @@ class StudyTest(unittest.TestCase):
         self.assertEqual(s.trials(), [])
 
 
+    def test_extend_then_delete(self) -> None:
+        c = client()
+        s = Study.create(
+            "extend-delete", space=SPACE, objectives={"y": "minimize"}, max_trials=1, client=c
+        )
+        s.optimize(lambda t: 1.0)
+        self.assertEqual(c.study("extend-delete")["state"], "completed")
+        reopened = c.extend("extend-delete", max_trials=2)
+        self.assertEqual((reopened["state"], reopened["max_trials"]), ("running", 2))
+        s.optimize(lambda t: 2.0)
+        self.assertEqual(len(s.trials()), 2)
+        with self.assertRaises(ApiError) as e:
+            c.extend("extend-delete", max_trials=1)
+        self.assertEqual(e.exception.status, 400)
+        self.assertEqual(c.delete("extend-delete"), {"name": "extend-delete", "trials": 2})
+        with self.assertRaises(ApiError) as e:
+            c.study("extend-delete")
+        self.assertEqual(e.exception.status, 404)
+
+
 class DocsTest(unittest.TestCase):
     def test_the_documented_example_runs(self) -> None:
         with open(os.path.join(REPO, "docs", "PYTHON.md"), encoding="utf-8") as f:

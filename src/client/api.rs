@@ -5,8 +5,8 @@ use crate::client::http::{segment, Client, ClientError};
 use crate::model::leaderboard::Row;
 use crate::model::results::ImportRequest;
 use crate::model::wire::{
-    AskReply, DaemonStatus, LogStream, ReportRequest, StudySummary, SubmitRequest, TellRequest,
-    TrialLog, TrialView,
+    AskReply, CopyRequest, DaemonStatus, DeleteReply, ExtendRequest, LogStream, NoteRequest,
+    ReportRequest, StudySummary, SubmitRequest, TagRequest, TellRequest, TrialLog, TrialView,
 };
 use hyper::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -180,11 +180,87 @@ impl Client {
         .await
     }
 
-    /// `POST /v1/import`: export (or backup) JSON lines; the reply counts what was imported.
-    pub async fn import_export(&self, data: Vec<u8>) -> Result<serde_json::Value, ClientError> {
-        let reply = self.call(Method::POST, "/v1/import", Some(data)).await?;
+    /// `POST /v1/import[?as=NAME]`: export (or backup) JSON lines, the one study renamed when
+    /// `to` is given; the reply counts what was imported.
+    pub async fn import_export(
+        &self,
+        data: Vec<u8>,
+        to: Option<&str>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let path = match to {
+            Some(to) => format!("/v1/import?as={}", segment(to)),
+            None => "/v1/import".to_string(),
+        };
+        let reply = self.call(Method::POST, &path, Some(data)).await?;
         serde_json::from_slice(&reply)
             .map_err(|e| ClientError(format!("unexpected reply from the daemon: {e}")))
+    }
+
+    /// `DELETE /v1/studies/{name}`: stops its running trials, then removes it.
+    pub async fn delete(&self, name: &str) -> Result<DeleteReply, ClientError> {
+        self.json(Method::DELETE, &study_path(name), None).await
+    }
+
+    /// `POST /v1/studies/{name}/extend`: raises its budgets (a completed study runs again).
+    pub async fn extend(
+        &self,
+        name: &str,
+        req: &ExtendRequest,
+    ) -> Result<StudySummary, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("{}/extend", study_path(name)),
+            body(req)?,
+        )
+        .await
+    }
+
+    /// `POST /v1/studies/{name}/tags`: adds and removes tags.
+    pub async fn tag(&self, name: &str, req: &TagRequest) -> Result<StudySummary, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("{}/tags", study_path(name)),
+            body(req)?,
+        )
+        .await
+    }
+
+    /// `POST /v1/studies/{name}/note`: sets the study's notes.
+    pub async fn study_note(&self, name: &str, note: &str) -> Result<StudySummary, ClientError> {
+        let req = NoteRequest { note: note.into() };
+        self.json(
+            Method::POST,
+            &format!("{}/note", study_path(name)),
+            body(&req)?,
+        )
+        .await
+    }
+
+    /// `POST /v1/studies/{name}/trials/{trial}/note`: sets a trial's note.
+    pub async fn trial_note(
+        &self,
+        name: &str,
+        trial: u64,
+        note: &str,
+    ) -> Result<TrialView, ClientError> {
+        let req = NoteRequest { note: note.into() };
+        self.json(
+            Method::POST,
+            &format!("{}/trials/{trial}/note", study_path(name)),
+            body(&req)?,
+        )
+        .await
+    }
+
+    /// `POST /v1/studies/{name}/copy`: a new, independent study `to` with every trial.
+    pub async fn copy(&self, name: &str, to: &str) -> Result<StudySummary, ClientError> {
+        let req = CopyRequest { to: to.into() };
+        self.json(
+            Method::POST,
+            &format!("{}/copy", study_path(name)),
+            body(&req)?,
+        )
+        .await
     }
 
     /// `GET /v1/backup`: every study as one consistent export.

@@ -151,7 +151,11 @@ pub enum Command {
         file: PathBuf,
     },
     /// List studies.
-    Studies,
+    Studies {
+        /// Only studies with this tag (repeat: all of them).
+        #[arg(long)]
+        tag: Vec<String>,
+    },
     /// Daemon status (slots, GPUs, studies), or one study's.
     Status {
         /// A study name.
@@ -267,6 +271,58 @@ pub enum Command {
         /// Check every row and report; import nothing.
         #[arg(long, requires = "files")]
         dry_run: bool,
+        /// Import the export's one study under this name (a copy next to the original).
+        #[arg(long = "as", value_name = "NAME", conflicts_with = "files")]
+        to: Option<String>,
+    },
+    /// Delete a study with every trial and report of it; running trials are stopped first.
+    ///
+    /// Asks for confirmation on a terminal; elsewhere (scripts, pipes) it needs --yes.
+    Delete {
+        /// The study.
+        study: String,
+        /// Do not ask.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Raise a study's budgets; a completed study runs again, its strategy going on from the
+    /// trials it has. Cancelled and failed studies stay ended.
+    Extend {
+        /// The study.
+        study: String,
+        /// New budget.max_trials (not below the current one).
+        #[arg(long)]
+        max_trials: Option<u64>,
+        /// New budget.max_wall, counted from the study's creation, e.g. 24h.
+        #[arg(long)]
+        max_wall: Option<String>,
+        /// New budget.max_gpu_hours.
+        #[arg(long)]
+        max_gpu_hours: Option<f64>,
+    },
+    /// Copy a study, every trial and report, to a new study that shares nothing with it.
+    Copy {
+        /// The study to copy.
+        study: String,
+        /// The new study's name.
+        to: String,
+    },
+    /// Add (+TAG or TAG) and remove (-TAG) tags of a study; with none, print its tags.
+    Tag {
+        /// The study.
+        study: String,
+        /// +TAG, TAG or -TAG, as many as needed.
+        #[arg(allow_hyphen_values = true, value_name = "+TAG|-TAG")]
+        changes: Vec<String>,
+    },
+    /// Set the notes of a study (STUDY TEXT) or of one trial (STUDY TRIAL TEXT); an empty
+    /// TEXT removes them.
+    Note {
+        /// The study.
+        study: String,
+        /// TEXT, or TRIAL TEXT.
+        #[arg(value_name = "[TRIAL] TEXT", num_args = 1..=2, required = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Queue a configuration to run before the strategy's next suggestion.
     ///

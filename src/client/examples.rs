@@ -34,7 +34,11 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         "quantune submit configs/quickstart.toml",
         "quantune submit study.toml --url http://gpu-box:7707 --token-file ~/.quantune-token",
     ]),
-    ("studies", &["quantune studies", "quantune studies --format csv > studies.csv"]),
+    ("studies", &[
+        "quantune studies",
+        "quantune studies --format csv > studies.csv",
+        "quantune studies --tag baseline --format json",
+    ]),
     ("status", &["quantune status", "quantune status gemma1b-qat"]),
     ("trials", &[
         "quantune trials gemma1b-qat",
@@ -65,9 +69,30 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
     ("import", &[
         "quantune import backup.jsonl",
         "quantune export old | quantune import -",
+        "quantune import --as gemma1b-qat-2 gemma1b-qat.jsonl  # beside the original",
         "quantune import gemma1b-qat results/ --dry-run",
         "quantune import gemma1b-qat runs.csv --map lr=learning_rate --map lat=latency_ms",
         "quantune import gemma1b-qat runs/*.json --mapping mapping.toml --skip-invalid",
+    ]),
+    ("delete", &[
+        "quantune delete old-sweep",
+        "quantune delete old-sweep --yes",
+    ]),
+    ("extend", &[
+        "quantune extend gemma1b-qat --max-trials 60",
+        "quantune extend gemma1b-qat --max-wall 24h --max-gpu-hours 40",
+    ]),
+    ("copy", &[
+        "quantune copy gemma1b-qat gemma1b-qat-wider",
+    ]),
+    ("tag", &[
+        "quantune tag gemma1b-qat +baseline +int4",
+        "quantune tag gemma1b-qat -int4",
+    ]),
+    ("note", &[
+        "quantune note gemma1b-qat \"int4 looks promising; try lr 1e-4\"",
+        "quantune note gemma1b-qat 7 \"loss spike at step 300\"",
+        "quantune note gemma1b-qat 7 \"\"",
     ]),
     ("enqueue", &[
         "quantune enqueue gemma1b-qat --params '{\"learning_rate\": 3e-4, \"quantization\": \"int8\"}'",

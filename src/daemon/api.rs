@@ -152,7 +152,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(crate::model::openapi::document()) }),
         )
         .route("/v1/studies", get(studies).post(submit))
-        .route("/v1/studies/{name}", get(study))
+        .route("/v1/studies/{name}", get(study).delete(delete_study))
         .route("/v1/studies/{name}/trials", get(trials))
         .route("/v1/studies/{name}/trials/{n}", get(trial))
         .route("/v1/studies/{name}/leaderboard", get(leaderboard))
@@ -173,7 +173,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/studies/{name}/import",
             post(import_results).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
-        .route("/v1/studies/{name}/enqueue", post(enqueue));
+        .route("/v1/studies/{name}/enqueue", post(enqueue))
+        .route("/v1/studies/{name}/extend", post(extend))
+        .route("/v1/studies/{name}/tags", post(tag))
+        .route("/v1/studies/{name}/note", post(study_note))
+        .route("/v1/studies/{name}/trials/{n}/note", post(trial_note))
+        .route("/v1/studies/{name}/copy", post(copy));
     let routes = if state.web {
         routes.merge(crate::daemon::web::routes())
     } else {
@@ -426,8 +431,27 @@ async fn backup(State(s): State<AppState>) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], data).into_response())
 }
 
-async fn import(State(s): State<AppState>, bytes: Bytes) -> ApiResult<Response> {
-    let summary = s.scheduler.import(bytes.to_vec()).await?;
+/// The query of `POST /v1/import`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    /// Import the file's one study under this name.
+    #[serde(rename = "as")]
+    to: Option<String>,
+}
+
+async fn import(
+    State(s): State<AppState>,
+    q: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let Query(q) = q.map_err(|e| {
+        bad(format!(
+            "invalid query: {} (allowed: as=NAME)",
+            e.body_text()
+        ))
+    })?;
+    let summary = s.scheduler.import_as(bytes.to_vec(), q.to).await?;
     Ok(
         Json(serde_json::json!({ "studies": summary.studies, "trials": summary.trials }))
             .into_response(),
@@ -513,4 +537,56 @@ async fn enqueue(
     let req: EnqueueRequest = body(&bytes)?;
     let trial = s.scheduler.enqueue(&name, req.params).await?;
     Ok((StatusCode::CREATED, Json(trial)).into_response())
+}
+
+async fn delete_study(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    Ok(Json(s.scheduler.delete(&name).await?).into_response())
+}
+
+async fn extend(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: crate::model::wire::ExtendRequest = body(&bytes)?;
+    Ok(Json(s.scheduler.extend(&name, req).await?).into_response())
+}
+
+async fn tag(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: crate::model::wire::TagRequest = body(&bytes)?;
+    Ok(Json(s.scheduler.tag(&name, req).await?).into_response())
+}
+
+async fn study_note(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: crate::model::wire::NoteRequest = body(&bytes)?;
+    Ok(Json(s.scheduler.study_note(&name, req.note).await?).into_response())
+}
+
+async fn trial_note(
+    State(s): State<AppState>,
+    Path((name, n)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let n = trial_number(&n)?;
+    let req: crate::model::wire::NoteRequest = body(&bytes)?;
+    Ok(Json(s.scheduler.trial_note(&name, n, req.note).await?).into_response())
+}
+
+async fn copy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: crate::model::wire::CopyRequest = body(&bytes)?;
+    s.scheduler.copy(&name, &req.to).await?;
+    let copy = s.scheduler.study(&req.to)?;
+    Ok((StatusCode::CREATED, Json(copy)).into_response())
 }

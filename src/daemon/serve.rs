@@ -100,6 +100,9 @@ pub fn open_store(state_dir: &Path) -> Result<Arc<Store>> {
              been acknowledged, so a client's retry writes it again"
         );
     }
+    for name in store.purged_at_open() {
+        tracing::warn!(study = %name, "finished deleting study '{name}': the previous process was stopped during its delete");
+    }
     Ok(Arc::new(store))
 }
 

@@ -9,6 +9,7 @@ pub mod leaderboard;
 pub mod metrics;
 pub mod openapi;
 pub mod preflight;
+pub mod rename;
 pub mod results;
 pub mod study;
 pub mod suggest;

@@ -20,6 +20,12 @@ pub struct StudyDefinition {
     pub name: String,
     /// Free text.
     pub description: Option<String>,
+    /// Labels for finding the study (`studies --tag x`); changed by `quantune tag`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// A user's notes on the study; changed by `quantune note`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     /// The seed every random choice of the study derives from.
     pub seed: u64,
     /// Whether the seed came from the file (else it was drawn at submission).
@@ -242,6 +248,9 @@ struct RawStudy {
     name: String,
     description: Option<String>,
     seed: Option<i64>,
+    #[serde(default)]
+    tags: Vec<String>,
+    notes: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -355,6 +364,68 @@ const DEFAULT_TIMEOUT_SECS: f64 = 24.0 * 3600.0;
 /// Names a command template may use besides the parameters.
 const BUILTIN_PLACEHOLDERS: &[&str] = &["trial", "study"];
 
+/// Tags a study may have at most.
+pub const MAX_TAGS: usize = 16;
+
+/// Longest note (study or trial), in bytes.
+pub const MAX_NOTE: usize = 4096;
+
+/// Checks a study name: 1 to 64 characters from `a-z`, `0-9`, `_` and `-`.
+pub fn check_study_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        // Debug form: control characters in a hostile name are shown escaped, not printed.
+        Err(format!(
+            "{name:?} is not a valid study name: use 1 to 64 characters from a-z, 0-9, '_' and '-'"
+        ))
+    }
+}
+
+/// Checks a tag: 1 to 32 characters from letters, digits, `_`, `-`, `.` and `:`, starting
+/// with a letter or digit (so that `+tag`/`-tag` on the command line are unambiguous).
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&tag.len())
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tag:?} is not a valid tag: use 1 to 32 characters from letters, digits, '_', '-', '.' and ':', starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks a note: at most [`MAX_NOTE`] bytes, no control characters but newlines and tabs.
+pub fn check_note(note: &str) -> Result<(), String> {
+    if note.len() > MAX_NOTE {
+        return Err(format!(
+            "a note is at most {MAX_NOTE} bytes (got {})",
+            note.len()
+        ));
+    }
+    if let Some(c) = note
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(format!(
+            "a note may not contain the control character {c:?} (newlines and tabs are fine)"
+        ));
+    }
+    Ok(())
+}
+
 /// Reads and validates a study file from disk.
 pub fn load(path: &Path) -> Result<(StudyDefinition, String), StudyError> {
     let file = path.display().to_string();
@@ -430,17 +501,24 @@ fn validate(
 
     // [study]
     let name = raw.study.name;
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
+    check_study_name(&name).map_err(|m| e("study.name", m))?;
+    for (i, tag) in raw.study.tags.iter().enumerate() {
+        check_tag(tag).map_err(|m| e(&format!("study.tags[{i}]"), m))?;
+        if raw.study.tags[..i].contains(tag) {
+            return Err(e(
+                &format!("study.tags[{i}]"),
+                format!("tag \"{tag}\" is listed twice"),
+            ));
+        }
+    }
+    if raw.study.tags.len() > MAX_TAGS {
         return Err(e(
-            "study.name",
-            // Debug form: control characters in a hostile name are shown escaped, not printed.
-            format!("{name:?} is not a valid study name: use 1 to 64 characters from a-z, 0-9, '_' and '-'"),
+            "study.tags",
+            format!("at most {MAX_TAGS} tags (got {})", raw.study.tags.len()),
         ));
+    }
+    if let Some(n) = &raw.study.notes {
+        check_note(n).map_err(|m| e("study.notes", m))?;
     }
     let (seed, seed_given) = match raw.study.seed {
         Some(s) if s < 0 => {
@@ -816,6 +894,8 @@ fn validate(
     Ok(StudyDefinition {
         name,
         description: raw.study.description,
+        tags: raw.study.tags,
+        notes: raw.study.notes.filter(|n| !n.trim().is_empty()),
         seed,
         seed_given,
         objectives,

@@ -60,6 +60,9 @@ pub struct TrialView {
     /// A result imported from a file (`quantune import STUDY FILES…`), not run here.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub imported: bool,
+    /// A user's note (`quantune note STUDY TRIAL "text"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<&TrialRecord> for TrialView {
@@ -84,6 +87,7 @@ impl From<&TrialRecord> for TrialView {
             started_at: t.started_at,
             finished_at: t.finished_at,
             imported: t.imported,
+            note: t.note.clone(),
         }
     }
 }
@@ -99,6 +103,12 @@ pub struct StudySummary {
     pub message: Option<String>,
     /// Free text from the study file.
     pub description: Option<String>,
+    /// Labels (`[study] tags`, `quantune tag`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A user's notes on the study (`[study] notes`, `quantune note`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     /// Strategy kind.
     pub strategy: String,
     /// `command` or `external`.
@@ -277,4 +287,57 @@ pub struct TrialLog {
     pub running: bool,
     /// Whether the file exists yet (an attempt that has not started, or failed to, has none).
     pub exists: bool,
+}
+
+/// Body of `POST /v1/studies/{name}/extend`: the budgets to raise (at least one). A
+/// completed study runs again; see docs/API.md.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    /// New `budget.max_trials` (not below the current one).
+    #[serde(default)]
+    pub max_trials: Option<u64>,
+    /// New `budget.max_wall`, a duration such as `"12h"` (from the study's creation).
+    #[serde(default)]
+    pub max_wall: Option<String>,
+    /// New `budget.max_gpu_hours`.
+    #[serde(default)]
+    pub max_gpu_hours: Option<f64>,
+}
+
+/// Body of `POST /v1/studies/{name}/tags`: tags to add and to remove.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// Tags to add (present ones are kept once).
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Tags to remove (absent ones are ignored).
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Body of `POST /v1/studies/{name}/note` and `POST …/trials/{n}/note`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    /// The note; an empty one removes it.
+    pub note: String,
+}
+
+/// Body of `POST /v1/studies/{name}/copy`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyRequest {
+    /// The new study's name.
+    pub to: String,
+}
+
+/// Reply of `DELETE /v1/studies/{name}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct DeleteReply {
+    /// The study deleted.
+    pub name: String,
+    /// How many trials it had.
+    pub trials: u64,
 }

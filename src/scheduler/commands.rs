@@ -44,7 +44,10 @@ impl Core {
                 self.report(&name, n, step, values, reply)
             }
             Command::Tell(name, n, outcome, reply) => self.tell(&name, n, outcome, reply),
-            Command::Import(data, reply) => self.import(&data, reply),
+            Command::Import(data, to, reply) => {
+                let r = self.import(data, to.as_deref());
+                self.turn.reply(reply, r);
+            }
             Command::ImportResults(name, results, reply) => {
                 self.import_results(&name, results, reply)
             }
@@ -59,11 +62,17 @@ impl Core {
                     .map_err(SchedulerError::from_store);
                 let _ = reply.send(r);
             }
+            Command::Delete(name, reply) => self.delete(&name, reply),
+            Command::Extend(name, req, reply) => self.extend(&name, req, reply),
+            Command::Tag(name, req, reply) => self.tag(&name, req, reply),
+            Command::StudyNote(name, note, reply) => self.study_note(&name, note, reply),
+            Command::TrialNote(name, n, note, reply) => self.trial_note(&name, n, note, reply),
+            Command::Copy(name, to, reply) => self.copy(&name, &to, reply),
         }
     }
 
     /// Replies with a study's summary as published at the end of this turn.
-    fn reply_summary(&mut self, name: &str, reply: Reply<StudySummary>) {
+    pub(super) fn reply_summary(&mut self, name: &str, reply: Reply<StudySummary>) {
         let snapshots = self.snapshots.clone();
         let name = name.to_string();
         self.turn.touched.insert(name.clone());
@@ -106,6 +115,8 @@ impl Core {
                 "a study named '{}' already exists; choose another [study] name",
                 def.name
             )))
+        } else if let Err(e) = self.name_free(&def.name) {
+            Err(e)
         } else {
             Ok(())
         };
@@ -172,7 +183,11 @@ impl Core {
 
     fn cancel(&mut self, name: &str, reply: Reply<StudySummary>) {
         let Core {
-            env, studies, turn, ..
+            env,
+            studies,
+            turn,
+            slots,
+            ..
         } = self;
         let Some((rt, reply)) = study_or_reply(studies, name, reply) else {
             return;
@@ -184,21 +199,7 @@ impl Core {
             ))));
             return;
         }
-        for w in std::mem::take(&mut rt.wants) {
-            match w {
-                Want::Slot { slot, .. } => self.slots.release(&slot),
-                Want::Ask(r) => {
-                    let _ = r.send(Err(SchedulerError::Conflict(format!(
-                        "study '{name}' was cancelled"
-                    ))));
-                }
-                Want::Enqueue(_, r) => {
-                    let _ = r.send(Err(SchedulerError::Conflict(format!(
-                        "study '{name}' was cancelled"
-                    ))));
-                }
-            }
-        }
+        drop_wants(slots, rt, "cancelled");
         stop_study(
             env,
             rt,
@@ -348,26 +349,41 @@ impl Core {
         turn.reply(reply, view);
     }
 
-    fn import(&mut self, data: &[u8], reply: Reply<quantune_state::ImportSummary>) {
-        if let Err(e) = check_import(data) {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        let summary = match self.env.store.import(&mut std::io::Cursor::new(data)) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = reply.send(Err(SchedulerError::from_store(e)));
-                return;
-            }
+    /// Imports export JSON lines (their one study renamed to `to`, when given) and loads the
+    /// studies. Every study must be new to this daemon.
+    pub(super) fn import(
+        &mut self,
+        data: Vec<u8>,
+        to: Option<&str>,
+    ) -> super::Result<quantune_state::ImportSummary> {
+        let data = match to {
+            Some(to) => crate::model::rename::rename_export(&data, to)
+                .map_err(SchedulerError::BadRequest)?,
+            None => data,
         };
+        for name in check_import(&data)? {
+            if self.studies.contains_key(&name) {
+                let hint = if to.is_some() {
+                    "choose another name for --as".to_string()
+                } else {
+                    format!("import it under another name with `quantune import --as NEW_NAME FILE`, or delete the old one first (`quantune delete {name}`)")
+                };
+                return Err(SchedulerError::Conflict(format!(
+                    "a study named '{name}' already exists on this daemon; {hint}"
+                )));
+            }
+            self.name_free(&name)?;
+        }
+        let summary = self
+            .env
+            .store
+            .import(&mut std::io::Cursor::new(&data))
+            .map_err(SchedulerError::from_store)?;
         for name in &summary.studies {
             let record = match self.env.store.study(name) {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
-                Err(e) => {
-                    let _ = reply.send(Err(SchedulerError::from_store(e)));
-                    return;
-                }
+                Err(e) => return Err(SchedulerError::from_store(e)),
             };
             // Trials that were running where the study was exported run nowhere here.
             if let Err(e) = self.load_study(record, IMPORT_REASON) {
@@ -385,7 +401,7 @@ impl Core {
                 }
             }
         }
-        self.turn.reply(reply, Ok(summary));
+        Ok(summary)
     }
 
     /// Stores results measured elsewhere (`quantune import STUDY FILES…`) as finished trials
@@ -548,8 +564,30 @@ impl Core {
     }
 }
 
+/// Answers the wants of a study that stops handing out trials: slots taken for a new trial
+/// are freed, asks and enqueues are refused (`why`: "cancelled", "deleted").
+pub(super) fn drop_wants(
+    slots: &mut crate::gpu::slots::SlotPool,
+    rt: &mut StudyRuntime,
+    why: &str,
+) {
+    let name = rt.name().to_string();
+    let refused = || SchedulerError::Conflict(format!("study '{name}' was {why}"));
+    for w in std::mem::take(&mut rt.wants) {
+        match w {
+            Want::Slot { slot, .. } => slots.release(&slot),
+            Want::Ask(r) => {
+                let _ = r.send(Err(refused()));
+            }
+            Want::Enqueue(_, r) => {
+                let _ = r.send(Err(refused()));
+            }
+        }
+    }
+}
+
 /// Study `name`, with the reply handed back; or `None` after replying that there is none.
-fn study_or_reply<'a, T>(
+pub(super) fn study_or_reply<'a, T>(
     studies: &'a mut std::collections::BTreeMap<String, StudyRuntime>,
     name: &str,
     reply: Reply<T>,
@@ -613,7 +651,8 @@ fn convert_params(
 /// Checks what the store's own format checks do not: that every imported study is one this
 /// scheduler can load (readable definition, a known strategy, trials numbered without gaps).
 /// The store keeps what it imports, so an unloadable study must be refused before that.
-fn check_import(data: &[u8]) -> Result<(), SchedulerError> {
+/// Returns the names of the studies in it.
+fn check_import(data: &[u8]) -> Result<Vec<String>, SchedulerError> {
     use quantune_state::ExportLine;
     let text = std::str::from_utf8(data).map_err(|e| {
         SchedulerError::BadRequest(format!("import: the data is not UTF-8 text ({e})"))
@@ -631,9 +670,10 @@ fn check_import(data: &[u8]) -> Result<(), SchedulerError> {
                 }
             }
             // The store's import names the malformed line.
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(studies.into_iter().map(|s| s.1.name).collect()),
         }
     }
+    let names = studies.iter().map(|s| s.1.name.clone()).collect();
     for (line, record, mut trials) in studies {
         trials.sort_by_key(|t| t.number);
         let name = record.name.clone();
@@ -641,5 +681,5 @@ fn check_import(data: &[u8]) -> Result<(), SchedulerError> {
             SchedulerError::BadRequest(format!("import line {line}: study '{name}': {e}"))
         })?;
     }
-    Ok(())
+    Ok(names)
 }

@@ -38,6 +38,7 @@ impl SchedulerError {
                 "a study named '{n}' already exists; choose another [study] name"
             )),
             StoreError::NoStudy(n) => SchedulerError::NotFound(format!("no study named '{n}'")),
+            StoreError::BeingDeleted(_) => SchedulerError::Conflict(e.to_string()),
             StoreError::Import { .. } => SchedulerError::BadRequest(e.to_string()),
             other => SchedulerError::Internal(format!("{other}{}", disk_hint(&other))),
         }

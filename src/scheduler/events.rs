@@ -115,6 +115,9 @@ impl Core {
     pub fn internal(&mut self, m: Internal) {
         match m {
             Internal::Suggested { study, n, results } => self.suggested(&study, n, results),
+            Internal::Purged(name) => {
+                self.purging.remove(&name);
+            }
         }
     }
 

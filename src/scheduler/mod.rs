@@ -28,6 +28,7 @@ pub mod commands;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod manage;
 pub mod notice;
 pub mod snapshot;
 pub mod study;
@@ -120,7 +121,11 @@ pub(crate) enum Command {
     Ask(String, Reply<(u64, Params)>),
     Report(String, u64, u64, BTreeMap<String, f64>, Reply<bool>),
     Tell(String, u64, TellOutcome, Reply<TrialView>),
-    Import(Vec<u8>, Reply<quantune_state::ImportSummary>),
+    Import(
+        Vec<u8>,
+        Option<String>,
+        Reply<quantune_state::ImportSummary>,
+    ),
     ImportResults(
         String,
         Vec<crate::model::results::ImportedResult>,
@@ -128,6 +133,16 @@ pub(crate) enum Command {
     ),
     Enqueue(String, Params, Reply<TrialView>),
     Backup(Reply<Vec<u8>>),
+    Delete(String, Reply<crate::model::wire::DeleteReply>),
+    Extend(
+        String,
+        crate::model::wire::ExtendRequest,
+        Reply<StudySummary>,
+    ),
+    Tag(String, crate::model::wire::TagRequest, Reply<StudySummary>),
+    StudyNote(String, String, Reply<StudySummary>),
+    TrialNote(String, u64, String, Reply<TrialView>),
+    Copy(String, String, Reply<quantune_state::ImportSummary>),
 }
 
 /// What a new trial is wanted for: it decides what happens once its parameters are known.
@@ -148,6 +163,8 @@ pub(crate) enum Internal {
         n: u64,
         results: Vec<std::result::Result<Params, StrategyError>>,
     },
+    /// A deleted study's records are all removed from the store: its name is free again.
+    Purged(String),
 }
 
 /// What the loop needs besides the studies: the store, where trials run, and the machine.
@@ -205,6 +222,10 @@ pub(crate) struct Core {
     pub inbox_rx: mpsc::UnboundedReceiver<Internal>,
     /// The queue to the webhook notifier, when the daemon has `[[notify]]` targets.
     pub notices: Option<notice::Notices>,
+    /// Studies being deleted, waiting for their running trials to stop, with the replies.
+    pub deleting: BTreeMap<String, Vec<Reply<crate::model::wire::DeleteReply>>>,
+    /// Deleted studies whose records are still being removed: their names are not free yet.
+    pub purging: std::collections::BTreeSet<String>,
 }
 
 /// The handle everything else holds: it sends commands to the loop and reads its snapshots.
@@ -280,6 +301,8 @@ impl Scheduler {
             finished_tx: finished_tx.clone(),
             inbox_rx,
             notices: None,
+            deleting: BTreeMap::new(),
+            purging: Default::default(),
         };
         core.load_all()?;
         core.apply()?;
@@ -350,6 +373,7 @@ impl Scheduler {
                 taken += 1;
             }
             core.dispatch();
+            core.finish_deletes();
             if let Err(e) = core.apply() {
                 let _ = self.fatal.set(e.to_string());
                 return Err(e);
@@ -423,7 +447,58 @@ impl Scheduler {
 
     /// Imports exported JSON lines as new studies and loads them.
     pub async fn import(&self, data: Vec<u8>) -> Result<quantune_state::ImportSummary> {
-        self.call(|r| Command::Import(data, r)).await
+        self.import_as(data, None).await
+    }
+
+    /// Imports an export, its one study renamed to `to` when given (`import --as`).
+    pub async fn import_as(
+        &self,
+        data: Vec<u8>,
+        to: Option<String>,
+    ) -> Result<quantune_state::ImportSummary> {
+        self.call(|r| Command::Import(data, to, r)).await
+    }
+
+    /// Deletes a study: its running trials are stopped first, then it and every trial and
+    /// report of it leave the store.
+    pub async fn delete(&self, name: &str) -> Result<crate::model::wire::DeleteReply> {
+        self.call(|r| Command::Delete(name.into(), r)).await
+    }
+
+    /// Raises a study's budgets; a completed study runs again.
+    pub async fn extend(
+        &self,
+        name: &str,
+        req: crate::model::wire::ExtendRequest,
+    ) -> Result<StudySummary> {
+        self.call(|r| Command::Extend(name.into(), req, r)).await
+    }
+
+    /// Adds and removes a study's tags.
+    pub async fn tag(
+        &self,
+        name: &str,
+        req: crate::model::wire::TagRequest,
+    ) -> Result<StudySummary> {
+        self.call(|r| Command::Tag(name.into(), req, r)).await
+    }
+
+    /// Sets (or, empty, removes) a study's notes.
+    pub async fn study_note(&self, name: &str, note: String) -> Result<StudySummary> {
+        self.call(|r| Command::StudyNote(name.into(), note, r))
+            .await
+    }
+
+    /// Sets (or, empty, removes) a trial's note.
+    pub async fn trial_note(&self, name: &str, n: u64, note: String) -> Result<TrialView> {
+        self.call(|r| Command::TrialNote(name.into(), n, note, r))
+            .await
+    }
+
+    /// Copies a study (every trial and report) to a new, independent study `to`.
+    pub async fn copy(&self, name: &str, to: &str) -> Result<quantune_state::ImportSummary> {
+        self.call(|r| Command::Copy(name.into(), to.into(), r))
+            .await
     }
 
     /// Stores results measured elsewhere as finished trials marked `imported`; returns them

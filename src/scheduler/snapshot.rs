@@ -89,6 +89,8 @@ impl StudySnapshot {
             state: self.record.state.as_str().to_string(),
             message: self.record.message.clone(),
             description: self.def.description.clone(),
+            tags: self.def.tags.clone(),
+            notes: self.def.notes.clone(),
             strategy: self.def.strategy.kind.clone(),
             workload: self.def.trial.workload.name().into(),
             max_trials: self.def.budget.max_trials,
@@ -257,6 +259,14 @@ impl Snapshots {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, Arc::new(snap));
+    }
+
+    /// Drops a deleted study's snapshot.
+    pub(crate) fn remove(&self, name: &str) {
+        self.studies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 
     /// Publishes the daemon-wide figures.

@@ -668,3 +668,51 @@ async fn a_study_whose_every_trial_failed_ends_failed_with_the_first_reason() {
         .await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn delete_waits_for_running_trials_then_frees_the_slot_and_the_name() {
+    let h = Harness::start(1, 0);
+    h.submit("d", "max_trials = 5", CMD, "").await;
+    h.until("started", |h| h.fake.started().len() == 1).await;
+    let sched = h.sched.clone();
+    let deleting = tokio::spawn(async move { sched.delete("d").await });
+    h.until("the running trial asked to stop", |h| {
+        h.fake.cancelled().len() == 1
+    })
+    .await;
+    // The reply waits for the trial's end; meanwhile the study is still there, cancelled.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!deleting.is_finished());
+    assert_eq!(h.state("d"), "cancelled");
+    let l = h.fake.started()[0].clone();
+    h.finish(
+        &l,
+        AttemptOutcome::Cancelled {
+            why: CancelReason::User,
+            stderr_tail: None,
+        },
+    );
+    let r = deleting.await.unwrap().unwrap();
+    assert_eq!((r.name.as_str(), r.trials), ("d", 1));
+    assert!(h.sched.study("d").is_err());
+    assert!(h.sched.delete("d").await.is_err(), "already gone");
+    assert_eq!(h.sched.slots().cpu_busy, 0);
+    // The name is free once the purge is done; the new study starts empty on the freed slot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let src = "[study]\nname = \"d\"\nseed = 3\n[[objective]]\nmetric = \"loss\"\ndirection = \"minimize\"\n[space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[budget]\nmax_trials = 1\n[trial]\ncommand = [\"true\"]\n";
+        let def = crate::model::study::parse(src, "t.toml", h.dir.path(), None).unwrap();
+        match h.sched.submit(def, src.into()).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(e.to_string().contains("being deleted"), "{e}");
+                assert!(std::time::Instant::now() < deadline, "the name stays taken");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    h.until("the new study's trial", |h| h.fake.started().len() == 2)
+        .await;
+    assert_eq!(h.fake.started()[1].trial, 0);
+    h.stop().await;
+}

@@ -38,6 +38,9 @@ pub(crate) struct Turn {
     pub replies: Vec<Deferred>,
     /// Studies whose snapshot changed.
     pub touched: BTreeSet<String>,
+    /// Studies deleted this turn (already gone from the live state): their records leave the
+    /// store with this turn's commit, the rest is purged afterwards off the loop.
+    pub deleted: Vec<String>,
 }
 
 impl Turn {
@@ -70,8 +73,11 @@ impl Core {
     /// refuse every later write, and memory is ahead of what is durable).
     pub fn apply(&mut self) -> Result<(), SchedulerError> {
         let turn = std::mem::take(&mut self.turn);
-        let records =
-            turn.new_studies.len() + turn.studies.len() + turn.trials.len() + turn.reports.len();
+        let records = turn.new_studies.len()
+            + turn.studies.len()
+            + turn.trials.len()
+            + turn.reports.len()
+            + turn.deleted.len();
         if records > 0 {
             let t0 = std::time::Instant::now();
             let written = self.persist(&turn);
@@ -91,6 +97,10 @@ impl Core {
                 }
                 return Err(err);
             }
+        }
+        for name in turn.deleted {
+            self.snapshots.remove(&name);
+            self.purge(name);
         }
         for (executor, study, n, why) in turn.cancels {
             if let Some(ex) = self.env.executor_named(Some(executor.as_str())) {
@@ -186,10 +196,16 @@ impl Core {
             if trials.peek().is_none() {
                 while piece.len() < ONE_TRANSACTION {
                     let Some(r) = reports.next() else { break };
-                    piece.reports.push(r.clone());
+                    // Not those of a study deleted this turn.
+                    if self.studies.contains_key(&r.0) {
+                        piece.reports.push(r.clone());
+                    }
                 }
             }
             done = trials.peek().is_none() && reports.peek().is_none();
+            if done {
+                piece.deleted = turn.deleted.clone();
+            }
             Some(piece)
         });
         self.env.store.commit_pieces(pieces)

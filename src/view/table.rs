@@ -341,6 +341,9 @@ pub fn leaderboard_table(rows: &[Row], exact: bool) -> Table {
                     r.trial.reason.clone().unwrap_or_default()
                 ));
             }
+            if let Some(n) = &r.trial.note {
+                note.push(n.replace('\n', " "));
+            }
             for t in &r.ties {
                 note.push(format!(
                     "≈ trial {} on {} (within spread)",
@@ -497,7 +500,7 @@ pub fn trials_table(trials: &[TrialView], exact: bool) -> Table {
     let mut headers = vec!["trial".to_string(), "state".to_string()];
     headers.extend(params.iter().cloned());
     headers.extend(metrics.iter().cloned());
-    headers.extend(["attempt", "slot", "duration", "reason"].map(String::from));
+    headers.extend(["attempt", "slot", "duration", "reason", "note"].map(String::from));
     let rows = trials
         .iter()
         .map(|t| {
@@ -517,6 +520,7 @@ pub fn trials_table(trials: &[TrialView], exact: bool) -> Table {
                     .unwrap_or_default(),
             );
             c.push(t.reason.clone().unwrap_or_default().replace('\n', " "));
+            c.push(t.note.clone().unwrap_or_default().replace('\n', " "));
             c
         })
         .collect();
@@ -585,6 +589,7 @@ pub fn studies_table(studies: &[StudySummary], exact: bool) -> Table {
         "infeasible",
         "failed",
         "strategy",
+        "tags",
         "message",
     ]);
     let headers = headers.into_iter().map(String::from).collect();
@@ -605,6 +610,7 @@ pub fn studies_table(studies: &[StudySummary], exact: bool) -> Table {
                 c("infeasible"),
                 c("failed"),
                 s.strategy.clone(),
+                s.tags.join(","),
                 s.message.clone().unwrap_or_default(),
             ]);
             row

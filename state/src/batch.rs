@@ -2,6 +2,7 @@
 //! studies, trials, intermediate reports — written in one transaction and made durable by one
 //! flush, so that a burst of events or API calls costs one fsync, not one each.
 
+use crate::purge::purge_key;
 use crate::records::{Event, Report, StudyRecord, TrialRecord};
 use crate::store::{
     check_name, check_report, check_study, check_trial, decode, decode_tx, decode_u64, encode_now,
@@ -24,6 +25,10 @@ pub struct Batch {
     pub trials: Vec<TrialRecord>,
     /// Intermediate reports: (study, trial, report), replacing one at the same step.
     pub reports: Vec<(String, u64, Report)>,
+    /// Studies to delete, applied last: each record goes and a purge marker comes, in this
+    /// transaction; [`Store::purge`] removes the rest (see [`crate::purge`]). A name that is
+    /// not stored is skipped.
+    pub deleted: Vec<String>,
 }
 
 /// Records written in one transaction at most (see [`Store::commit`]).
@@ -36,11 +41,16 @@ impl Batch {
             && self.studies.is_empty()
             && self.trials.is_empty()
             && self.reports.is_empty()
+            && self.deleted.is_empty()
     }
 
     /// How many records the batch writes.
     pub fn len(&self) -> usize {
-        self.new_studies.len() + self.studies.len() + self.trials.len() + self.reports.len()
+        self.new_studies.len()
+            + self.studies.len()
+            + self.trials.len()
+            + self.reports.len()
+            + self.deleted.len()
     }
 }
 
@@ -94,7 +104,16 @@ impl Store {
             reports: c.to_vec(),
             ..Batch::default()
         });
-        self.commit_pieces(std::iter::once(head).chain(trials).chain(reports))
+        let tail = Batch {
+            deleted: batch.deleted.clone(),
+            ..Batch::default()
+        };
+        self.commit_pieces(
+            std::iter::once(head)
+                .chain(trials)
+                .chain(reports)
+                .chain(std::iter::once(tail)),
+        )
     }
 
     /// Writes `pieces`, in order, as one commit: all of them or none, even if the process is
@@ -185,6 +204,7 @@ impl Store {
                         Some(b's') => tx.studies,
                         Some(b't') => tx.trials,
                         Some(b'r') => tx.reports,
+                        Some(b'm') => tx.meta,
                         _ => {
                             return abort(StoreError::Corrupt {
                                 tree: "undo",
@@ -284,6 +304,9 @@ impl Store {
                 if tx.studies.get(s.name.as_bytes())?.is_some() {
                     return abort(StoreError::StudyExists(s.name.clone()));
                 }
+                if tx.meta.get(purge_key(&s.name))?.is_some() {
+                    return abort(StoreError::BeingDeleted(s.name.clone()));
+                }
                 tx.studies.insert(s.name.as_bytes(), value.as_slice())?;
                 keep(b's', s.name.as_bytes(), None)?;
                 log.append(tx, &s.name, None, "study created".to_string())?;
@@ -330,6 +353,14 @@ impl Store {
                 }
                 let old = tx.reports.insert(key.as_slice(), value.as_slice())?;
                 keep(b'r', key, old.as_ref())?;
+            }
+            for name in &batch.deleted {
+                if let Some(old) = tx.studies.remove(name.as_bytes())? {
+                    keep(b's', name.as_bytes(), Some(&old))?;
+                    let marker = purge_key(name);
+                    let before = tx.meta.insert(marker.as_slice(), &[] as &[u8])?;
+                    keep(b'm', &marker, before.as_ref())?;
+                }
             }
             Ok(())
         })

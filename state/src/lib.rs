@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod damage;
+pub mod purge;
 pub mod records;
 pub mod store;
 pub mod transfer;

@@ -101,6 +101,17 @@ pub enum TrialState {
 }
 
 impl TrialState {
+    /// Every state.
+    pub const ALL: [TrialState; 7] = [
+        TrialState::Queued,
+        TrialState::Running,
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Failed,
+        TrialState::Infeasible,
+        TrialState::Cancelled,
+    ];
+
     /// Whether the trial will not run again.
     pub fn is_finished(self) -> bool {
         !matches!(self, TrialState::Queued | TrialState::Running)
@@ -184,6 +195,9 @@ pub struct TrialRecord {
     /// GPU time and samples of the trial (every attempt), when it ran on GPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuUsage>,
+    /// A user's note on the trial (`quantune note STUDY TRIAL "text"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What a trial cost in GPU time, and how busy its GPUs were while it ran.
@@ -224,6 +238,7 @@ impl TrialRecord {
             last_seen_at: None,
             imported: false,
             gpu: None,
+            note: None,
         }
     }
 

@@ -12,7 +12,7 @@
 //! | `reports`       | study name, `0x00`, trial (`u64` BE), step (`u64` BE) | JSON `Report` |
 //! | `events`        | sequence number (`u64` BE)                       | JSON `Event`       |
 //! | `study_events`  | study name, `0x00`, sequence number (`u64` BE)   | empty (an index)   |
-//! | `undo`          | tree tag (`s`, `t`, `r`), the record's key        | `0` (it was absent) or `1` + its old value |
+//! | `undo`          | tree tag (`s`, `t`, `r`, `m`: meta), the record's key       | `0` (it was absent) or `1` + its old value |
 //! | `meta`          | `"unfinished_commit"`                            | first event (`u64` BE) |
 //!
 //! The last two exist only while a commit too large for one transaction is being written
@@ -39,6 +39,7 @@
 //! callers still share fsyncs. The next sequence number is persisted with each event, so
 //! numbers are never reused, even after events are deleted.
 
+use crate::purge::purge_key;
 use crate::records::{Event, Report, StudyRecord, TrialRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -82,6 +83,9 @@ pub enum StoreError {
     /// `create_study` for a name that exists.
     #[error("a study named '{0}' already exists")]
     StudyExists(String),
+    /// A study of this name was deleted and its records are still being removed.
+    #[error("the study '{0}' was just deleted and is still being removed; try again in a moment")]
+    BeingDeleted(String),
     /// The named study does not exist.
     #[error("no study named '{0}'")]
     NoStudy(String),
@@ -155,6 +159,8 @@ pub struct Store {
     synced: Condvar,
     /// Set when the store must not seal itself on drop (it was refused as damaged).
     sealed: std::sync::atomic::AtomicBool,
+    /// Deleted studies whose purge a previous process left unfinished and this open finished.
+    purged_at_open: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Drop for Store {
@@ -263,6 +269,8 @@ impl Store {
             return Err(e);
         }
         crate::damage::unseal(dir);
+        let purged = store.finish_purges()?;
+        let _ = store.purged_at_open.set(purged);
         Ok(store)
     }
 
@@ -311,6 +319,7 @@ impl Store {
             syncs: Mutex::default(),
             synced: Condvar::new(),
             sealed: std::sync::atomic::AtomicBool::new(false),
+            purged_at_open: std::sync::OnceLock::new(),
             db,
         };
         if found.is_none() {
@@ -351,6 +360,12 @@ impl Store {
         self.rolled_back
     }
 
+    /// Deleted studies whose removal a previous process left unfinished (it was killed during
+    /// a delete) and [`Store::open`] finished.
+    pub fn purged_at_open(&self) -> &[String] {
+        self.purged_at_open.get().map_or(&[], Vec::as_slice)
+    }
+
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -365,6 +380,9 @@ impl Store {
         self.write(|tx, log| {
             if tx.studies.get(study.name.as_bytes())?.is_some() {
                 return abort(StoreError::StudyExists(study.name.clone()));
+            }
+            if tx.meta.get(purge_key(&study.name))?.is_some() {
+                return abort(StoreError::BeingDeleted(study.name.clone()));
             }
             tx.studies.insert(study.name.as_bytes(), value.as_slice())?;
             log.append(tx, &study.name, None, "study created".to_string())
@@ -573,46 +591,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes a study with its trials, reports and events, atomically. Fails with `NoStudy`
-    /// if it does not exist. Durable.
+    /// Deletes a study with its trials, reports and events: the record at once (one
+    /// transaction, which also leaves a purge marker), then the rest in bounded pieces (see
+    /// [`crate::purge`]). Fails with `NoStudy` if it does not exist. Durable.
     pub fn delete_study(&self, name: &str) -> Result<(), StoreError> {
-        if !valid_name(name) {
+        if self.study(name)?.is_none() {
             return Err(StoreError::NoStudy(name.to_string()));
         }
-        // Hold the writer lock across the scan and the transaction, so no trial, report or
-        // event of the study can be added in between (and outlive it).
-        let mut next = self.lock_writer();
-        let prefix = study_prefix(name);
-        let keys = |tree: &Tree| -> Result<Vec<sled::IVec>, StoreError> {
-            tree.scan_prefix(&prefix)
-                .keys()
-                .collect::<Result<_, _>>()
-                .map_err(StoreError::from)
-        };
-        let trials = keys(&self.trials)?;
-        let reports = keys(&self.reports)?;
-        let index = keys(&self.study_events)?;
-        let events: Vec<&[u8]> = index.iter().map(|k| &k[prefix.len()..]).collect();
-        self.transact(&mut next, |tx, _| {
-            if tx.studies.remove(name.as_bytes())?.is_none() {
-                return abort(StoreError::NoStudy(name.to_string()));
-            }
-            for k in &trials {
-                tx.trials.remove(k)?;
-            }
-            for k in &reports {
-                tx.reports.remove(k)?;
-            }
-            for k in &index {
-                tx.study_events.remove(k)?;
-            }
-            for k in &events {
-                tx.events.remove(*k)?;
-            }
-            Ok(())
+        self.commit(&crate::Batch {
+            deleted: vec![name.to_string()],
+            ..crate::Batch::default()
         })?;
-        drop(next);
-        self.sync()?;
+        self.purge(name)?;
         Ok(())
     }
 

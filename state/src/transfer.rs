@@ -107,6 +107,9 @@ impl Store {
                 if tx.studies.get(name.as_bytes())?.is_some() {
                     return abort(StoreError::StudyExists(name.to_string()));
                 }
+                if tx.meta.get(crate::purge::purge_key(name))?.is_some() {
+                    return abort(StoreError::BeingDeleted(name.to_string()));
+                }
                 tx.studies.insert(name.as_bytes(), study.as_slice())?;
                 for (key, value, reports) in trials {
                     tx.trials.insert(key.as_slice(), value.as_slice())?;

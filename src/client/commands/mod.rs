@@ -4,6 +4,7 @@
 //! user; `main` prints them and exits 1.
 
 pub mod logs;
+pub mod manage;
 pub mod study;
 pub mod transfer;
 pub mod trial;
@@ -77,7 +78,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
     let c = &client;
     match command {
         Command::Submit { file } => study::submit(c, &file, format).await,
-        Command::Studies => study::studies(c, format).await,
+        Command::Studies { tag } => study::studies(c, &tag, format).await,
         Command::Status { study: Some(name) } => study::study_status(c, &name, format).await,
         Command::Status { study: None } => study::daemon_status(c, format).await,
         Command::Trials { study, columns } => {
@@ -122,6 +123,7 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             mapping,
             skip_invalid,
             dry_run,
+            ..
         } if !files.is_empty() => {
             let opts = crate::client::import::ImportOptions {
                 map,
@@ -131,7 +133,26 @@ pub async fn run_client(command: Command, endpoint: Endpoint, format: Format) ->
             };
             crate::client::import::run(c, &first, &files, &opts, format).await
         }
-        Command::Import { first, .. } => transfer::import_export(c, &first, format).await,
+        Command::Import { first, to, .. } => {
+            transfer::import_export(c, &first, to.as_deref(), format).await
+        }
+        Command::Delete { study, yes } => manage::delete(c, &study, yes, format).await,
+        Command::Extend {
+            study,
+            max_trials,
+            max_wall,
+            max_gpu_hours,
+        } => {
+            let req = crate::model::wire::ExtendRequest {
+                max_trials,
+                max_wall,
+                max_gpu_hours,
+            };
+            manage::extend(c, &study, &req, format).await
+        }
+        Command::Copy { study, to } => manage::copy(c, &study, &to, format).await,
+        Command::Tag { study, changes } => manage::tag(c, &study, &changes, format).await,
+        Command::Note { study, args } => manage::note(c, &study, &args, format).await,
         Command::Backup { dir } => transfer::backup(c, &dir, format).await,
         Command::Restore { dir, skip_existing } => {
             transfer::restore(c, &dir, skip_existing, format).await

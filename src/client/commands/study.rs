@@ -42,9 +42,10 @@ pub async fn submit(client: &Client, file: &Path, format: Format) -> Result<()> 
     }
 }
 
-/// `quantune studies`.
-pub async fn studies(client: &Client, format: Format) -> Result<()> {
-    let s = client.studies().await?;
+/// `quantune studies [--tag T]…`: every study, or those with all the tags given.
+pub async fn studies(client: &Client, tags: &[String], format: Format) -> Result<()> {
+    let mut s = client.studies().await?;
+    s.retain(|s| tags.iter().all(|t| s.tags.contains(t)));
     match format {
         Format::Json => print_json(&s),
         _ => {
@@ -62,6 +63,12 @@ pub async fn study_status(client: &Client, name: &str, format: Format) -> Result
         return Ok(());
     }
     println!("{}", budget_line(&s));
+    if !s.tags.is_empty() {
+        println!("tags: {}", s.tags.join(", "));
+    }
+    if let Some(n) = &s.notes {
+        println!("notes: {}", table::escape_control(n));
+    }
     if let Some(w) = &s.waiting {
         println!("{}", table::escape_control(w));
     }

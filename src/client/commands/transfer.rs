@@ -35,8 +35,14 @@ pub async fn export(
     Ok(())
 }
 
-/// `quantune import FILE`: a study exported by `export` (or `-` for stdin).
-pub async fn import_export(client: &Client, first: &str, format: Format) -> Result<()> {
+/// `quantune import [--as NAME] FILE`: a study exported by `export` (or `-` for stdin),
+/// renamed to NAME when given.
+pub async fn import_export(
+    client: &Client,
+    first: &str,
+    to: Option<&str>,
+    format: Format,
+) -> Result<()> {
     let file = PathBuf::from(first);
     let mut data = Vec::new();
     if file.as_os_str() == "-" {
@@ -49,7 +55,7 @@ pub async fn import_export(client: &Client, first: &str, format: Format) -> Resu
             )
         })?;
     }
-    let v = client.import_export(data).await?;
+    let v = client.import_export(data, to).await?;
     match format {
         Format::Json => print_json(&v),
         _ => {
@@ -190,7 +196,7 @@ pub async fn restore(
         println!("nothing to restore");
         return Ok(());
     }
-    let v = client.import_export(data).await?;
+    let v = client.import_export(data, None).await?;
     match format {
         Format::Json => print_json(&v),
         _ => {

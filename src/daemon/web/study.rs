@@ -186,6 +186,14 @@ pub(super) async fn page(State(s): State<AppState>, Path(name): Path<String>) ->
     if let Some(d) = &summary.description {
         let _ = write!(body, "<p>{}</p>", esc(d));
     }
+    if !summary.tags.is_empty() || summary.notes.is_some() {
+        let _ = write!(
+            body,
+            "<p class=\"meta\" id=\"notes\">tags: {} · notes: {}</p>",
+            esc(&summary.tags.join(", ")),
+            esc(summary.notes.as_deref().unwrap_or("—"))
+        );
+    }
     body.push_str("<h2>Leaderboard</h2>");
     body.push_str(&leaderboard_html(&name, &rows));
     body.push_str("<h2>Failures</h2>");

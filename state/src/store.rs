@@ -280,11 +280,7 @@ impl Store {
             path: dir.to_path_buf(),
             source: explain_open_error(source),
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY)
-            .open()
-            .map_err(open_err)?;
+        let db = open_db(dir).map_err(open_err)?;
         let meta = db.open_tree("meta").map_err(open_err)?;
         let found = match meta.get(SCHEMA_KEY).map_err(open_err)? {
             Some(bytes) => Some(decode_u32(&bytes).ok_or_else(|| StoreError::Corrupt {
@@ -727,6 +723,31 @@ impl Store {
         // A panic while holding the lock cannot leave the counter inconsistent: it is only
         // advanced after a committed transaction.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How long [`Store::open`] waits for sled's file lock. A `Store` dropped in this process lets
+/// go of the lock only once sled's background work on it has ended (a moment later); another
+/// process holding it is still refused, after this wait.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled's database in `dir`, waiting up to [`LOCK_WAIT`] for its file lock.
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY)
+            .open()
+        {
+            Err(sled::Error::Io(io))
+                if io.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -6,12 +6,11 @@
 //! refuses everyone else before a byte reaches the daemon. TCP has no such guard, so every
 //! request on it must carry the token from `tcp.token_file`, compared in constant time.
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use axum::Json;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,9 +47,10 @@ impl std::fmt::Display for Peer {
     }
 }
 
-impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl Peer {
+    /// The client at the other end of a Unix-socket connection, as the kernel names it.
+    pub fn of_unix(stream: &tokio::net::UnixStream) -> Peer {
+        match stream.peer_cred() {
             Ok(c) => Peer::Unix {
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
@@ -62,12 +62,6 @@ impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
                 pid: None,
             },
         }
-    }
-}
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Peer::Tcp(*stream.remote_addr())
     }
 }
 

@@ -66,18 +66,7 @@ impl Accept for tokio::net::UnixListener {
     type Io = tokio::net::UnixStream;
     async fn accept(&mut self) -> std::io::Result<(Self::Io, Peer)> {
         let (s, _) = tokio::net::UnixListener::accept(self).await?;
-        let peer = match s.peer_cred() {
-            Ok(c) => Peer::Unix {
-                uid: Some(c.uid()),
-                gid: Some(c.gid()),
-                pid: c.pid(),
-            },
-            Err(_) => Peer::Unix {
-                uid: None,
-                gid: None,
-                pid: None,
-            },
-        };
+        let peer = Peer::of_unix(&s);
         Ok((s, peer))
     }
 }

@@ -269,10 +269,17 @@ impl Containment {
                 if let Some(f) = file.as_mut() {
                     let _ = writeln!(f, "cgroup {}", dir.display());
                 }
-                let procs = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.procs"))?;
-                (Some(dir), Some(OwnedFd::from(procs)))
+                // Only the `pre_exec` path writes through a descriptor opened here; the
+                // trampoline opens `cgroup.procs` itself.
+                let procs = match self.trampoline {
+                    Some(_) => None,
+                    None => Some(OwnedFd::from(
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(dir.join("cgroup.procs"))?,
+                    )),
+                };
+                (Some(dir), procs)
             }
             None => {
                 self.claimed
@@ -304,7 +311,7 @@ pub struct TrialBox {
     /// Its cgroup, in cgroup mode.
     cgroup: Option<PathBuf>,
     /// The cgroup's `cgroup.procs`, open for the trial's first process to join between fork
-    /// and exec.
+    /// and exec (the `pre_exec` path only).
     procs: Option<OwnedFd>,
     /// `contain.N` in the trial directory, for the crash reaper (`None` if it could not be
     /// created).

@@ -193,16 +193,7 @@ pub async fn trials(
     let t = client.trials(name).await?;
     match format {
         Format::Json => print_json(&t),
-        Format::Csv => {
-            let full = table::trials_table(&t, true);
-            print!(
-                "{}",
-                table::csv_columns(&full, columns)
-                    .map_err(|e| anyhow!(e))?
-                    .to_csv()
-            );
-            Ok(())
-        }
+        Format::Csv => print_csv(&table::trials_table(&t, true), columns),
         Format::Table => {
             let key = client.study(name).await?.key_metrics();
             let text = table::trials_text(&t, &key, columns, screen_width(), color(format))
@@ -217,6 +208,13 @@ pub async fn trials(
             Ok(())
         }
     }
+}
+
+/// Prints the chosen `columns` of a complete table as CSV.
+fn print_csv(full: &table::Table, columns: &table::Columns) -> Result<()> {
+    let chosen = table::csv_columns(full, columns).map_err(|e| anyhow!(e))?;
+    print!("{}", chosen.to_csv());
+    Ok(())
 }
 
 /// The width tables are fitted to: the terminal's (or `$COLUMNS`), else 100.
@@ -240,16 +238,7 @@ pub async fn leaderboard(
     let rows = client.leaderboard(name, top).await?;
     match format {
         Format::Json => print_json(&rows),
-        Format::Csv => {
-            let full = table::leaderboard_table(&rows, true);
-            print!(
-                "{}",
-                table::csv_columns(&full, columns)
-                    .map_err(|e| anyhow!(e))?
-                    .to_csv()
-            );
-            Ok(())
-        }
+        Format::Csv => print_csv(&table::leaderboard_table(&rows, true), columns),
         Format::Table => {
             let key = client.study(name).await?.key_metrics();
             let text = table::leaderboard_text(&rows, &key, columns, screen_width(), color(format))

@@ -474,13 +474,21 @@ impl TrialBox {
         }
     }
 
-    /// Sends `sig` to every process in the box.
+    /// Sends `sig` once to every process in the box: to the first process's group (which
+    /// also reaches children forked since the last scan), then to each member that left that
+    /// group. Once, because a trial may read a second SIGTERM as "stop now" (the Python
+    /// package's `should_prune` does), so a process must not get it twice.
     pub fn signal_all(&mut self, sig: nix::sys::signal::Signal) {
-        for pid in self.members() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
-        }
         if let Some(l) = self.leader {
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(l), sig);
+        }
+        let members: Vec<(i32, Option<i32>)> = self
+            .members()
+            .into_iter()
+            .map(|pid| (pid, read_stat(pid).map(|st| st.pgrp)))
+            .collect();
+        for pid in outside_group(self.leader, &members) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
         }
     }
 
@@ -779,6 +787,16 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     })
 }
 
+/// The members (pid, process group if known) that a signal to `leader`'s group misses: those in
+/// another group, and any whose group could not be read (better a second signal than none).
+fn outside_group(leader: Option<i32>, members: &[(i32, Option<i32>)]) -> Vec<i32> {
+    members
+        .iter()
+        .filter(|(_, pgrp)| leader.is_none() || *pgrp != leader)
+        .map(|(pid, _)| *pid)
+        .collect()
+}
+
 fn read_stat(pid: i32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
@@ -815,6 +833,15 @@ mod tests {
         assert_eq!((st.state, st.ppid, st.pgrp, st.start), ('S', 7, 42, 123456));
         let me = read_stat(std::process::id() as i32).unwrap();
         assert_eq!(me.ppid, nix::unistd::getppid().as_raw());
+    }
+
+    #[test]
+    fn a_signal_reaches_each_member_once() {
+        // Leader 10's group gets one killpg; 11 is in it, 12 left it, 13's group is unknown.
+        let members = [(10, Some(10)), (11, Some(10)), (12, Some(12)), (13, None)];
+        assert_eq!(outside_group(Some(10), &members), vec![12, 13]);
+        // Without a leader (its group never made) every member is signalled directly.
+        assert_eq!(outside_group(None, &members), vec![10, 11, 12, 13]);
     }
 
     #[test]

@@ -47,11 +47,12 @@ fn main() -> ExitCode {
     // — also `--help` and usage errors. Commands that serve or run a study ignore SIGPIPE
     // again below (see client::output).
     quantune::client::output::default_sigpipe();
-    let cli = quantune::client::cli::parse();
-    if let Command::QatBench(args) = &cli.command {
-        // A trial process: CPU-bound and synchronous, no runtime, no tracing.
-        return ExitCode::from(quantune::workload::qat::main(args) as u8);
+    // A built-in workload's trial (`quantune qat-bench …`): CPU-bound and synchronous, no
+    // runtime, no tracing; the workload parses its own arguments.
+    if let Some(code) = quantune::workload::dispatch(&args) {
+        return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    let cli = quantune::client::cli::parse();
     quantune::view::color::init(cli.color);
     if matches!(
         cli.command,
@@ -93,7 +94,6 @@ fn main() -> ExitCode {
             Command::Validate { file } => validate(&file, cli.format),
             Command::Gpus => gpus(cli.format),
             Command::Notify { action } => quantune::client::notify::run(action, cli.format).await,
-            Command::QatBench(_) => unreachable!("handled before the runtime starts"),
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

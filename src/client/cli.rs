@@ -439,9 +439,6 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::client::notify::NotifyAction,
     },
-    /// One trial of the built-in workload `builtin:qat-bench` (the daemon starts it).
-    #[command(hide = true, name = "qat-bench")]
-    QatBench(crate::workload::qat::BenchArgs),
 }
 
 /// `quantune logs --stream`.

@@ -9,6 +9,7 @@ use super::contain::{self, Containment, TRACK_INTERVAL};
 use super::metrics_tail::MetricsTail;
 use super::protocol::{self, Exit};
 use super::{AttemptOutcome, CancelReason, ExecEvent, Executor, Launch};
+use crate::model::study::Workload;
 use nix::sys::signal::Signal;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -185,13 +186,21 @@ async fn run_attempt(
             metrics_path.display()
         ));
     }
-    let argv = match &launch.spec.qat {
-        // The built-in workload is this binary run as a trial (src/workload).
-        Some(qat) => match crate::workload::qat::argv(qat, &launch.params, cache_dir) {
-            Ok(a) => a,
-            Err(e) => return fail(e),
-        },
-        None => match protocol::argv(
+    let argv = match &launch.spec.workload {
+        // A built-in workload is this binary run as a trial (src/workload).
+        Workload::Builtin(name) => {
+            let built = match (launch.spec.workload.builtin(), launch.spec.builtin_settings()) {
+                (Some(b), Some(settings)) => b.argv(settings, &launch.params, cache_dir),
+                _ => Err(format!(
+                    "this quantune has no built-in workload \"{name}\" (or the study's settings for it are missing)"
+                )),
+            };
+            match built {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            }
+        }
+        _ => match protocol::argv(
             &launch.spec.command,
             &launch.params,
             &launch.study,

@@ -1385,7 +1385,7 @@ mod tests {
             timeout_secs: 60.0,
             retries: 0,
             executor: "ray".into(),
-            qat: None,
+            settings: Default::default(),
         };
         Launch {
             study: "s".into(),

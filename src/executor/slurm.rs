@@ -678,7 +678,7 @@ mod tests {
             timeout_secs: 60.0,
             retries: 0,
             executor: "slurm".into(),
-            qat: None,
+            settings: Default::default(),
         };
         let l = Launch {
             study: "s".into(),

@@ -106,15 +106,20 @@ fn executable(p: &Path) -> Result<(), &'static str> {
 /// Warnings about metric names: a pruner metric that is neither an objective nor a constraint
 /// (with the closest of those), since the pruner then acts only on reports that carry it.
 pub fn metric_warnings(def: &StudyDefinition) -> Vec<String> {
-    if def.pruner.kind == "none" || def.trial.workload == Workload::QatBench {
+    if def.pruner.kind == "none" {
         return Vec::new();
     }
-    let known: Vec<&str> = def
-        .objectives
-        .iter()
-        .map(|o| o.metric.as_str())
-        .chain(def.constraints.iter().map(|c| c.metric.as_str()))
-        .collect();
+    // A built-in workload's metrics are known (its reports carry them); a command's are the
+    // objectives and constraints.
+    let known: Vec<&str> = match def.trial.workload.builtin() {
+        Some(b) => b.metrics().to_vec(),
+        None => def
+            .objectives
+            .iter()
+            .map(|o| o.metric.as_str())
+            .chain(def.constraints.iter().map(|c| c.metric.as_str()))
+            .collect(),
+    };
     def.pruner
         .metrics
         .iter()

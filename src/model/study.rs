@@ -117,32 +117,67 @@ pub struct PrunerSpec {
 }
 
 /// Where a trial's work happens.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// The daemon starts `trial.command`.
     Command,
     /// A client runs trials itself through ask/report/tell.
     External,
-    /// `builtin:qat-bench`: the daemon runs this binary's QAT fine-tune-and-benchmark
-    /// (src/workload/qat), configured by `[trial.qat]`.
-    #[serde(rename = "builtin:qat-bench")]
-    QatBench,
+    /// `builtin:<name>`: the daemon runs one of this binary's built-in workloads
+    /// ([`crate::workload::BUILTINS`], e.g. `qat-bench`), configured by `[trial.<table>]`.
+    Builtin(String),
 }
 
 impl Workload {
     /// The name a study file uses.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Workload::Command => "command",
-            Workload::External => "external",
-            Workload::QatBench => "builtin:qat-bench",
+            Workload::Command => "command".into(),
+            Workload::External => "external".into(),
+            Workload::Builtin(n) => format!("builtin:{n}"),
+        }
+    }
+
+    /// Reads a name as a study file (or a stored definition) writes it; any `builtin:<name>`
+    /// reads, known or not (a study file is checked against the registry when parsed).
+    pub fn from_name(name: &str) -> Option<Workload> {
+        match name {
+            "command" => Some(Workload::Command),
+            "external" => Some(Workload::External),
+            _ => name
+                .strip_prefix("builtin:")
+                .map(|n| Workload::Builtin(n.to_string())),
+        }
+    }
+
+    /// The built-in workload this names, when it is one this binary has.
+    pub fn builtin(&self) -> Option<&'static dyn crate::workload::Builtin> {
+        match self {
+            Workload::Builtin(n) => crate::workload::named(n),
+            _ => None,
         }
     }
 
     /// Whether the daemon starts a process for each trial (else a client runs them).
     pub fn daemon_runs_trials(&self) -> bool {
         !matches!(self, Workload::External)
+    }
+}
+
+impl Serialize for Workload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Workload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Workload, D::Error> {
+        let name = String::deserialize(d)?;
+        Workload::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown workload \"{name}\" (command, external or builtin:<name>)"
+            ))
+        })
     }
 }
 
@@ -166,11 +201,20 @@ pub struct TrialSpec {
     pub timeout_secs: f64,
     /// Re-runs of a failed trial.
     pub retries: u32,
-    /// `local` (the only executor so far).
+    /// `local`, `slurm` or `ray` (`crate::executor::KINDS`).
     pub executor: String,
-    /// `[trial.qat]`, for `workload = "builtin:qat-bench"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qat: Option<crate::workload::qat::QatSettings>,
+    /// A built-in workload's validated `[trial.<table>]`, under its table name (`qat` for
+    /// `builtin:qat-bench`); empty for other workloads.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+impl TrialSpec {
+    /// The built-in workload's stored settings (`[trial.<table>]`), when the study uses one.
+    pub fn builtin_settings(&self) -> Option<&serde_json::Value> {
+        let b = self.workload.builtin()?;
+        self.settings.get(b.table())
+    }
 }
 
 /// A study file problem, with where it is.
@@ -327,8 +371,10 @@ struct RawBudget {
     on_exhausted: Option<String>,
 }
 
+/// `[trial]` as written. Its keys are checked by hand ([`check_trial_keys`]) rather than with
+/// `deny_unknown_fields`, because the tables of built-in workloads (`[trial.qat]`) are found
+/// by name in the registry.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTrial {
     workload: Option<String>,
     command: Option<Vec<String>>,
@@ -340,7 +386,43 @@ struct RawTrial {
     timeout: Option<crate::model::duration::DurationText>,
     retries: Option<i64>,
     executor: Option<String>,
-    qat: Option<crate::workload::qat::settings::RawQatSettings>,
+    /// Every other key: a built-in workload's table, or a mistake.
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+/// The keys `[trial]` itself has (besides built-in workloads' tables).
+const TRIAL_KEYS: &[&str] = &[
+    "workload",
+    "command",
+    "working_dir",
+    "env",
+    "gpus",
+    "gpu_memory",
+    "timeout",
+    "retries",
+    "executor",
+];
+
+/// Refuses a `[trial]` key that is neither one of [`TRIAL_KEYS`] nor a built-in workload's
+/// table, naming the closest.
+fn check_trial_keys(other: &BTreeMap<String, toml::Value>) -> Result<(), (String, String)> {
+    for key in other.keys() {
+        if crate::workload::with_table(key).is_some() {
+            continue;
+        }
+        let mut allowed: Vec<&str> = TRIAL_KEYS.to_vec();
+        allowed.extend(crate::workload::BUILTINS.iter().map(|b| b.table()));
+        let hint = crate::model::suggest::did_you_mean(key, allowed.iter().copied());
+        return Err((
+            format!("trial.{key}"),
+            format!(
+                "unknown field `{key}`{hint}, expected one of `{}`",
+                allowed.join("`, `")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
@@ -718,19 +800,30 @@ fn validate(
 
     // [trial]
     let t = raw.trial;
-    let workload = match t.workload.as_deref().unwrap_or("command") {
-        "command" => Workload::Command,
-        "external" => Workload::External,
-        "builtin:qat-bench" => Workload::QatBench,
-        w => {
+    check_trial_keys(&t.other)?;
+    let w = t.workload.as_deref().unwrap_or("command");
+    let workload = match Workload::from_name(w) {
+        Some(k) if !matches!(k, Workload::Builtin(_)) || k.builtin().is_some() => k,
+        _ => {
+            let mut allowed = vec!["command".to_string()];
+            allowed.extend(
+                crate::workload::BUILTINS
+                    .iter()
+                    .map(|b| format!("builtin:{}", b.name())),
+            );
+            allowed.push("external".into());
             return Err(e(
                 "trial.workload",
-                format!("unknown workload \"{w}\"; allowed: \"command\", \"builtin:qat-bench\", \"external\""),
-            ))
+                format!(
+                    "unknown workload \"{w}\"{}; allowed: \"{}\"",
+                    crate::model::suggest::did_you_mean(w, allowed.iter().map(String::as_str)),
+                    allowed.join("\", \"")
+                ),
+            ));
         }
     };
     let command = t.command.unwrap_or_default();
-    match workload {
+    match &workload {
         Workload::Command => {
             if command.is_empty() {
                 return Err(e(
@@ -759,49 +852,73 @@ fn validate(
                 ));
             }
         }
-        Workload::QatBench => {
-            if !command.is_empty() {
+        Workload::Builtin(_) => {
+            if let (false, Some(b)) = (command.is_empty(), workload.builtin()) {
                 return Err(e(
                     "trial.command",
-                    "workload = \"builtin:qat-bench\" runs quantune's own QAT benchmark; remove `command` (its knobs go in [trial.qat])".into(),
+                    format!(
+                        "workload = \"builtin:{}\" runs {}; remove `command` (its knobs go in [trial.{}])",
+                        b.name(),
+                        b.about(),
+                        b.table()
+                    ),
                 ));
             }
         }
     }
-    let qat = match workload {
-        Workload::QatBench => {
-            use crate::workload::qat::settings;
-            settings::check_space(&space)?;
-            if let Some(p) = space.conditions().keys().next() {
-                return Err(e(
-                    &format!("space.{p}.when"),
-                    "workload = \"builtin:qat-bench\" reads every parameter in every trial, so none can be conditional; remove `when`".into(),
-                ));
-            }
+    let mut settings = BTreeMap::new();
+    match workload.builtin() {
+        Some(b) => {
+            let mut other = t.other;
+            let study = crate::workload::StudyContext {
+                space: &space,
+                gpus: t.gpus.map_or(0, |g| g.clamp(0, i64::from(u32::MAX)) as u32),
+                seed,
+            };
+            let stored = b.validate(&study, other.remove(b.table()))?;
+            let metric = |path: String, m: &str| {
+                if b.metrics().contains(&m) {
+                    Ok(())
+                } else {
+                    Err((
+                        path,
+                        format!(
+                            "workload \"builtin:{}\" never reports \"{m}\"{}; it reports {}",
+                            b.name(),
+                            crate::model::suggest::did_you_mean(m, b.metrics().iter().copied()),
+                            b.metrics().join(", ")
+                        ),
+                    ))
+                }
+            };
             for (i, o) in objectives.iter().enumerate() {
-                settings::check_metric(&o.metric)
-                    .map_err(|m| e(&format!("objective[{i}].metric"), m))?;
+                metric(format!("objective[{i}].metric"), &o.metric)?;
             }
             for (i, c) in constraints.iter().enumerate() {
-                settings::check_metric(&c.metric)
-                    .map_err(|m| e(&format!("constraint[{i}].metric"), m))?;
+                metric(format!("constraint[{i}].metric"), &c.metric)?;
             }
-            if t.gpus.is_some_and(|g| g > 0) {
+            if let Some(table) = other.keys().next() {
                 return Err(e(
-                    "trial.gpus",
-                    "workload = \"builtin:qat-bench\" runs on CPU slots; set gpus = 0 or remove it".into(),
+                    &format!("trial.{table}"),
+                    format!(
+                        "[trial.{table}] configures another built-in workload than \"{}\"; remove it",
+                        workload.name()
+                    ),
                 ));
             }
-            Some(settings::validate(t.qat, seed)?)
+            settings.insert(b.table().to_string(), stored);
         }
-        _ if t.qat.is_some() => {
-            return Err(e(
-                "trial.qat",
-                "[trial.qat] configures workload = \"builtin:qat-bench\"; remove it or set that workload".into(),
-            ))
+        None => {
+            if let Some(table) = t.other.keys().next() {
+                let owner = crate::workload::with_table(table)
+                    .map_or(String::new(), |b| format!("builtin:{}", b.name()));
+                return Err(e(
+                    &format!("trial.{table}"),
+                    format!("[trial.{table}] configures workload = \"{owner}\"; remove it or set that workload"),
+                ));
+            }
         }
-        _ => None,
-    };
+    }
     let working_dir = match t.working_dir {
         Some(d) if d.trim().is_empty() => {
             return Err(e("trial.working_dir", "must not be empty".into()))
@@ -869,10 +986,10 @@ fn validate(
     }
     let executor = t.executor.unwrap_or_else(|| "local".into());
     match crate::executor::KINDS.iter().find(|(k, _)| *k == executor) {
-        Some((_, false)) if workload == Workload::QatBench => {
+        Some((_, false)) if workload.builtin().is_some() => {
             return Err(e(
                 "trial.executor",
-                "workload = \"builtin:qat-bench\" runs on this machine's CPU slots (it starts the daemon's own binary, which compute nodes may not have); remove executor or set it to \"local\"".into(),
+                format!("workload = \"{}\" runs on this machine's CPU slots (it starts the daemon's own binary, which compute nodes may not have); remove executor or set it to \"local\"", workload.name()),
             ))
         }
         Some(_) => {}
@@ -913,7 +1030,7 @@ fn validate(
             timeout_secs,
             retries: retries as u32,
             executor,
-            qat,
+            settings,
         },
         base_dir: base_dir.to_path_buf(),
         pruner,

@@ -92,7 +92,7 @@ impl StudySnapshot {
             tags: self.def.tags.clone(),
             notes: self.def.notes.clone(),
             strategy: self.def.strategy.kind.clone(),
-            workload: self.def.trial.workload.name().into(),
+            workload: self.def.trial.workload.name(),
             max_trials: self.def.budget.max_trials,
             parallel: self.def.budget.parallel,
             trials: self.budgeted,

@@ -168,6 +168,85 @@ impl Sink {
     }
 }
 
+/// `builtin:qat-bench` in the registry ([`crate::workload::BUILTINS`]).
+pub struct QatBench;
+
+/// `quantune qat-bench` as its own command line (parsed by the workload, not the CLI).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "quantune qat-bench",
+    about = "One trial of the built-in workload builtin:qat-bench (the daemon starts it)"
+)]
+struct BenchCommand {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+impl crate::workload::Builtin for QatBench {
+    fn name(&self) -> &'static str {
+        "qat-bench"
+    }
+
+    fn about(&self) -> &'static str {
+        "quantune's own QAT benchmark"
+    }
+
+    fn table(&self) -> &'static str {
+        "qat"
+    }
+
+    fn metrics(&self) -> &'static [&'static str] {
+        settings::METRICS
+    }
+
+    fn validate(
+        &self,
+        study: &crate::workload::StudyContext<'_>,
+        raw: Option<toml::Value>,
+    ) -> Result<serde_json::Value, crate::workload::Problem> {
+        let raw: settings::RawQatSettings = crate::workload::raw_settings(self.table(), raw)?;
+        settings::check_space(study.space)?;
+        if let Some(p) = study.space.conditions().keys().next() {
+            return Err((
+                format!("space.{p}.when"),
+                "workload = \"builtin:qat-bench\" reads every parameter in every trial, so none can be conditional; remove `when`".into(),
+            ));
+        }
+        if study.gpus > 0 {
+            return Err((
+                "trial.gpus".into(),
+                "workload = \"builtin:qat-bench\" runs on CPU slots; set gpus = 0 or remove it"
+                    .into(),
+            ));
+        }
+        let s = settings::validate(Some(raw), study.seed)?;
+        Ok(serde_json::to_value(s).expect("settings serialize"))
+    }
+
+    fn argv(
+        &self,
+        stored: &serde_json::Value,
+        params: &Params,
+        cache_dir: &Path,
+    ) -> Result<Vec<String>, String> {
+        let s: QatSettings = serde_json::from_value(stored.clone())
+            .map_err(|e| format!("the study's stored [trial.qat] does not read back: {e}"))?;
+        argv(&s, params, cache_dir)
+    }
+
+    fn main(&self, args: Vec<std::ffi::OsString>) -> i32 {
+        use clap::Parser;
+        let line = std::iter::once(std::ffi::OsString::from("quantune qat-bench")).chain(args);
+        match BenchCommand::try_parse_from(line) {
+            Ok(c) => main(&c.args),
+            Err(e) => {
+                let _ = e.print();
+                e.exit_code()
+            }
+        }
+    }
+}
+
 /// Entry point of `quantune qat-bench`; returns the exit code.
 pub fn main(args: &BenchArgs) -> i32 {
     match run(args) {

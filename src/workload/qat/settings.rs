@@ -280,18 +280,6 @@ pub fn check_space(space: &SearchSpace) -> Result<(), (String, String)> {
     Ok(())
 }
 
-/// Checks that a metric an objective or constraint names is one the workload writes.
-pub fn check_metric(metric: &str) -> Result<(), String> {
-    if METRICS.contains(&metric) {
-        Ok(())
-    } else {
-        Err(format!(
-            "workload \"builtin:qat-bench\" never reports \"{metric}\"; it reports {}",
-            METRICS.join(", ")
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,23 +308,34 @@ mod tests {
         assert_eq!(path, "trial.qat.bench_tokens");
         assert!(msg.contains("seq_len = 32"), "{msg}");
         assert!(toml::from_str::<RawQatSettings>("stepz = 1").is_err());
+        // The registry's key check: a typo in [trial.qat] names its key.
+        let typo: toml::Value = toml::from_str("stepz = 1").unwrap();
+        let (path, msg) =
+            crate::workload::raw_settings::<RawQatSettings>("qat", Some(typo)).unwrap_err();
+        assert!(path.starts_with("trial.qat"), "{path}");
+        assert!(msg.contains("`stepz`"), "{msg}");
     }
 
     #[test]
     fn the_shipped_studies_validate() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let (def, _) = crate::model::study::load(&dir.join("quickstart.toml")).unwrap();
-        assert_eq!(def.trial.workload, crate::model::study::Workload::QatBench);
-        let qat = def.trial.qat.clone().expect("[trial.qat] kept");
+        assert_eq!(
+            def.trial.workload,
+            crate::model::study::Workload::Builtin("qat-bench".into())
+        );
+        let stored = def.trial.builtin_settings().expect("[trial.qat] kept");
+        let qat: QatSettings = serde_json::from_value(stored.clone()).unwrap();
         assert_eq!(qat.seed, def.seed);
         assert!(qat.bench_repeats >= 5);
         // Stored as JSON and read back unchanged (the daemon keeps definitions this way).
         let json = serde_json::to_string(&def.trial).unwrap();
         let back: crate::model::study::TrialSpec = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.qat, Some(qat));
+        assert_eq!(back.builtin_settings(), Some(stored));
+        assert!(json.contains("\"workload\":\"builtin:qat-bench\"") && json.contains("\"qat\":{"));
         let (def, _) = crate::model::study::load(&dir.join("gemma1b-qat.toml")).unwrap();
         assert_eq!(def.trial.workload, crate::model::study::Workload::Command);
-        assert!(def.trial.qat.is_none());
+        assert!(def.trial.builtin_settings().is_none() && def.trial.settings.is_empty());
     }
 
     #[test]

@@ -146,8 +146,10 @@ fn noop_study(name: &str, trials: u64) -> String {
     )
 }
 
-/// Runs the submitted no-op study `name` to completion; trials/s on the daemon's clock.
-fn run_noop(d: &Daemon, name: &str, trials: u64) -> f64 {
+/// Runs the submitted no-op study `name` to completion; trials/s on the daemon's clock, over
+/// its own trials numbered `from` on (the deep study's first few trials ran before the import
+/// paused it: counting from their creation would count the import's time as theirs).
+fn run_noop(d: &Daemon, name: &str, trials: u64, from: u64) -> f64 {
     loop {
         let s = d.json(&["status", name]);
         match s["state"].as_str().unwrap() {
@@ -164,6 +166,7 @@ fn run_noop(d: &Daemon, name: &str, trials: u64) -> f64 {
                 let own: Vec<&Value> = trials_v
                     .iter()
                     .filter(|t| t["imported"].as_bool() != Some(true))
+                    .filter(|t| t["trial"].as_u64().is_some_and(|n| n >= from))
                     .collect();
                 let first = own
                     .iter()
@@ -173,7 +176,7 @@ fn run_noop(d: &Daemon, name: &str, trials: u64) -> f64 {
                     .iter()
                     .filter_map(|t| t["finished_at"].as_f64())
                     .fold(0.0, f64::max);
-                return trials as f64 / (last - first);
+                return own.len() as f64 / (last - first);
             }
             "running" => std::thread::sleep(Duration::from_millis(100)),
             other => panic!("study ended {other}: {s}"),
@@ -363,7 +366,7 @@ fn main() {
 
     // No-op command trials: a fresh study, and one numbered from 100,000 on.
     submit(&d, "fresh.toml", &noop_study("fresh", noop));
-    let fresh_rate = run_noop(&d, "fresh", noop);
+    let fresh_rate = run_noop(&d, "fresh", noop, 0);
     submit(&d, "deep.toml", &noop_study("deep", noop));
     rt.block_on(async {
         let c = Client::new(&d.socket);
@@ -392,7 +395,8 @@ fn main() {
             .await
             .unwrap();
     });
-    let deep_rate = run_noop(&d, "deep", noop);
+    // Trials numbered after the import's (the study was paused for it).
+    let deep_rate = run_noop(&d, "deep", noop, n as u64);
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

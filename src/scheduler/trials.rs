@@ -1,6 +1,8 @@
 //! A study's trials in copy-on-write chunks: the scheduler mutates them in place, and a
 //! published snapshot is a clone of the chunk list (a few hundred pointers for 100,000
-//! trials). The first change to a chunk after a snapshot copies that chunk only.
+//! trials). Each record sits behind its own `Arc`, so the first change to a chunk after a
+//! snapshot copies that chunk's pointers and the one record changed — not every record of
+//! the chunk with its strings (which was most of the loop's allocations per finished trial).
 
 use quantune_state::TrialRecord;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ const CHUNK: usize = 256;
 /// Trials indexed by number (trial `n` at position `n`; the loader refuses gaps).
 #[derive(Clone, Debug, Default)]
 pub struct Trials {
-    chunks: Vec<Arc<Vec<TrialRecord>>>,
+    chunks: Vec<Arc<Vec<Arc<TrialRecord>>>>,
     len: usize,
 }
 
@@ -39,23 +41,25 @@ impl Trials {
     /// Trial `n`.
     pub fn get(&self, n: u64) -> Option<&TrialRecord> {
         let n = usize::try_from(n).ok()?;
-        self.chunks.get(n / CHUNK)?.get(n % CHUNK)
+        self.chunks.get(n / CHUNK)?.get(n % CHUNK).map(|t| &**t)
     }
 
     /// Trial `n`, to change (copies its chunk if a snapshot shares it).
     pub fn get_mut(&mut self, n: u64) -> Option<&mut TrialRecord> {
         let n = usize::try_from(n).ok()?;
-        Arc::make_mut(self.chunks.get_mut(n / CHUNK)?).get_mut(n % CHUNK)
+        Arc::make_mut(self.chunks.get_mut(n / CHUNK)?)
+            .get_mut(n % CHUNK)
+            .map(Arc::make_mut)
     }
 
     /// Appends the next trial (its number must be `len()`).
     pub fn push(&mut self, t: TrialRecord) {
         debug_assert_eq!(t.number as usize, self.len);
         match self.chunks.last_mut() {
-            Some(c) if c.len() < CHUNK => Arc::make_mut(c).push(t),
+            Some(c) if c.len() < CHUNK => Arc::make_mut(c).push(Arc::new(t)),
             _ => {
                 let mut c = Vec::with_capacity(CHUNK);
-                c.push(t);
+                c.push(Arc::new(t));
                 self.chunks.push(Arc::new(c));
             }
         }
@@ -64,7 +68,7 @@ impl Trials {
 
     /// Every trial by number.
     pub fn iter(&self) -> impl Iterator<Item = &TrialRecord> + Clone {
-        self.chunks.iter().flat_map(|c| c.iter())
+        self.chunks.iter().flat_map(|c| c.iter().map(|t| &**t))
     }
 
     /// A copy of every trial, by number.
@@ -89,8 +93,15 @@ mod tests {
         t.get_mut(599).unwrap().reason = Some("changed".into());
         assert_eq!(snap.get(599).unwrap().reason, None);
         assert_eq!(t.get(599).unwrap().reason.as_deref(), Some("changed"));
-        // Chunks the change did not touch are still shared.
+        // Chunks the change did not touch are still shared, and so are the records of the
+        // changed chunk that did not change.
         assert!(Arc::ptr_eq(&snap.chunks[0], &t.chunks[0]));
+        assert!(!Arc::ptr_eq(&snap.chunks[2], &t.chunks[2]));
+        assert!(Arc::ptr_eq(&snap.chunks[2][0], &t.chunks[2][0]));
+        assert!(!Arc::ptr_eq(
+            &snap.chunks[2][599 % CHUNK],
+            &t.chunks[2][599 % CHUNK]
+        ));
         assert_eq!(
             t.iter().map(|r| r.number).collect::<Vec<_>>(),
             (0..600).collect::<Vec<_>>()

@@ -93,6 +93,15 @@ pub fn raw_settings<T: serde::de::DeserializeOwned>(
     settings: Option<toml::Value>,
 ) -> Result<T, Problem> {
     let value = settings.unwrap_or_else(|| toml::Value::Table(Default::default()));
+    if !value.is_table() {
+        return Err((
+            format!("trial.{table}"),
+            format!(
+                "must be a table: write its keys under a [trial.{table}] header (got {} {value})",
+                value.type_str()
+            ),
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." {
@@ -143,5 +152,11 @@ mod tests {
         assert!(path.starts_with("trial.t"), "{path}");
         assert!(msg.contains("unknown field `stepz`"), "{msg}");
         assert!(raw_settings::<Raw>("t", None).unwrap().steps.is_none());
+        let (path, msg) = raw_settings::<Raw>("t", Some(toml::Value::Integer(5))).unwrap_err();
+        assert_eq!(path, "trial.t");
+        assert!(
+            msg.contains("must be a table") && !msg.contains("Raw"),
+            "{msg}"
+        );
     }
 }

@@ -11,7 +11,8 @@
 //!   start at 100,000 (its imported history counts, its budget does not).
 //!
 //! Arguments (after `--`): `--trials N` (default 100000), `--clients N` (500), `--rounds N`
-//! (2), `--noop N` (2000).
+//! (2), `--noop N` (2000), `--slots N` (2: the daemon's CPU slots and the no-op studies'
+//! `parallel`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -138,10 +139,10 @@ async fn work_bayes(client: Client, stop: Arc<AtomicBool>) -> usize {
     told
 }
 
-fn noop_study(name: &str, trials: u64) -> String {
+fn noop_study(name: &str, trials: u64, parallel: usize) -> String {
     format!(
         "[study]\nname = \"{name}\"\nseed = 1\n{ONE}[space.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n\
-         [strategy]\nkind = \"random\"\n[budget]\nmax_trials = {trials}\nparallel = 2\nmax_failed = 1\n\
+         [strategy]\nkind = \"random\"\n[budget]\nmax_trials = {trials}\nparallel = {parallel}\nmax_failed = 1\n\
          [trial]\ncommand = [\"sh\", \"-c\", \"echo '{{{{\\\"loss\\\": {{x}}}}}}' >> \\\"$QUANTUNE_METRICS_FILE\\\"\"]\ntimeout = \"1m\"\n"
     )
 }
@@ -197,6 +198,7 @@ fn main() {
     let clients = arg("--clients", 500);
     let rounds = arg("--rounds", 2);
     let noop = arg("--noop", 2000) as u64;
+    let slots = arg("--slots", 2);
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -207,7 +209,7 @@ fn main() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
-    let mut d = Daemon::start(2, "");
+    let mut d = Daemon::start(slots, "");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -365,9 +367,9 @@ fn main() {
     let rss_restarted = rss_mib(d.pid().unwrap());
 
     // No-op command trials: a fresh study, and one numbered from 100,000 on.
-    submit(&d, "fresh.toml", &noop_study("fresh", noop));
+    submit(&d, "fresh.toml", &noop_study("fresh", noop, slots));
     let fresh_rate = run_noop(&d, "fresh", noop, 0);
-    submit(&d, "deep.toml", &noop_study("deep", noop));
+    submit(&d, "deep.toml", &noop_study("deep", noop, slots));
     rt.block_on(async {
         let c = Client::new(&d.socket);
         c.json::<Value>(hyper::Method::POST, "/v1/studies/deep/pause", None)
@@ -453,8 +455,10 @@ fn main() {
         restart.as_secs_f64()
     );
     println!("| daemon RSS after the restart | {rss_restarted:.0} MiB |");
-    println!("| no-op trials, fresh study ({noop}) | {fresh_rate:.0} trials/s |");
-    println!("| no-op trials, numbered from {n} on ({noop}) | {deep_rate:.0} trials/s |");
+    println!(
+        "| no-op trials, fresh study ({noop}, parallel = {slots}) | {fresh_rate:.0} trials/s |"
+    );
+    println!("| no-op trials, numbered from {n} on ({noop}, parallel = {slots}) | {deep_rate:.0} trials/s |");
     for e in errors.iter().take(5) {
         println!("error: {e}");
     }

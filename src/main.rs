@@ -35,14 +35,7 @@ fn init_tracing(daemon: bool) {
 }
 
 fn main() -> ExitCode {
-    // A trial's first process on its way into its box: nothing else runs in it.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args
-        .get(1)
-        .is_some_and(|a| a == quantune::executor::contain::TRAMPOLINE_ARG)
-    {
-        return ExitCode::from(quantune::executor::contain::trampoline(&args[2..]));
-    }
     // Output to a pipe that closes (`| head`) ends the process quietly, as in other Unix tools
     // — also `--help` and usage errors. Commands that serve or run a study ignore SIGPIPE
     // again below (see client::output).

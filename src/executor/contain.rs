@@ -6,7 +6,7 @@
 //! - **cgroup** (where the machine offers a writable cgroup v2 hierarchy: under systemd with
 //!   `Delegate=yes`, or as root): the trial's first process joins a fresh sub-cgroup of the
 //!   daemon's own before it runs the trial's program (a write to `cgroup.procs` before its
-//!   exec, see [`trampoline`]), so every process it ever starts is in that cgroup, whatever session, process
+//!   exec, see [`super::spawn`]), so every process it ever starts is in that cgroup, whatever session, process
 //!   group or environment it moves to. The end is `cgroup.kill` (SIGKILL to every member, as
 //!   one kernel operation a forking process cannot outrun), then waiting until the cgroup is
 //!   empty, then `rmdir`.
@@ -23,14 +23,9 @@
 //! anything the trial could change.
 //!
 //! **Starting a trial costs the same at any daemon size.** Joining the box must happen in the
-//! trial's first process before it runs the trial's program. A `pre_exec` hook would do it, but
-//! it makes the standard library `fork` the daemon — copying the page tables of its whole
-//! address space, so every trial start grows with the store it holds in memory. Instead the
-//! daemon `posix_spawn`s (vfork semantics: nothing is copied) its own binary as a trampoline,
-//! `quantune __trial-exec PROCS -- PROGRAM ARGS…`, which joins the cgroup (or becomes a
-//! subreaper), then `exec`s the trial's program in place: same pid, same process group.
-//! Where the daemon's binary is not `quantune` (unit tests run inside a test harness), the
-//! `pre_exec` path is used.
+//! trial's first process before it runs the trial's program; [`super::spawn`] does it between
+//! a `clone(CLONE_VM | CLONE_VFORK)` and the `execve`, so the daemon is never forked (no copy
+//! of its page tables) and the program is the only thing `exec`ed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -95,62 +90,6 @@ pub struct Containment {
     /// The last look at `/proc`, shared by the boxes that look within [`TABLE_REUSE`] of it
     /// (one scan per tick, however many trials run).
     table: Mutex<Option<(std::time::Instant, Arc<ProcessTable>)>>,
-    /// This binary, to start trials through (`/proc/self/exe`), when it is `quantune`.
-    trampoline: Option<PathBuf>,
-}
-
-/// The hidden first argument that makes `quantune` a trial's trampoline (see the module doc).
-pub const TRAMPOLINE_ARG: &str = "__trial-exec";
-
-/// The trampoline's `PROCS` argument in subreaper mode (no cgroup to join).
-const NO_CGROUP: &str = "-";
-
-/// `quantune __trial-exec PROCS -- PROGRAM ARGS…`, run by `main` before anything else: joins
-/// the cgroup whose `cgroup.procs` is `PROCS` (or, for `-`, becomes a child subreaper), then
-/// replaces itself with `PROGRAM`. Returns only on failure, with the exit status to use (126:
-/// the box could not be joined, 127: the program could not be run), after saying why on
-/// stderr — which is the trial's stderr, so the reason reaches its record.
-pub fn trampoline(args: &[std::ffi::OsString]) -> u8 {
-    use std::os::unix::process::CommandExt;
-    let (procs, program, rest) = match args {
-        [procs, dashes, program, rest @ ..] if dashes == "--" => (procs, program, rest),
-        _ => {
-            eprintln!("quantune {TRAMPOLINE_ARG}: usage: {TRAMPOLINE_ARG} PROCS -- PROGRAM ARGS…");
-            return 126;
-        }
-    };
-    if procs == NO_CGROUP {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-            eprintln!(
-                "quantune: cannot make the trial a child subreaper: {}",
-                std::io::Error::last_os_error()
-            );
-            return 126;
-        }
-    } else {
-        // "0" moves the writing process.
-        let joined = std::fs::OpenOptions::new()
-            .write(true)
-            .open(procs)
-            .and_then(|mut f| f.write_all(b"0"));
-        if let Err(e) = joined {
-            eprintln!(
-                "quantune: cannot move the trial into its cgroup ({}): {e}",
-                Path::new(procs).display()
-            );
-            return 126;
-        }
-    }
-    let e = std::process::Command::new(program).args(rest).exec();
-    eprintln!("quantune: cannot start {program:?}: {e}");
-    127
-}
-
-/// `/proc/self/exe` when this process is the `quantune` binary (so it can be a trampoline).
-fn own_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    (exe.file_name()? == "quantune").then(|| PathBuf::from("/proc/self/exe"))
 }
 
 /// What `/proc` says about every process, by pid.
@@ -206,7 +145,6 @@ impl Containment {
             next_id: Mutex::new(0),
             spawning: Mutex::new(()),
             table: Mutex::new(None),
-            trampoline: own_binary(),
         })
     }
 
@@ -269,17 +207,13 @@ impl Containment {
                 if let Some(f) = file.as_mut() {
                     let _ = writeln!(f, "cgroup {}", dir.display());
                 }
-                // Only the `pre_exec` path writes through a descriptor opened here; the
-                // trampoline opens `cgroup.procs` itself.
-                let procs = match self.trampoline {
-                    Some(_) => None,
-                    None => Some(OwnedFd::from(
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .open(dir.join("cgroup.procs"))?,
-                    )),
-                };
-                (Some(dir), procs)
+                // The first process writes to it between clone and exec.
+                let procs = OwnedFd::from(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(dir.join("cgroup.procs"))?,
+                );
+                (Some(dir), Some(procs))
             }
             None => {
                 self.claimed
@@ -310,8 +244,8 @@ pub struct TrialBox {
     id: u64,
     /// Its cgroup, in cgroup mode.
     cgroup: Option<PathBuf>,
-    /// The cgroup's `cgroup.procs`, open for the trial's first process to join between fork
-    /// and exec (the `pre_exec` path only).
+    /// The cgroup's `cgroup.procs`, open for the trial's first process to join between clone
+    /// and exec (until it is spawned).
     procs: Option<OwnedFd>,
     /// `contain.N` in the trial directory, for the crash reaper (`None` if it could not be
     /// created).
@@ -324,62 +258,35 @@ pub struct TrialBox {
 }
 
 impl TrialBox {
-    /// A command that runs `argv` inside the box: its first process joins the cgroup, or
-    /// becomes a subreaper itself (so that its orphans stay in its tree), in a process group of
-    /// its own. Through the trampoline where there is one (no fork of the daemon, see the
-    /// module doc), else with a `pre_exec` hook.
-    pub fn command(&self, argv: &[String]) -> tokio::process::Command {
-        if let Some(exe) = &self.owner.trampoline {
-            let procs = match &self.cgroup {
-                Some(dir) => dir.join("cgroup.procs").into_os_string(),
-                None => NO_CGROUP.into(),
-            };
-            let mut cmd = tokio::process::Command::new(exe);
-            cmd.arg(TRAMPOLINE_ARG).arg(procs).arg("--").args(argv);
-            cmd.process_group(0);
-            return cmd;
-        }
-        let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..]).process_group(0);
-        self.configure(&mut cmd);
-        cmd
-    }
-
-    /// The `pre_exec` way into the box (a fork of the daemon; used without a trampoline).
-    fn configure(&self, cmd: &mut tokio::process::Command) {
-        let fd = self.procs.as_ref().map(|f| f.as_raw_fd());
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls (write, prctl) on a descriptor opened before the fork; it allocates
-        // nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                match fd {
-                    Some(fd) => {
-                        // "0" moves the writing process.
-                        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    }
-                    None => {
-                        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-                    }
-                }
-                Ok(())
-            });
-        }
-    }
-
-    /// Spawns `cmd` (made by [`TrialBox::command`]) as the trial's first process.
+    /// Starts `program` (a path that needs no PATH search) with `argv` in `cwd`, with `env`
+    /// added to the daemon's environment, as the trial's first process: in a process group of
+    /// its own, inside the box — in the cgroup, or a subreaper itself (so that its orphans
+    /// stay in its tree) — before the program runs. Once per box.
     pub fn spawn(
         &mut self,
-        cmd: &mut tokio::process::Command,
-    ) -> std::io::Result<tokio::process::Child> {
+        program: &Path,
+        argv: &[String],
+        env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+        cwd: &Path,
+    ) -> std::io::Result<super::spawn::Process> {
         let owner = self.owner.clone();
         let _spawning = owner.spawning.lock().unwrap_or_else(|p| p.into_inner());
-        let child = cmd.spawn()?;
-        self.procs = None;
-        if let Some(pid) = child.id() {
-            let pid = pid as i32;
+        let join = match self.procs.take() {
+            Some(fd) => super::spawn::Join::Cgroup(fd),
+            None if self.cgroup.is_some() => {
+                return Err(std::io::Error::other("this box has already been used"))
+            }
+            None => super::spawn::Join::Subreaper,
+        };
+        let child = super::spawn::spawn(super::spawn::Request {
+            program,
+            argv,
+            env,
+            cwd,
+            join,
+        })?;
+        {
+            let pid = child.pid;
             self.leader = Some(pid);
             if self.cgroup.is_none() {
                 if let Some(st) = read_stat(pid) {

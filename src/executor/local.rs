@@ -13,7 +13,6 @@ use crate::model::study::Workload;
 use nix::sys::signal::Signal;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -218,32 +217,37 @@ async fn run_attempt(
         Err(e) => return fail(e),
     };
     let cuda: Vec<String> = launch.slot.gpus.iter().map(u32::to_string).collect();
-    // A program that cannot be found fails here, before the spawn: the trampoline would only
-    // find out after it started.
+    // A program that cannot be found fails here, with the PATH it was looked for on; the
+    // spawn then needs no search of its own.
     let path = crate::model::preflight::search_path(&launch.spec.env);
-    if let Err(why) =
-        crate::model::preflight::find_program(&argv[0], &launch.spec.working_dir, &path)
-    {
-        return fail(format!(
-            "cannot start {:?} in {}: {why}",
-            argv[0],
-            launch.spec.working_dir.display()
-        ));
+    let program =
+        match crate::model::preflight::find_program(&argv[0], &launch.spec.working_dir, &path) {
+            Ok(p) => p,
+            Err(why) => {
+                return fail(format!(
+                    "cannot start {:?} in {}: {why}",
+                    argv[0],
+                    launch.spec.working_dir.display()
+                ))
+            }
+        };
+    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = launch
+        .spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    for (k, v) in [
+        ("QUANTUNE_STUDY", launch.study.clone()),
+        ("QUANTUNE_TRIAL", launch.trial.to_string()),
+        ("QUANTUNE_ATTEMPT", launch.attempt.to_string()),
+        ("QUANTUNE_PARAMS", protocol::params_json(&launch.params)),
+        ("CUDA_VISIBLE_DEVICES", cuda.join(",")),
+    ] {
+        env.push((k.into(), v.into()));
     }
-    let mut cmd = bx.command(&argv);
-    cmd.current_dir(&launch.spec.working_dir)
-        .envs(&launch.spec.env)
-        .env("QUANTUNE_STUDY", &launch.study)
-        .env("QUANTUNE_TRIAL", launch.trial.to_string())
-        .env("QUANTUNE_ATTEMPT", launch.attempt.to_string())
-        .env("QUANTUNE_PARAMS", protocol::params_json(&launch.params))
-        .env("QUANTUNE_METRICS_FILE", &metrics_path)
-        .env("CUDA_VISIBLE_DEVICES", cuda.join(","))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(false);
-    let mut child = match bx.spawn(&mut cmd) {
+    env.push(("QUANTUNE_METRICS_FILE".into(), metrics_path.clone().into()));
+    let mut child = match bx.spawn(&program, &argv, env, &launch.spec.working_dir) {
         Ok(c) => c,
         Err(e) => {
             return fail(format!(

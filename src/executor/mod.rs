@@ -7,6 +7,7 @@ pub mod metrics_tail;
 pub mod protocol;
 pub mod ray;
 pub mod slurm;
+pub mod spawn;
 
 use crate::gpu::slots::Slot;
 use crate::model::study::TrialSpec;

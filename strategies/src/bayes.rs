@@ -17,7 +17,7 @@
 //!    the mean is unchanged but the variance collapses around them and the next suggestion
 //!    goes elsewhere.
 //! 5. Log expected improvement (over the incumbent less one noise standard deviation with one
-//!    objective, [`improvement_margin`]) × probability of feasibility is maximized (see
+//!    objective, `improvement_margin`) × probability of feasibility is maximized (see
 //!    [`crate::acquisition`]).
 //!
 //! Large histories are handled by subset of data: the hyperparameters are fitted on at most

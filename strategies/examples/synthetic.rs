@@ -1,6 +1,10 @@
 //! In-process quality check of a strategy on the synthetic problems of `bench/compare`
 //! (Branin, Hartmann-6, Ackley-5, Rosenbrock-4, the mixed problem, Gardner's constrained
-//! problem, ZDT1 and DTLZ2), for quick iteration on `bayes` without the daemon or Python.
+//! problem, ZDT1 and DTLZ2), plus two categorical-heavy problems that are in no harness
+//! (`linear-cat`: a linear model's loss × penalty × two log floats, the shape of issue 15's
+//! problem where `bayes` fell to random search's level; `cat-interact`: two interacting
+//! 4-way categoricals × two log floats, 30 trials each), for quick iteration on `bayes`
+//! without the daemon or Python.
 //! The comparison against Optuna is `bench/compare/compare.py`; this example uses the same
 //! functions, spaces, budgets and study seeds (0, 1, …), and runs the strategy the way the
 //! daemon does for a sequential study, so its numbers should match that harness's quantune
@@ -163,6 +167,66 @@ fn dtlz2(p: &Params) -> BTreeMap<String, f64> {
     .into()
 }
 
+/// The index of a categorical choice among `choices`.
+fn choice(p: &Params, k: &str, choices: &[&str]) -> usize {
+    match &p[k] {
+        ParamValue::Str(s) => choices.iter().position(|c| c == s).unwrap(),
+        other => panic!("{k}: {other:?}"),
+    }
+}
+
+const LOSSES: [&str; 5] = ["hinge", "log", "huber", "sqhinge", "perceptron"];
+const PENALTIES: [&str; 3] = ["l2", "l1", "elasticnet"];
+
+/// The shape of the issue's linear-model problem (a classifier's cross-validated error over a
+/// loss, a penalty, a log regularization strength and a log step size): each (loss, penalty)
+/// pair has its own floor and its own best regularization, one pair is clearly best
+/// (huber + elasticnet, 0.02), the others 0.06–0.30; the step size's optimum depends on the
+/// loss; too much regularization underfits to a plateau (error 0.37, the majority class).
+fn linear_cat(p: &Params) -> BTreeMap<String, f64> {
+    const FLOOR: [[f64; 3]; 5] = [
+        [0.08, 0.12, 0.09],
+        [0.07, 0.15, 0.10],
+        [0.09, 0.13, 0.02],
+        [0.10, 0.14, 0.11],
+        [0.25, 0.30, 0.27],
+    ];
+    const ALPHA: [[f64; 3]; 5] = [
+        [-4.0, -5.0, -4.5],
+        [-3.0, -4.5, -3.5],
+        [-3.5, -5.5, -2.5],
+        [-4.5, -5.0, -4.0],
+        [-5.5, -5.5, -5.5],
+    ];
+    const ETA: [f64; 5] = [-2.0, -1.0, -2.5, -3.0, -1.5];
+    let (l, q) = (choice(p, "loss", &LOSSES), choice(p, "penalty", &PENALTIES));
+    let (la, le) = (num(p, "alpha").log10(), num(p, "eta0").log10());
+    let v = FLOOR[l][q] + 0.03 * (la - ALPHA[l][q]).powi(2) + 0.04 * (le - ETA[l]).powi(2);
+    let underfit = la > -1.5;
+    [(
+        "error".to_string(),
+        if underfit { 0.37 } else { v.min(0.37) },
+    )]
+    .into()
+}
+
+/// Two categoricals of 4 choices whose effects interact (no additive structure: the best
+/// pair is not the pair of best marginals) and two log floats whose optimum moves with the
+/// pair: `(a, b)` with table T[a][b] ∈ [0, 1] plus the distance to the pair's optimum.
+fn cat_interact(p: &Params) -> BTreeMap<String, f64> {
+    const NAMES: [&str; 4] = ["p", "q", "r", "s"];
+    const T: [[f64; 4]; 4] = [
+        [0.6, 0.3, 0.9, 0.5],
+        [0.4, 0.8, 0.7, 0.0],
+        [0.5, 0.6, 0.2, 0.8],
+        [0.9, 0.4, 0.6, 0.5],
+    ];
+    let (a, b) = (choice(p, "a", &NAMES), choice(p, "b", &NAMES));
+    let (x, y) = (num(p, "x").log10(), num(p, "y").log10());
+    let (cx, cy) = (-3.0 + 0.5 * a as f64, -1.0 - 0.6 * b as f64);
+    loss(T[a][b] + 0.25 * ((x - cx).powi(2) + (y - cy).powi(2)).sqrt())
+}
+
 fn minimize(metric: &str) -> Objective {
     Objective {
         metric: metric.into(),
@@ -215,6 +279,41 @@ fn problems() -> Vec<Problem> {
         ),
     ])
     .unwrap();
+    let log_float = |name: &str, low: f64, high: f64| {
+        Param::new(
+            name,
+            Domain::Float {
+                low,
+                high,
+                log: true,
+            },
+        )
+    };
+    let categorical = |name: &str, choices: &[&str]| {
+        Param::new(
+            name,
+            Domain::Categorical {
+                choices: choices
+                    .iter()
+                    .map(|s| ParamValue::Str(s.to_string()))
+                    .collect(),
+            },
+        )
+    };
+    let linear_space = SearchSpace::new(vec![
+        categorical("loss", &LOSSES),
+        categorical("penalty", &PENALTIES),
+        log_float("alpha", 1e-7, 1.0),
+        log_float("eta0", 1e-5, 1.0),
+    ])
+    .unwrap();
+    let interact_space = SearchSpace::new(vec![
+        categorical("a", &["p", "q", "r", "s"]),
+        categorical("b", &["p", "q", "r", "s"]),
+        log_float("x", 1e-5, 1.0),
+        log_float("y", 1e-5, 1.0),
+    ])
+    .unwrap();
     vec![
         single(
             "branin",
@@ -236,6 +335,15 @@ fn problems() -> Vec<Problem> {
                 SearchSpace::new(vec![float("x1", 0.0, 6.0), float("x2", 0.0, 6.0)]).unwrap(),
                 gardner,
             )
+        },
+        Problem {
+            objectives: vec![minimize("error")],
+            budget: 30,
+            ..single("linear-cat", linear_space, linear_cat)
+        },
+        Problem {
+            budget: 30,
+            ..single("cat-interact", interact_space, cat_interact)
         },
         Problem {
             name: "zdt1",
@@ -296,7 +404,7 @@ fn run(kind: &str, problem: &Problem, seed: u64) -> f64 {
             pareto::hypervolume(&points, reference)
         }
         None => feasible
-            .map(|o| o.metrics["loss"])
+            .map(|o| o.metrics[&problem.objectives[0].metric])
             .fold(f64::INFINITY, f64::min),
     }
 }

@@ -110,8 +110,9 @@ impl ConstraintModel {
 /// Log EI (over `best`, on a GP of losses) plus the log probability of feasibility.
 #[derive(Clone, Debug)]
 pub struct Acquisition {
-    /// The loss model and the incumbent (best feasible loss); `None` until something feasible
-    /// has been seen, when only feasibility is sought.
+    /// The loss model and the level to improve on (the best feasible loss, less the
+    /// strategy's improvement margin); `None` until something feasible has been seen, when
+    /// only feasibility is sought.
     pub objective: Option<(Gp, f64)>,
     /// One model per constraint.
     pub constraints: Vec<ConstraintModel>,

@@ -161,17 +161,42 @@ pub struct Store {
     sealed: std::sync::atomic::AtomicBool,
     /// Deleted studies whose purge a previous process left unfinished and this open finished.
     purged_at_open: std::sync::OnceLock<Vec<String>>,
+    /// Writes the seal once everything of sled above is dropped (the last field: fields drop
+    /// in order, after [`Store`]'s own `drop`).
+    sealer: Sealer,
 }
 
 impl Drop for Store {
-    /// Seals the store (see [`crate::damage`]): its `db` length and next event number, so that
-    /// the next open can tell whether it was cut short or rolled back meanwhile.
+    /// Flushes and hands the next event number to the [`Sealer`], which seals the store (see
+    /// [`crate::damage`]) once sled has let go of it.
     fn drop(&mut self) {
         if self.sealed.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         let _ = self.db.flush();
         let next = *self.lock_writer();
+        self.sealer.next = Some(next);
+    }
+}
+
+/// Seals a dropped store: its `db` length and next event number, so that the next open can
+/// tell whether it was cut short or rolled back meanwhile. It waits (up to [`LOCK_WAIT`]) for
+/// sled's lock on the file to go first: sled's background threads outlive its handles and may
+/// still shorten the file (freeing trailing segments), which sealed too early read as a cut.
+struct Sealer {
+    path: PathBuf,
+    next: Option<u64>,
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        let Some(next) = self.next else { return };
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        if let Ok(f) = std::fs::File::open(crate::damage::db_file(&self.path)) {
+            while f.try_lock().is_err() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         crate::damage::write_seal(&self.path, Some(next));
     }
 }
@@ -317,6 +342,10 @@ impl Store {
             sealed: std::sync::atomic::AtomicBool::new(false),
             purged_at_open: std::sync::OnceLock::new(),
             db,
+            sealer: Sealer {
+                path: dir.to_path_buf(),
+                next: None,
+            },
         };
         if found.is_none() {
             // A fresh store gets the current version; one with data but no version (written

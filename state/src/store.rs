@@ -193,7 +193,9 @@ impl Drop for Sealer {
         let Some(next) = self.next else { return };
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         if let Ok(f) = std::fs::File::open(crate::damage::db_file(&self.path)) {
-            while f.try_lock().is_err() && std::time::Instant::now() < deadline {
+            while fs2::FileExt::try_lock_exclusive(&f).is_err()
+                && std::time::Instant::now() < deadline
+            {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }

@@ -158,9 +158,21 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         if libc::chdir(a.cwd) != 0 {
             return fail(a, 5);
         }
-        // The daemon ignores SIGPIPE (as Rust programs do) and blocked every signal around
-        // the clone; the program starts with neither.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // The daemon's handlers run in the daemon's memory, which this child shares: reset
+        // every caught signal to its default before unblocking, as posix_spawn does, so that
+        // a signal arriving before the exec cannot run one here (tokio's would tell the daemon
+        // it got the signal). SIGPIPE, which the daemon ignores (as Rust programs do), too.
+        for sig in 1..libc::SIGRTMAX() {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction != libc::SIG_DFL
+                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());

@@ -33,6 +33,9 @@ pub(crate) struct StudyRuntime {
     counts: BTreeMap<&'static str, u64>,
     /// Imported trials (they cost no budget).
     imported: u64,
+    /// Seconds of every attempt of the trials that are not running (for the GPU budget:
+    /// [`StudyRuntime::gpu_hours`] adds the running ones, so that no check scans the study).
+    settled_secs: f64,
     /// Finished trials as the strategy sees them, in the order they finished. Shared with a
     /// suggestion in progress; trials finishing meanwhile wait in `history_tail`.
     pub history: Arc<Vec<Observation>>,
@@ -109,6 +112,7 @@ impl StudyRuntime {
             running: BTreeSet::new(),
             counts: BTreeMap::new(),
             imported: 0,
+            settled_secs: 0.0,
             history: Arc::default(),
             history_tail: Vec::new(),
             held: HashMap::new(),
@@ -187,6 +191,7 @@ impl StudyRuntime {
     /// Appends a new trial (numbered `trials().len()`).
     pub fn push(&mut self, t: TrialRecord) {
         self.index(t.number, t.state, 1);
+        self.settled_secs += settled_secs(&t);
         if t.imported {
             self.imported += 1;
         }
@@ -198,8 +203,10 @@ impl StudyRuntime {
     pub fn edit<R>(&mut self, n: u64, f: impl FnOnce(&mut TrialRecord) -> R) -> R {
         let tr = self.trials.get_mut(n).expect("edit of an existing trial");
         let before = tr.state;
+        let settled_before = settled_secs(tr);
         let out = f(tr);
         let after = tr.state;
+        self.settled_secs += settled_secs(tr) - settled_before;
         if before != after {
             self.index(n, before, -1);
             self.index(n, after, 1);
@@ -350,9 +357,16 @@ impl StudyRuntime {
             .is_some_and(|w| now - self.record.created_at > w)
     }
 
-    /// GPU time spent so far (every attempt, running ones up to `now`), in hours.
+    /// GPU time spent so far (every attempt, running ones up to `now`), in hours: the kept
+    /// sum of the others plus the running trials (found through their index).
     pub fn gpu_hours(&self, now: f64) -> f64 {
-        gpu_hours(&self.def, self.trials.iter(), now)
+        let running: f64 = self
+            .running
+            .iter()
+            .filter_map(|n| self.trials.get(*n))
+            .map(|t| trial_secs(t, now))
+            .sum();
+        (self.settled_secs + running) * f64::from(self.def.trial.gpus) / 3600.0 + 0.0
     }
 
     /// Which budget, other than `max_trials`, has run out.
@@ -382,23 +396,35 @@ pub(crate) fn gpu_hours<'a>(
     if gpus == 0.0 {
         return 0.0;
     }
-    let secs: f64 = trials
-        .map(|t| {
-            let earlier: f64 = t
-                .attempts
-                .iter()
-                .map(|a| (a.finished_at - a.started_at.unwrap_or(a.finished_at)).max(0.0))
-                .sum();
-            let current = match (t.started_at, t.finished_at) {
-                (Some(s), Some(f)) => f - s,
-                (Some(s), None) if t.state == TrialState::Running => now - s,
-                _ => 0.0,
-            };
-            earlier + current.max(0.0)
-        })
-        .sum();
+    let secs: f64 = trials.map(|t| trial_secs(t, now)).sum();
     // + 0.0: an empty float sum is -0.0, which would show as "-0.0" GPU-hours.
     gpus * secs / 3600.0 + 0.0
+}
+
+/// Seconds of trial `t`'s attempts: the earlier ones, and the current one (a running one up
+/// to `now`).
+fn trial_secs(t: &TrialRecord, now: f64) -> f64 {
+    let earlier: f64 = t
+        .attempts
+        .iter()
+        .map(|a| (a.finished_at - a.started_at.unwrap_or(a.finished_at)).max(0.0))
+        .sum();
+    let current = match (t.started_at, t.finished_at) {
+        (Some(s), Some(f)) => f - s,
+        (Some(s), None) if t.state == TrialState::Running => now - s,
+        _ => 0.0,
+    };
+    earlier + current.max(0.0)
+}
+
+/// [`trial_secs`] of a trial that is not running (it does not change with time), else 0: what
+/// [`StudyRuntime`] keeps summed.
+fn settled_secs(t: &TrialRecord) -> f64 {
+    if t.state == TrialState::Running {
+        0.0
+    } else {
+        trial_secs(t, 0.0)
+    }
 }
 
 /// The run of failed trials after one more trial finished in `state`.
@@ -468,6 +494,51 @@ mod tests {
             })
             .collect();
         StudyRuntime::load(record, trials, curves).unwrap()
+    }
+
+    #[test]
+    fn the_kept_gpu_seconds_match_a_scan_of_every_trial() {
+        let mut rt = loaded("", 5);
+        let scan = |rt: &StudyRuntime, now: f64| -> f64 {
+            rt.trials().iter().map(|t| trial_secs(t, now)).sum()
+        };
+        let kept = |rt: &StudyRuntime, now: f64| -> f64 {
+            rt.settled_secs
+                + rt.running()
+                    .filter_map(|n| rt.trial(n))
+                    .map(|t| trial_secs(t, now))
+                    .sum::<f64>()
+        };
+        let mut t = TrialRecord::new("s", 5, Params::new(), 0.0);
+        t.state = TrialState::Running;
+        t.started_at = Some(100.0);
+        rt.push(t);
+        assert_eq!(kept(&rt, 130.0), scan(&rt, 130.0));
+        // The attempt fails and the trial is queued again; then it runs and completes.
+        rt.edit(5, |t| {
+            t.attempts.push(quantune_state::AttemptRecord {
+                attempt: 1,
+                reason: "boom".into(),
+                stderr_tail: None,
+                started_at: t.started_at,
+                finished_at: 140.0,
+            });
+            t.state = TrialState::Queued;
+            t.started_at = None;
+        });
+        assert_eq!(kept(&rt, 150.0), 40.0);
+        rt.edit(5, |t| {
+            t.state = TrialState::Running;
+            t.started_at = Some(200.0);
+        });
+        assert_eq!(kept(&rt, 210.0), 50.0);
+        assert_eq!(kept(&rt, 210.0), scan(&rt, 210.0));
+        rt.edit(5, |t| {
+            t.state = TrialState::Complete;
+            t.finished_at = Some(260.0);
+        });
+        assert_eq!(kept(&rt, 999.0), 100.0);
+        assert_eq!(kept(&rt, 999.0), scan(&rt, 999.0));
     }
 
     #[test]

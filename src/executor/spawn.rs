@@ -204,6 +204,14 @@ fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// The child's stack. With CLONE_VM it runs in the daemon's memory, on this.
 const STACK: usize = 64 << 10;
 
+/// The daemon's environment, read once: every trial starts from it (the daemon never changes
+/// its own environment once it runs).
+fn daemon_env() -> &'static std::collections::BTreeMap<OsString, OsString> {
+    static ENV: std::sync::OnceLock<std::collections::BTreeMap<OsString, OsString>> =
+        std::sync::OnceLock::new();
+    ENV.get_or_init(|| std::env::vars_os().collect())
+}
+
 /// Starts `req` (see the module doc). Must be called inside a tokio runtime.
 pub fn spawn(req: Request<'_>) -> std::io::Result<Process> {
     let program = cstring(req.program.as_os_str())?;
@@ -212,7 +220,7 @@ pub fn spawn(req: Request<'_>) -> std::io::Result<Process> {
         .iter()
         .map(|a| cstring(OsStr::new(a)))
         .collect::<Result<_, _>>()?;
-    let mut env: std::collections::BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    let mut env = daemon_env().clone();
     env.extend(req.env);
     let envp: Vec<CString> = env
         .iter()
@@ -252,8 +260,10 @@ pub fn spawn(req: Request<'_>) -> std::io::Result<Process> {
         procs,
         failed: (0, 0),
     };
-    let mut stack = vec![0u8; STACK];
-    // SAFETY: the stack top is within `stack`, aligned down to 16 bytes as the ABI wants.
+    // Allocated, not zeroed: only the child writes it, as its stack.
+    let mut stack: Vec<u8> = Vec::with_capacity(STACK);
+    // SAFETY: the stack top is one past the allocation, aligned down to 16 bytes as the ABI
+    // wants; nothing reads the memory as Rust values.
     let top = unsafe { stack.as_mut_ptr().add(STACK) } as usize & !15;
     // SAFETY: sigset and mask calls on valid local sets; clone runs `child` on `stack` with
     // `args`, both alive until clone returns (CLONE_VFORK suspends this thread until the

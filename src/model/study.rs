@@ -1447,7 +1447,7 @@ fn check_conditional_arg(command: &[String], i: usize, space: &SearchSpace) -> R
 }
 
 /// Rewords serde's type names and untagged-enum messages for people who write TOML.
-fn plain_message(m: &str) -> String {
+pub(crate) fn plain_message(m: &str) -> String {
     if m.contains("untagged enum Num") {
         return "must be a number".into();
     }

@@ -34,6 +34,10 @@ pub struct StudySnapshot {
     pub imported: u64,
     /// Trials running on each remote executor (Slurm, Ray), for the slot gauge.
     pub remote_running: BTreeMap<String, u64>,
+    /// The running trials, by number.
+    running: Vec<u64>,
+    /// Attempt seconds of the trials that are not running (for the GPU-hours figure).
+    settled_secs: f64,
     /// Whether the study still schedules or waits on trials.
     pub active: bool,
     /// What the daemon noticed about the study while it ran.
@@ -109,7 +113,12 @@ impl StudySnapshot {
                 } - self.record.created_at)
                     .max(0.0),
                 max_wall_s: self.def.budget.max_wall_secs,
-                gpu_hours: gpu_hours(&self.def, self.trials.iter(), now),
+                gpu_hours: gpu_hours(
+                    &self.def,
+                    self.settled_secs,
+                    self.running.iter().filter_map(|n| self.trials.get(*n)),
+                    now,
+                ),
                 max_gpu_hours: self.def.budget.max_gpu_hours,
             },
             waiting: self.waiting.clone(),
@@ -249,6 +258,8 @@ impl Snapshots {
                 }
                 m
             },
+            running: rt.running().collect(),
+            settled_secs: rt.settled_secs(),
             active: !rt.record.state.is_finished() || rt.count(TrialState::Running) > 0,
             warnings: rt.warnings.clone(),
             best_single: rt.best.map(|(_, n)| n),

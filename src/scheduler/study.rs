@@ -360,13 +360,17 @@ impl StudyRuntime {
     /// GPU time spent so far (every attempt, running ones up to `now`), in hours: the kept
     /// sum of the others plus the running trials (found through their index).
     pub fn gpu_hours(&self, now: f64) -> f64 {
-        let running: f64 = self
-            .running
-            .iter()
-            .filter_map(|n| self.trials.get(*n))
-            .map(|t| trial_secs(t, now))
-            .sum();
-        (self.settled_secs + running) * f64::from(self.def.trial.gpus) / 3600.0 + 0.0
+        gpu_hours(&self.def, self.settled_secs, self.running_trials(), now)
+    }
+
+    /// The running trials' records.
+    fn running_trials(&self) -> impl Iterator<Item = &TrialRecord> {
+        self.running.iter().filter_map(|n| self.trials.get(*n))
+    }
+
+    /// Seconds of every attempt of the trials that are not running (see `settled_secs`).
+    pub fn settled_secs(&self) -> f64 {
+        self.settled_secs
     }
 
     /// Which budget, other than `max_trials`, has run out.
@@ -386,17 +390,19 @@ impl StudyRuntime {
     }
 }
 
-/// GPU time of `trials` (every attempt, running ones up to `now`), in hours.
+/// GPU time of a study, in hours: `settled_secs` (the attempts of its trials that are not
+/// running) plus its `running` trials' attempts up to `now`.
 pub(crate) fn gpu_hours<'a>(
     def: &StudyDefinition,
-    trials: impl Iterator<Item = &'a TrialRecord>,
+    settled_secs: f64,
+    running: impl Iterator<Item = &'a TrialRecord>,
     now: f64,
 ) -> f64 {
     let gpus = f64::from(def.trial.gpus);
     if gpus == 0.0 {
         return 0.0;
     }
-    let secs: f64 = trials.map(|t| trial_secs(t, now)).sum();
+    let secs: f64 = settled_secs + running.map(|t| trial_secs(t, now)).sum::<f64>();
     // + 0.0: an empty float sum is -0.0, which would show as "-0.0" GPU-hours.
     gpus * secs / 3600.0 + 0.0
 }
@@ -503,11 +509,7 @@ mod tests {
             rt.trials().iter().map(|t| trial_secs(t, now)).sum()
         };
         let kept = |rt: &StudyRuntime, now: f64| -> f64 {
-            rt.settled_secs
-                + rt.running()
-                    .filter_map(|n| rt.trial(n))
-                    .map(|t| trial_secs(t, now))
-                    .sum::<f64>()
+            rt.settled_secs + rt.running_trials().map(|t| trial_secs(t, now)).sum::<f64>()
         };
         let mut t = TrialRecord::new("s", 5, Params::new(), 0.0);
         t.state = TrialState::Running;

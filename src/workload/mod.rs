@@ -109,7 +109,9 @@ pub fn raw_settings<T: serde::de::DeserializeOwned>(
         } else {
             format!("trial.{table}.{path}")
         };
-        (path, e.into_inner().to_string())
+        // Worded as the rest of the study file's errors are ("expected an integer").
+        let message = crate::model::study::plain_message(e.into_inner().to_string().trim());
+        (path, message)
     })
 }
 
@@ -147,6 +149,7 @@ mod tests {
         let (path, msg) = raw_settings::<Raw>("t", Some(bad)).unwrap_err();
         assert_eq!(path, "trial.t.steps");
         assert!(msg.contains("invalid type"), "{msg}");
+        assert!(msg.contains("expected an integer"), "{msg}");
         let typo: toml::Value = toml::from_str("stepz = 1").unwrap();
         let (path, msg) = raw_settings::<Raw>("t", Some(typo)).unwrap_err();
         assert!(path.starts_with("trial.t"), "{path}");

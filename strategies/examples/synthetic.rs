@@ -99,6 +99,35 @@ fn hartmann6(p: &Params) -> BTreeMap<String, f64> {
     loss(-v)
 }
 
+/// Hartmann-6 seen through skewed coordinates: `x_j = u_j^{p_j}` with exponents that crowd
+/// some coordinates' action into one end of the range (badly scaled parameters; in no
+/// harness, for input warping).
+fn skewed_hartmann6(p: &Params) -> BTreeMap<String, f64> {
+    const POW: [f64; 6] = [3.5, 0.3, 1.0, 2.7, 0.4, 1.6];
+    let mut q = p.clone();
+    for (j, e) in POW.iter().enumerate() {
+        let k = format!("x{j}");
+        q.insert(k.clone(), ParamValue::Float(num(p, &k).powf(*e)));
+    }
+    hartmann6(&q)
+}
+
+/// A decision tree's shape: an integer depth, an impurity threshold that only helps near 0
+/// (the loss climbs within the first 3% of its range), a fraction best near its top and a
+/// log-scaled weight (in no harness, for input warping).
+fn cliff(p: &Params) -> BTreeMap<String, f64> {
+    let depth = num(p, "depth");
+    let threshold = num(p, "threshold");
+    let fraction = num(p, "fraction");
+    let weight = num(p, "weight").log10();
+    loss(
+        (depth - 9.0).powi(2) / 40.0
+            + 2.0 * (1.0 - (-threshold / 0.012).exp())
+            + 3.0 * (1.0 - fraction).powf(0.5) * (0.2 + (weight + 2.0).powi(2) / 10.0)
+            + 0.1 * (weight + 2.0).powi(2),
+    )
+}
+
 fn ackley5(p: &Params) -> BTreeMap<String, f64> {
     let x = xs(p, 5);
     let d = x.len() as f64;
@@ -322,6 +351,26 @@ fn problems() -> Vec<Problem> {
         ),
         single("hartmann6", cube(6, 0.0, 1.0), hartmann6),
         single("ackley5", cube(5, -32.768, 32.768), ackley5),
+        single("skewed-hartmann6", cube(6, 0.0, 1.0), skewed_hartmann6),
+        single(
+            "cliff",
+            SearchSpace::new(vec![
+                Param::new(
+                    "depth",
+                    Domain::Int {
+                        low: 1,
+                        high: 15,
+                        step: 1,
+                        log: false,
+                    },
+                ),
+                float("threshold", 0.0, 0.5),
+                float("fraction", 0.01, 0.99),
+                log_float("weight", 1e-4, 1.0),
+            ])
+            .unwrap(),
+            cliff,
+        ),
         single("rosenbrock4", cube(4, -5.0, 10.0), rosenbrock4),
         single("mixed", mixed_space, mixed),
         Problem {

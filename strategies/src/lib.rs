@@ -33,6 +33,7 @@ pub mod gp;
 pub mod grid;
 pub mod history;
 pub mod importance;
+pub mod input_warp;
 pub mod objective;
 pub mod pareto;
 pub mod pruner;

@@ -61,6 +61,9 @@ pub struct StrategySpec {
     pub initial_trials: u64,
     /// Values per float parameter for `grid`.
     pub grid_points: u64,
+    /// `bayes`: the metric that measures what a trial cost (improvement per unit of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_metric: Option<String>,
 }
 
 impl StrategySpec {
@@ -69,6 +72,7 @@ impl StrategySpec {
         StrategyOptions {
             initial_trials: self.initial_trials,
             grid_points: self.grid_points,
+            cost_metric: self.cost_metric.clone(),
         }
     }
 }
@@ -358,6 +362,7 @@ struct RawStrategy {
     kind: Option<String>,
     initial_trials: Option<i64>,
     grid_points: Option<i64>,
+    cost_metric: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -730,10 +735,29 @@ fn validate(
         .unwrap_or_else(|| registry::DEFAULT_KIND.to_string());
     let initial_trials = non_negative("strategy.initial_trials", raw.strategy.initial_trials, 8)?;
     let grid_points = non_negative("strategy.grid_points", raw.strategy.grid_points, 5)?;
+    let cost_metric = raw.strategy.cost_metric;
+    if let Some(c) = &cost_metric {
+        if c.trim().is_empty() {
+            return Err(e(
+                "strategy.cost_metric",
+                "is empty; name a metric the trials report, e.g. \"train_s\", or remove the key"
+                    .into(),
+            ));
+        }
+        if objectives.iter().any(|o| &o.metric == c) {
+            return Err(e(
+                "strategy.cost_metric",
+                format!(
+                    "\"{c}\" is an objective; a cost metric measures what a trial costs (e.g. \"train_s\"), not what it optimizes"
+                ),
+            ));
+        }
+    }
     let strategy = StrategySpec {
         kind,
         initial_trials,
         grid_points,
+        cost_metric,
     };
     if strategy.kind == "grid" && strategy.grid_points < 2 {
         return Err(e(
@@ -744,6 +768,9 @@ fn validate(
     registry::build(&strategy.kind, &strategy.options()).map_err(|m| {
         // The registry words its messages for use on their own ("strategy.kind = …"); the
         // key path is already in front here.
+        if let Some(rest) = m.strip_prefix("strategy.cost_metric ") {
+            return e("strategy.cost_metric", rest.to_string());
+        }
         let m = m
             .replace("unknown strategy.kind = ", "unknown strategy ")
             .replace("strategy.kind = ", "");
@@ -896,6 +923,9 @@ fn validate(
             }
             for (i, c) in constraints.iter().enumerate() {
                 metric(format!("constraint[{i}].metric"), &c.metric)?;
+            }
+            if let Some(c) = &strategy.cost_metric {
+                metric("strategy.cost_metric".to_string(), c)?;
             }
             if let Some(table) = other.keys().next() {
                 return Err(e(
@@ -1798,6 +1828,35 @@ command = ["python", "train.py", "--group-size={group_size}"]
         for kind in ["bayes", "tpe"] {
             let d = parse_str(&format!("{GOOD}\n[strategy]\nkind = \"{kind}\"\n")).unwrap();
             assert_eq!(d.strategy.kind, kind);
+        }
+    }
+
+    #[test]
+    fn a_cost_metric_is_checked_and_reaches_the_strategy() {
+        let with = |extra: &str| parse_str(&format!("{GOOD}\n[strategy]\n{extra}\n"));
+        let d = with("cost_metric = \"train_s\"").unwrap();
+        assert_eq!(d.strategy.cost_metric.as_deref(), Some("train_s"));
+        assert_eq!(d.strategy.options().cost_metric.as_deref(), Some("train_s"));
+        // Stored definitions without the key still load, and one without it stores none.
+        let json = serde_json::to_value(parse_str(GOOD).unwrap()).unwrap();
+        assert!(json["strategy"].get("cost_metric").is_none(), "{json}");
+        let back: StudyDefinition = serde_json::from_value(json).unwrap();
+        assert_eq!(back.strategy.cost_metric, None);
+        for (extra, message) in [
+            ("cost_metric = \"\"", "is empty"),
+            (
+                "cost_metric = \"latency_ms\"",
+                "\"latency_ms\" is an objective",
+            ),
+            (
+                "kind = \"tpe\"\ncost_metric = \"train_s\"",
+                "is used only by strategy.kind = \"bayes\"",
+            ),
+            ("cost_metric = 3", "invalid type"),
+        ] {
+            let err = with(extra).unwrap_err();
+            assert_eq!(err.path, "strategy.cost_metric", "{extra}: {err}");
+            assert!(err.message.contains(message), "{extra}: {err}");
         }
     }
 

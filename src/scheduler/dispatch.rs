@@ -450,6 +450,7 @@ impl Suggest {
                 pending: &self.pending,
                 trial_number,
                 seed: self.def.seed,
+                max_trials: Some(self.def.budget.max_trials),
             };
             let r = suggest_excluding(self.strategy.as_ref(), &ctx, ex).map(|s| {
                 if let Some(note) = &s.note {

@@ -134,6 +134,7 @@ fn run(seed: u64, measured_noise: bool) -> Outcome2 {
     let strategy = BayesStrategy {
         initial_trials: 8,
         measured_noise,
+        cost_metric: None,
     };
     // The measurement noise is the same stream for both variants of a seed.
     let mut noise = StdRng::seed_from_u64(seed ^ 0x6e6f697365);

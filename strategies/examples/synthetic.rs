@@ -3,7 +3,8 @@
 //! problem, ZDT1 and DTLZ2), plus two categorical-heavy problems that are in no harness
 //! (`linear-cat`: a linear model's loss × penalty × two log floats, the shape of issue 15's
 //! problem where `bayes` fell to random search's level; `cat-interact`: two interacting
-//! 4-way categoricals × two log floats, 30 trials each), for quick iteration on `bayes`
+//! 4-way categoricals × two log floats, 30 trials each) and two badly scaled ones for input
+//! warping (`skewed-hartmann6`, `cliff`, 40 trials each), for quick iteration on `bayes`
 //! without the daemon or Python.
 //! The comparison against Optuna is `bench/compare/compare.py`; this example uses the same
 //! functions, spaces, budgets and study seeds (0, 1, …), and runs the strategy the way the

@@ -108,6 +108,18 @@ impl ConstraintModel {
     }
 }
 
+/// The model of what a trial costs (`bayes`'s `cost_metric`): a GP on the standardized log
+/// cost, and the factor that turns its mean into the log of cost^α (the cost's standard
+/// deviation in log units times the cost-cooling exponent α).
+#[derive(Clone, Debug)]
+pub struct CostModel {
+    /// The log-cost GP (standardized).
+    pub gp: Gp,
+    /// `sd(ln cost) · α`: the acquisition subtracts `scale · mean` (EI / cost^α in logs; the
+    /// log cost's mean is a constant and left out).
+    pub scale: f64,
+}
+
 /// Log EI (over `best`, on a GP of losses) plus the log probability of feasibility.
 #[derive(Clone, Debug)]
 pub struct Acquisition {
@@ -120,6 +132,8 @@ pub struct Acquisition {
     pub warp: InputWarp,
     /// One model per constraint.
     pub constraints: Vec<ConstraintModel>,
+    /// The cost model, when improvement is sought per unit of predicted cost.
+    pub cost: Option<CostModel>,
 }
 
 impl Acquisition {
@@ -161,6 +175,15 @@ impl Acquisition {
                 }
             }
         }
+        if let Some(c) = &self.cost {
+            let p = c.gp.predict(x, grad);
+            total -= c.scale * p.mean;
+            if grad {
+                for (gd, d) in g.iter_mut().zip(&p.d_mean) {
+                    *gd -= c.scale * d;
+                }
+            }
+        }
         if !total.is_finite() {
             total = -1e300;
             g.iter_mut().for_each(|v| *v = 0.0);
@@ -188,6 +211,11 @@ impl Acquisition {
         for c in &self.constraints {
             for (t, (mean, var)) in total.iter_mut().zip(c.gp.predict_many(xs)) {
                 *t += c.log_pof(mean, var).0;
+            }
+        }
+        if let Some(c) = &self.cost {
+            for (t, (mean, _)) in total.iter_mut().zip(c.gp.predict_many(xs)) {
+                *t -= c.scale * mean;
             }
         }
         for t in &mut total {
@@ -421,6 +449,7 @@ mod tests {
             objective: Some((gp, -1.0)),
             warp,
             constraints: vec![],
+            cost: None,
         };
         for at in [[0.3, 0.6], [0.05, 0.9], [0.7, 0.15]] {
             let (v, g) = acq.evaluate(&at, true);

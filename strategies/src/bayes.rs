@@ -29,7 +29,7 @@
 //! Anything that cannot be modelled (too little data, a singular kernel matrix) falls back to
 //! the Sobol point of the trial with a note saying why.
 
-use crate::acquisition::{maximize, Acquisition, ConstraintModel, Search};
+use crate::acquisition::{maximize, Acquisition, ConstraintModel, CostModel, Search};
 use crate::encoding::Encoding;
 use crate::gp::{fit_with_known_noise, Gp, Hyper, Prior};
 use crate::history::{self, Evidence, Point};
@@ -61,7 +61,7 @@ const FIT_ITERS: u64 = 30;
 const PAREGO_RHO: f64 = 0.05;
 
 /// Gaussian-process Bayesian optimization (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BayesStrategy {
     /// Sobol points before the model is used.
     pub initial_trials: u64,
@@ -70,6 +70,12 @@ pub struct BayesStrategy {
     /// (`examples/noisy_qat.rs`) it did not rank the true best first more often than the
     /// fitted constant noise (docs/STRATEGIES.md).
     pub measured_noise: bool,
+    /// A metric the trials report that measures what a trial cost (`strategy.cost_metric`,
+    /// e.g. `train_s`): expected improvement is then divided by the predicted cost raised to
+    /// a power that falls from 1 to 0 over the study's trials (cost cooling, see
+    /// [`cost_exponent`]), so early trials favour cheap configurations and the last ones
+    /// ignore cost. `None`: plain expected improvement.
+    pub cost_metric: Option<String>,
 }
 
 impl Strategy for BayesStrategy {
@@ -86,7 +92,7 @@ impl Strategy for BayesStrategy {
         if ctx.trial_number < self.initial_trials {
             return Ok(space_filling(None));
         }
-        match model_point(ctx, self.measured_noise) {
+        match model_point(ctx, self) {
             Ok(unit) => Ok(Suggestion {
                 params: ctx.space.from_unit(&unit),
                 note: None,
@@ -99,7 +105,8 @@ impl Strategy for BayesStrategy {
 }
 
 /// The model's suggestion as a unit-cube point, or why there is none.
-fn model_point(ctx: &SuggestContext<'_>, measured_noise: bool) -> Result<Vec<f64>, String> {
+fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec<f64>, String> {
+    let measured_noise = strategy.measured_noise;
     if ctx.objectives.is_empty() {
         return Err("the study has no objective to model".into());
     }
@@ -197,10 +204,17 @@ fn model_point(ctx: &SuggestContext<'_>, measured_noise: bool) -> Result<Vec<f64
     if objective.is_none() && constraints.is_empty() {
         return Err("no feasible trial yet and no constraint metrics to model".into());
     }
+    let cost = match (&strategy.cost_metric, &objective) {
+        (Some(metric), Some(_)) => {
+            cost_model(ctx, &points, metric, strategy.initial_trials, &encoding)
+        }
+        _ => None,
+    };
     let acq = Acquisition {
         objective,
         warp,
         constraints,
+        cost,
     };
 
     let mut taken: Vec<Vec<f64>> = points
@@ -220,6 +234,72 @@ fn model_point(ctx: &SuggestContext<'_>, measured_noise: bool) -> Result<Vec<f64
     };
     let (unit, _) = maximize(&acq, &encoding, &search, &taken).ok_or("no candidate points")?;
     Ok(unit)
+}
+
+/// The exponent of the predicted cost that expected improvement is divided by, for trial
+/// `trial_number` of a study of `max_trials`: `(max_trials − trial_number) / (max_trials −
+/// initial)` clamped to [0, 1], from 1 at the first model-based trial to 0 at the last
+/// (cost cooling, Lee et al. 2020, "Cost-aware Bayesian optimization"): plain EI per unit
+/// cost keeps choosing cheap configurations once it has found them, cooling hands the end
+/// of the budget back to the objective. 1 throughout when the budget is unknown.
+pub fn cost_exponent(trial_number: u64, initial: u64, max_trials: Option<u64>) -> f64 {
+    match max_trials {
+        Some(max) if max > initial => {
+            let left = max.saturating_sub(trial_number) as f64;
+            (left / (max - initial) as f64).clamp(0.0, 1.0)
+        }
+        Some(_) => 0.0,
+        None => 1.0,
+    }
+}
+
+/// The cost model of [`BayesStrategy::cost_metric`]: a GP on the log of `metric` over every
+/// trial that reported it positive and finite, standardized, with the exponent of
+/// [`cost_exponent`] folded into its scale. `None` (plain EI) with fewer than two such trials,
+/// when they all cost the same, when the exponent is 0, or when no GP can be fitted.
+fn cost_model(
+    ctx: &SuggestContext<'_>,
+    points: &[Point],
+    metric: &str,
+    initial_trials: u64,
+    encoding: &Encoding,
+) -> Option<CostModel> {
+    let exponent = cost_exponent(ctx.trial_number, initial_trials, ctx.max_trials);
+    if exponent <= 0.0 {
+        return None;
+    }
+    let cost_of: std::collections::BTreeMap<u64, f64> = ctx
+        .history
+        .iter()
+        .filter_map(|o| {
+            let c = *o.metrics.get(metric)?;
+            (c.is_finite() && c > 0.0).then_some((o.number, c.ln()))
+        })
+        .collect();
+    let dim = encoding.features();
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for p in points {
+        if let Some(c) = cost_of.get(&p.number) {
+            encoding.encode_into(&p.unit, &mut x);
+            y.push(*c);
+        }
+    }
+    if y.len() < 2 {
+        return None;
+    }
+    let (mean, sd) = mean_sd(&y);
+    if sd <= 0.0 || y.iter().all(|v| (v - mean).abs() < 1e-12) {
+        return None;
+    }
+    let z: Vec<f64> = y.iter().map(|v| (v - mean) / sd).collect();
+    let prior = Prior::default_for(dim);
+    let hyper = fit_hyper(&x, dim, &z, &[], &prior, FIT_ITERS)?;
+    let gp = Gp::new(&x, dim, &z, &hyper)?;
+    Some(CostModel {
+        gp,
+        scale: exponent * sd,
+    })
 }
 
 /// How much better than the incumbent a point must be to count as an improvement, in the
@@ -814,6 +894,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 6,
             measured_noise: false,
+            cost_metric: None,
         };
         let h = run(&s, &space, &obj, &[], 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -840,6 +921,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 6,
             measured_noise: false,
+            cost_metric: None,
         };
         let h = run(&s, &space, &obj, &cons, 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -872,6 +954,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 4,
             measured_noise: false,
+            cost_metric: None,
         };
         let h = run(&s, &space, &obj, &[], 10, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -931,6 +1014,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 6,
             measured_noise: false,
+            cost_metric: None,
         };
         let h = run(&s, &space, &obj, &[], 16, |p| {
             let shift = match &p["kind"] {
@@ -1011,6 +1095,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 5,
             measured_noise: false,
+            cost_metric: None,
         };
         let mut h = run(&s, &space, &obj, &[], 12, |p| {
             let q = if p["q"] == ParamValue::Str("a".into()) {
@@ -1043,6 +1128,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 0,
             measured_noise: false,
+            cost_metric: None,
         };
         let failed = vec![Observation {
             number: 0,
@@ -1086,6 +1172,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 6,
             measured_noise: false,
+            cost_metric: None,
         };
         let h = run(&s, &space, &obj, &[], 24, |p| {
             let x = value(p, "x");
@@ -1150,6 +1237,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 4,
             measured_noise: true,
+            cost_metric: None,
         };
         let a = s.suggest_with_note(&ctx).unwrap();
         assert_eq!(a.note, None);
@@ -1210,6 +1298,7 @@ mod tests {
         let s = BayesStrategy {
             initial_trials: 8,
             measured_noise: false,
+            cost_metric: None,
         };
         let mut polish = 0;
         let mut pairs_tried = 0;
@@ -1239,6 +1328,94 @@ mod tests {
         // the 4 runs; with it 13 and 43 (of 48).
         assert!(polish < 24, "{polish} trials polished an incumbent");
         assert!(pairs_tried >= 40, "only {pairs_tried} pairs tried");
+    }
+
+    /// Two equally good basins, one cheap and one dear (`train_s` grows 55-fold across x):
+    /// with the cost metric the model's trials go to the cheap basin more often and the study
+    /// spends less, and the best loss found is as good.
+    #[test]
+    fn a_cost_metric_steers_trials_to_cheap_configurations() {
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0), float("y", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("loss")];
+        let f = |p: &Params| {
+            let (x, y) = (value(p, "x"), value(p, "y"));
+            let loss = 100.0 * ((x - 0.25) * (x - 0.75)).powi(2) + (y - 0.5).powi(2);
+            BTreeMap::from([
+                ("loss".to_string(), loss),
+                ("train_s".to_string(), (4.0 * x).exp()),
+            ])
+        };
+        let with = |cost_metric: Option<&str>| BayesStrategy {
+            initial_trials: 6,
+            measured_noise: false,
+            cost_metric: cost_metric.map(str::to_string),
+        };
+        let (mut cheap, mut spent, mut best) = ([0usize; 2], [0.0f64; 2], [0.0f64; 2]);
+        for (k, s) in [with(None), with(Some("train_s"))].iter().enumerate() {
+            for seed in 0..6 {
+                let h = run_seeded(s, &space, &obj, &[], 24, seed, f);
+                let model = &h[6..];
+                cheap[k] += model.iter().filter(|o| value(&o.params, "x") < 0.5).count();
+                spent[k] += model.iter().map(|o| o.metrics["train_s"]).sum::<f64>();
+                best[k] += h
+                    .iter()
+                    .map(|o| o.metrics["loss"])
+                    .fold(f64::INFINITY, f64::min);
+            }
+        }
+        assert!(
+            cheap[1] >= cheap[0] + 12,
+            "model trials in the cheap basin: {cheap:?}"
+        );
+        // Measured: 47 and 67 of 108 model trials in the cheap basin, 1396 and 998 s spent.
+        assert!(
+            spent[1] < 0.8 * spent[0],
+            "cost of the model trials: {spent:?}"
+        );
+        assert!(
+            best[1] / 6.0 < 0.01,
+            "mean best loss {} (plain {})",
+            best[1] / 6.0,
+            best[0] / 6.0
+        );
+    }
+
+    #[test]
+    fn cost_cooling_falls_from_one_to_zero_over_the_budget() {
+        assert_eq!(cost_exponent(8, 8, Some(40)), 1.0);
+        assert_eq!(cost_exponent(24, 8, Some(40)), 0.5);
+        assert_eq!(cost_exponent(40, 8, Some(40)), 0.0);
+        assert_eq!(cost_exponent(60, 8, Some(40)), 0.0);
+        assert_eq!(cost_exponent(30, 8, None), 1.0);
+        // A budget no larger than the Sobol phase: the model's trials ignore cost.
+        assert_eq!(cost_exponent(8, 8, Some(8)), 0.0);
+    }
+
+    /// A cost metric no trial reports changes nothing.
+    #[test]
+    fn an_unreported_cost_metric_is_plain_expected_improvement() {
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0), float("y", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("loss")];
+        let plain = BayesStrategy {
+            initial_trials: 4,
+            measured_noise: false,
+            cost_metric: None,
+        };
+        let h = run(&plain, &space, &obj, &[], 10, |p| {
+            [(
+                "loss".to_string(),
+                (value(p, "x") - 0.4).powi(2) + value(p, "y"),
+            )]
+            .into()
+        });
+        let costed = BayesStrategy {
+            cost_metric: Some("gpu_seconds".into()),
+            ..plain.clone()
+        };
+        let mut ctx = SuggestContext::new(&space, 10, 11);
+        ctx.objectives = &obj;
+        ctx.history = &h;
+        assert_eq!(plain.suggest(&ctx).unwrap(), costed.suggest(&ctx).unwrap());
     }
 
     #[test]
@@ -1291,6 +1468,7 @@ mod tests {
             let s = BayesStrategy {
             initial_trials: 3,
             measured_noise: false,
+            cost_metric: None,
         };
             let p = s.suggest(&ctx).unwrap();
             prop_assert!(space.contains(&p));

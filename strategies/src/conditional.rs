@@ -696,6 +696,7 @@ mod tests {
             &StrategyOptions {
                 initial_trials: 6,
                 grid_points: 3,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -710,6 +711,7 @@ mod tests {
                 pending: &[],
                 trial_number: t,
                 seed,
+                max_trials: None,
             };
             let sug = strategy.suggest_with_note(&ctx).unwrap();
             let again = strategy.suggest_with_note(&ctx).unwrap();
@@ -821,6 +823,7 @@ mod tests {
                     pending: &[],
                     trial_number: t,
                     seed: 1,
+                    max_trials: None,
                 };
                 let p = suggest_excluding(strategy.as_ref(), &ctx, &no_int4)
                     .unwrap()
@@ -942,8 +945,8 @@ mod tests {
                 history.push(Observation { number: t, params: Arc::new(p), outcome: Outcome::Complete, metrics: Arc::new([("loss".to_string(), l)].into_iter().collect()) });
             }
             for kind in ["tpe", "bayes"] {
-                let s = registry::build(kind, &StrategyOptions { initial_trials: 4, grid_points: 3 }).unwrap();
-                let ctx = SuggestContext { space: &space, objectives: &objectives, constraints: &[], history: &history, pending: &[], trial_number: 10, seed };
+                let s = registry::build(kind, &StrategyOptions { initial_trials: 4, grid_points: 3, ..Default::default() }).unwrap();
+                let ctx = SuggestContext { space: &space, objectives: &objectives, constraints: &[], history: &history, pending: &[], trial_number: 10, seed, max_trials: None };
                 let p = s.suggest(&ctx).unwrap();
                 prop_assert!(space.contains(&p), "{} {:?}", kind, p);
             }
@@ -951,7 +954,7 @@ mod tests {
 
         #[test]
         fn grid_points_satisfy_the_conditions(space in arb_conditional_space(), seed in any::<u64>(), t in 0u64..200) {
-            let grid = registry::build("grid", &StrategyOptions { initial_trials: 0, grid_points: 3 }).unwrap();
+            let grid = registry::build("grid", &StrategyOptions { initial_trials: 0, grid_points: 3, ..Default::default() }).unwrap();
             match grid.suggest(&SuggestContext::new(&space, t, seed)) {
                 Ok(p) => prop_assert!(space.contains(&p), "{:?}", p),
                 Err(StrategyError::Exhausted { total }) => prop_assert!(t >= total),

@@ -14,6 +14,9 @@ pub struct StrategyOptions {
     pub initial_trials: u64,
     /// Values per float parameter in a grid.
     pub grid_points: u64,
+    /// `bayes` only: a metric the trials report that measures their cost (see
+    /// [`BayesStrategy::cost_metric`]).
+    pub cost_metric: Option<String>,
 }
 
 impl Default for StrategyOptions {
@@ -21,6 +24,7 @@ impl Default for StrategyOptions {
         StrategyOptions {
             initial_trials: 8,
             grid_points: 5,
+            cost_metric: None,
         }
     }
 }
@@ -37,6 +41,11 @@ pub const DEFAULT_KIND: &str = "bayes";
 /// Builds the strategy for `kind`; the error says what is allowed.
 pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>, String> {
     let allowed = AVAILABLE_KINDS.join(", ");
+    if options.cost_metric.is_some() && kind != "bayes" {
+        return Err(format!(
+            "strategy.cost_metric is used only by strategy.kind = \"bayes\" (this study's is {kind:?}); remove it or use bayes"
+        ));
+    }
     match kind {
         "random" => Ok(Box::new(RandomStrategy)),
         "sobol" => Ok(Box::new(SobolStrategy)),
@@ -46,6 +55,7 @@ pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>,
         "bayes" => Ok(Box::new(BayesStrategy {
             initial_trials: options.initial_trials,
             measured_noise: false,
+            cost_metric: options.cost_metric.clone(),
         })),
         "grid" => {
             if options.grid_points < 2 {

@@ -206,6 +206,7 @@ mod tests {
                     pending: &pending,
                     trial_number: n,
                     seed: 7,
+                    max_trials: None,
                 };
                 let got = match suggest_excluding(s.as_ref(), &ctx, &no_fp8()) {
                     // The grid's 15 non-fp8 points are all in the history.

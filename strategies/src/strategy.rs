@@ -56,6 +56,9 @@ pub struct SuggestContext<'a> {
     pub trial_number: u64,
     /// The study's seed.
     pub seed: u64,
+    /// How many trials the study runs in all, when it says (`budget.max_trials`): lets a
+    /// strategy plan over the budget (cost cooling in `bayes`).
+    pub max_trials: Option<u64>,
 }
 
 impl<'a> SuggestContext<'a> {
@@ -69,6 +72,7 @@ impl<'a> SuggestContext<'a> {
             pending: &[],
             trial_number,
             seed,
+            max_trials: None,
         }
     }
 

@@ -129,6 +129,19 @@ fn cliff(p: &Params) -> BTreeMap<String, f64> {
     )
 }
 
+/// Hartmann-6 rounded down to steps of 0.25: a piecewise-constant objective with plateaus,
+/// the shape of a classifier's accuracy (in no harness).
+fn stepped_hartmann6(p: &Params) -> BTreeMap<String, f64> {
+    let v = hartmann6(p)["loss"];
+    loss((v / 0.25).floor() * 0.25)
+}
+
+/// Branin rounded down to steps of 0.5 (in no harness).
+fn stepped_branin(p: &Params) -> BTreeMap<String, f64> {
+    let v = branin(p)["loss"];
+    loss((v / 0.5).floor() * 0.5)
+}
+
 fn ackley5(p: &Params) -> BTreeMap<String, f64> {
     let x = xs(p, 5);
     let d = x.len() as f64;
@@ -353,6 +366,12 @@ fn problems() -> Vec<Problem> {
         single("hartmann6", cube(6, 0.0, 1.0), hartmann6),
         single("ackley5", cube(5, -32.768, 32.768), ackley5),
         single("skewed-hartmann6", cube(6, 0.0, 1.0), skewed_hartmann6),
+        single("stepped-hartmann6", cube(6, 0.0, 1.0), stepped_hartmann6),
+        single(
+            "stepped-branin",
+            SearchSpace::new(vec![float("x1", -5.0, 10.0), float("x2", 0.0, 15.0)]).unwrap(),
+            stepped_branin,
+        ),
         single(
             "cliff",
             SearchSpace::new(vec![

@@ -11,7 +11,7 @@
 //!    is 0, the prior mean (`pessimistic_prior`). With `measured_noise`, each trial's
 //!    `<objective>_spread` is its known noise (heteroscedastic GP).
 //! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS); then (one objective)
-//!    each float and integer feature may be input-warped by a Kumaraswamy CDF chosen by
+//!    each linear-scale float and integer range may be input-warped by a Kumaraswamy CDF chosen by
 //!    marginal likelihood ([`crate::input_warp`]), and the hyperparameters are refitted on
 //!    the warped features when any is. Each
 //!    constraint metric gets its own GP, fitted the same way on every trial that reported it
@@ -384,7 +384,9 @@ fn fit_objective<R: Rng>(
     );
     // Input warping, one objective only: ParEGO's scalarization changes with every trial,
     // and on ZDT1 warping lost (docs/STRATEGIES.md).
-    let warping = ctx.objectives.len() == 1 && fit_set.len() >= InputWarp::MIN_POINTS;
+    let warpable = encoding.warpable();
+    let warping =
+        ctx.objectives.len() == 1 && fit_set.len() >= InputWarp::MIN_POINTS && !warpable.is_empty();
     // With warping the fit's iterations are split: half before the warp is chosen, half
     // after it, from there, on the warped features (the length scales fitted to unwarped
     // features do not suit warped ones: choosing the warp without the refit lost on
@@ -406,7 +408,7 @@ fn fit_objective<R: Rng>(
             &pick(&sel, &y_fit),
             &pick(&sel, &known_fit),
             &hyper,
-            &encoding.movable(),
+            &warpable,
         );
         let refit = fit_with_known_noise(
             &input_warp.apply(&x_fit),

@@ -78,6 +78,21 @@ impl Encoding {
             .collect()
     }
 
+    /// The features an input warp may bend ([`crate::input_warp`]): floats and integer ranges
+    /// on a linear scale. A log scale (`log = true`) or an explicit list of values is the
+    /// user's own statement of the parameter's scale, and is left as it is.
+    pub fn warpable(&self) -> Vec<usize> {
+        self.slots
+            .iter()
+            .zip(&self.domains)
+            .filter_map(|(s, d)| match (s, d) {
+                (Slot::Continuous { feature }, Domain::Float { log: false, .. })
+                | (Slot::Ordinal { feature }, Domain::Int { log: false, .. }) => Some(*feature),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Features of a unit-cube point (`space.dim()` coordinates), appended to `out`.
     pub fn encode_into(&self, unit: &[f64], out: &mut Vec<f64>) {
         let start = out.len();
@@ -220,6 +235,59 @@ mod tests {
     use super::*;
     use crate::space::Param;
 
+    /// Log scales and value lists are the user's own scale: only linear floats and integer
+    /// ranges may be warped.
+    #[test]
+    fn only_linear_scales_are_warpable() {
+        let space = SearchSpace::new(vec![
+            Param::new(
+                "lr",
+                Domain::Float {
+                    low: 1e-5,
+                    high: 1e-1,
+                    log: true,
+                },
+            ),
+            Param::new(
+                "frac",
+                Domain::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                },
+            ),
+            Param::new(
+                "batch",
+                Domain::IntValues {
+                    values: vec![8, 16, 32],
+                },
+            ),
+            Param::new(
+                "layers",
+                Domain::Int {
+                    low: 1,
+                    high: 64,
+                    step: 1,
+                    log: true,
+                },
+            ),
+            Param::new(
+                "depth",
+                Domain::Int {
+                    low: 1,
+                    high: 9,
+                    step: 1,
+                    log: false,
+                },
+            ),
+        ])
+        .unwrap();
+        let e = Encoding::new(&space);
+        // Features in name order: batch, depth, frac, layers, lr.
+        assert_eq!(e.movable(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(e.warpable(), vec![1, 2]);
+    }
+
     #[test]
     fn round_trip_and_neighbours() {
         let space = SearchSpace::new(vec![
@@ -255,6 +323,7 @@ mod tests {
         let e = Encoding::new(&space);
         assert_eq!(e.features(), 5);
         assert_eq!(e.movable(), vec![0, 4]);
+        assert_eq!(e.warpable(), vec![0, 4]);
         let f = e.encode(&[0.3, 0.5, 0.55]);
         assert_eq!(f, vec![0.3, 0.0, 1.0, 0.0, 0.55]);
         assert_eq!(e.decode(&f), vec![0.3, 0.5, 0.55]);

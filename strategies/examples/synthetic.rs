@@ -4,7 +4,8 @@
 //! (`linear-cat`: a linear model's loss × penalty × two log floats, the shape of issue 15's
 //! problem where `bayes` fell to random search's level; `cat-interact`: two interacting
 //! 4-way categoricals × two log floats, 30 trials each) and two badly scaled ones for input
-//! warping (`skewed-hartmann6`, `cliff`, 40 trials each), for quick iteration on `bayes`
+//! warping (`skewed-hartmann6`, `cliff`) and two with plateaus (`stepped-hartmann6`,
+//! `stepped-branin`), 40 trials each, for quick iteration on `bayes`
 //! without the daemon or Python.
 //! The comparison against Optuna is `bench/compare/compare.py`; this example uses the same
 //! functions, spaces, budgets and study seeds (0, 1, …), and runs the strategy the way the

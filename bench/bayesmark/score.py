@@ -10,7 +10,7 @@ Printed: the leaderboard per optimizer over the problems every listed optimizer 
 same problems for all), then per model family, per problem, and any suggest() fallbacks to
 random search (bayesmark's `optimizer_suggest_exception`).
 
-    python score.py --db NAME [--db NAME2 ...] [--baseline FILE]
+    python score.py --db NAME [--db NAME2 ...] [--baseline FILE] [--export RAW.json]
 
 Optimizers of a second database are labelled `NAME@DB2`.
 """
@@ -36,6 +36,23 @@ def load_baseline(path):
     clip = d["data_vars"]["clip"]["data"]
     best = d["data_vars"]["best"]["data"]
     return {f: (best[i][k], clip[i][k]) for i, f in enumerate(funcs)}
+
+
+def export_runs(root, dbs, path):
+    """Writes {database: {optimizer: {problem: [{uuid, batches, best_visible, visible}]}}}, every
+    batch's `_visible_to_opt` values, for committing the raw runs behind a table."""
+    out = {}
+    for db in dbs:
+        for p in sorted(glob.glob(os.path.join(root, db, "eval", "*.json"))):
+            d = json.load(open(p))
+            a = d["meta"]["args"]
+            vals = d["data"]["data_vars"]["_visible_to_opt"]["data"]
+            problem = f"{a['--classifier']}_{a['--data']}_{a['--metric']}"
+            out.setdefault(db, {}).setdefault(a["--opt"], {}).setdefault(problem, []).append({
+                "uuid": a["--uuid"], "batches": len(vals),
+                "best_visible": min(min(row) for row in vals), "visible": vals})
+    with open(path, "w") as f:
+        json.dump(out, f, indent=None, sort_keys=True)
 
 
 def load_runs(root, db, label_suffix):
@@ -67,7 +84,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=0,
                     help="only repeats 0..N-1 of run.py's default run uuid (pairs two databases' "
                          "runs seed by seed); default: every run found")
+    ap.add_argument("--export", default="", help="also write every run's raw values to this JSON file")
     args = ap.parse_args()
+    if args.export:
+        export_runs(args.db_root, args.db, args.export)
     base = load_baseline(args.baseline)
     runs, fallbacks = {}, defaultdict(int)
     for i, db in enumerate(args.db):

@@ -1099,7 +1099,8 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
         };
-        let mut h = run(&s, &space, &obj, &[], 12, |p| {
+        // 16 trials: past `InputWarp::MIN_POINTS`, so the input warp's choice is covered too.
+        let mut h = run(&s, &space, &obj, &[], 16, |p| {
             let q = if p["q"] == ParamValue::Str("a".into()) {
                 0.0
             } else {
@@ -1111,13 +1112,13 @@ mod tests {
             )]
             .into()
         });
-        let mut ctx = SuggestContext::new(&space, 12, 11);
+        let mut ctx = SuggestContext::new(&space, 16, 11);
         ctx.objectives = &obj;
         ctx.history = &h;
         let a = s.suggest(&ctx).unwrap();
         assert_eq!(a, s.suggest(&ctx).unwrap());
         h.reverse();
-        let mut ctx = SuggestContext::new(&space, 12, 11);
+        let mut ctx = SuggestContext::new(&space, 16, 11);
         ctx.objectives = &obj;
         ctx.history = &h;
         assert_eq!(a, s.suggest(&ctx).unwrap());

@@ -121,6 +121,7 @@ fn run(seed: u64, cost_metric: Option<&str>, best_log2_batch: f64) -> Run {
         initial_trials: 8,
         measured_noise: false,
         cost_metric: cost_metric.map(str::to_string),
+        input_warp: false,
     };
     let mut noise = StdRng::seed_from_u64(seed ^ 0x636f7374);
     let mut history: Vec<Observation> = Vec::new();

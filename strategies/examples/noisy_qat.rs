@@ -135,6 +135,7 @@ fn run(seed: u64, measured_noise: bool) -> Outcome2 {
         initial_trials: 8,
         measured_noise,
         cost_metric: None,
+        input_warp: false,
     };
     // The measurement noise is the same stream for both variants of a seed.
     let mut noise = StdRng::seed_from_u64(seed ^ 0x6e6f697365);
@@ -157,7 +158,7 @@ fn run(seed: u64, measured_noise: bool) -> Outcome2 {
     ctx.history = &history;
     let truth = |n: u64| latency(&history[n as usize].params);
     let best_true = (0..BUDGET).map(truth).fold(f64::INFINITY, f64::min);
-    let model_first = bayes::ranking(&ctx, measured_noise).unwrap()[0].0;
+    let model_first = bayes::ranking(&ctx, &strategy).unwrap()[0].0;
     let measured_first = (0..BUDGET)
         .min_by(|a, b| {
             history[*a as usize].metrics["latency_ms"]

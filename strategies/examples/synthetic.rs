@@ -13,12 +13,14 @@
 //! columns for these problems, in seconds instead of minutes.
 //!
 //! `cargo run --release -p quantune-strategies --example synthetic -- [kind] [seeds] [problems]`
-//! (defaults: `bayes`, 10 seeds, every problem; problems comma-separated). Prints the mean,
+//! (defaults: `bayes`, 10 seeds, every problem; problems comma-separated; kind `bayes-warp` is
+//! `bayes` with its input warping on). Prints the mean,
 //! median and worst best value (hypervolume for ZDT1 and DTLZ2) per problem.
 
+use quantune_strategies::bayes::BayesStrategy;
 use quantune_strategies::{
     pareto, registry, Constraint, Direction, Domain, Objective, Observation, Outcome, Param,
-    ParamValue, Params, SearchSpace, SuggestContext,
+    ParamValue, Params, SearchSpace, Strategy, SuggestContext,
 };
 use std::collections::BTreeMap;
 use std::f64::consts::{E, PI};
@@ -438,7 +440,15 @@ fn problems() -> Vec<Problem> {
 
 /// One run: the best feasible loss (single objective) or the hypervolume.
 fn run(kind: &str, problem: &Problem, seed: u64) -> f64 {
-    let strategy = registry::build(kind, &registry::StrategyOptions::default()).unwrap();
+    // `bayes-warp`: `bayes` with its input warping on (off in the registry's `bayes`).
+    let strategy: Box<dyn Strategy> = if kind == "bayes-warp" {
+        Box::new(BayesStrategy {
+            input_warp: true,
+            ..BayesStrategy::default()
+        })
+    } else {
+        registry::build(kind, &registry::StrategyOptions::default()).unwrap()
+    };
     let mut history: Vec<Observation> = Vec::new();
     for t in 0..problem.budget {
         let mut ctx = SuggestContext::new(&problem.space, t, seed);

@@ -76,6 +76,23 @@ pub struct BayesStrategy {
     /// [`cost_exponent`]), so early trials favour cheap configurations and the last ones
     /// ignore cost. `None`: plain expected improvement.
     pub cost_metric: Option<String>,
+    /// Input-warp linear-scale floats and integer ranges ([`crate::input_warp`]). Off by
+    /// default: it won on badly scaled synthetic problems but not on Bayesmark (100.05
+    /// against 100.14 without it) nor on `bench/compare` (72.0 against 73.1;
+    /// docs/STRATEGIES.md).
+    pub input_warp: bool,
+}
+
+impl Default for BayesStrategy {
+    /// What the registry builds for `strategy.kind = "bayes"` with the default options.
+    fn default() -> Self {
+        BayesStrategy {
+            initial_trials: 8,
+            measured_noise: false,
+            cost_metric: None,
+            input_warp: false,
+        }
+    }
 }
 
 impl Strategy for BayesStrategy {
@@ -132,7 +149,13 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
         y_cond,
         known_cond,
         warp,
-    } = fit_objective(ctx, &points, &encoding, measured_noise, &mut rng)?;
+    } = fit_objective(
+        ctx,
+        &points,
+        &encoding,
+        (measured_noise, strategy.input_warp),
+        &mut rng,
+    )?;
     let noisy = known.iter().any(|v| *v > 0.0);
 
     let pending: Vec<Vec<f64>> = history::pending_units(ctx);
@@ -347,7 +370,7 @@ fn fit_objective<R: Rng>(
     ctx: &SuggestContext<'_>,
     points: &[Point],
     encoding: &Encoding,
-    measured_noise: bool,
+    (measured_noise, input_warp): (bool, bool),
     rng: &mut R,
 ) -> Result<ObjectiveFit, String> {
     let dim = encoding.features();
@@ -385,8 +408,10 @@ fn fit_objective<R: Rng>(
     // Input warping, one objective only: ParEGO's scalarization changes with every trial,
     // and on ZDT1 warping lost (docs/STRATEGIES.md).
     let warpable = encoding.warpable();
-    let warping =
-        ctx.objectives.len() == 1 && fit_set.len() >= InputWarp::MIN_POINTS && !warpable.is_empty();
+    let warping = input_warp
+        && ctx.objectives.len() == 1
+        && fit_set.len() >= InputWarp::MIN_POINTS
+        && !warpable.is_empty();
     // With warping the fit's iterations are split: half before the warp is chosen, half
     // after it, from there, on the warped features (the length scales fitted to unwarped
     // features do not suit warped ones: choosing the warp without the refit lost on
@@ -441,7 +466,7 @@ fn fit_objective<R: Rng>(
 /// measurement ranks by what the model believes of its configuration, not by the draw.
 /// `None` when no model can be fitted (fewer than 2 trials with metrics, several objectives).
 /// Pure and deterministic like a suggestion.
-pub fn ranking(ctx: &SuggestContext<'_>, measured_noise: bool) -> Option<Vec<(u64, f64)>> {
+pub fn ranking(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Option<Vec<(u64, f64)>> {
     if ctx.objectives.len() != 1 {
         return None;
     }
@@ -455,7 +480,8 @@ pub fn ranking(ctx: &SuggestContext<'_>, measured_noise: bool) -> Option<Vec<(u6
     }
     let encoding = Encoding::new(ctx.space);
     let mut rng = ctx.rng(0xba7e5);
-    let fit = fit_objective(ctx, &points, &encoding, measured_noise, &mut rng).ok()?;
+    let flags = (strategy.measured_noise, strategy.input_warp);
+    let fit = fit_objective(ctx, &points, &encoding, flags, &mut rng).ok()?;
     let gp = Gp::with_known_noise(
         &fit.x_cond,
         encoding.features(),
@@ -897,6 +923,7 @@ mod tests {
             initial_trials: 6,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let h = run(&s, &space, &obj, &[], 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -924,6 +951,7 @@ mod tests {
             initial_trials: 6,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let h = run(&s, &space, &obj, &cons, 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -957,6 +985,7 @@ mod tests {
             initial_trials: 4,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let h = run(&s, &space, &obj, &[], 10, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -1017,6 +1046,7 @@ mod tests {
             initial_trials: 6,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let h = run(&s, &space, &obj, &[], 16, |p| {
             let shift = match &p["kind"] {
@@ -1098,6 +1128,7 @@ mod tests {
             initial_trials: 5,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         // 16 trials: past `InputWarp::MIN_POINTS`, so the input warp's choice is covered too.
         let mut h = run(&s, &space, &obj, &[], 16, |p| {
@@ -1132,6 +1163,7 @@ mod tests {
             initial_trials: 0,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let failed = vec![Observation {
             number: 0,
@@ -1176,6 +1208,7 @@ mod tests {
             initial_trials: 6,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let h = run(&s, &space, &obj, &[], 24, |p| {
             let x = value(p, "x");
@@ -1226,8 +1259,14 @@ mod tests {
         ctx.objectives = &obj;
         ctx.history = &history;
         let position = |r: &[(u64, f64)]| r.iter().position(|(n, _)| *n == 12).unwrap();
-        let plain = ranking(&ctx, false).unwrap();
-        let noisy = ranking(&ctx, true).unwrap();
+        let strategy = |measured_noise| BayesStrategy {
+            initial_trials: 8,
+            measured_noise,
+            cost_metric: None,
+            input_warp: false,
+        };
+        let plain = ranking(&ctx, &strategy(false)).unwrap();
+        let noisy = ranking(&ctx, &strategy(true)).unwrap();
         assert_eq!(plain.len(), 13);
         // By the truth it is 11th (index 10): after the 10 trials within 0.41 of 0.5. The
         // constant-noise model smooths it to index 8; told its noise, the model puts it where
@@ -1241,6 +1280,7 @@ mod tests {
             initial_trials: 4,
             measured_noise: true,
             cost_metric: None,
+            input_warp: false,
         };
         let a = s.suggest_with_note(&ctx).unwrap();
         assert_eq!(a.note, None);
@@ -1302,6 +1342,7 @@ mod tests {
             initial_trials: 8,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let mut polish = 0;
         let mut pairs_tried = 0;
@@ -1352,6 +1393,7 @@ mod tests {
             initial_trials: 6,
             measured_noise: false,
             cost_metric: cost_metric.map(str::to_string),
+            input_warp: false,
         };
         let (mut cheap, mut spent, mut best) = ([0usize; 2], [0.0f64; 2], [0.0f64; 2]);
         for (k, s) in [with(None), with(Some("train_s"))].iter().enumerate() {
@@ -1403,6 +1445,7 @@ mod tests {
             initial_trials: 4,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
         let h = run(&plain, &space, &obj, &[], 10, |p| {
             [(
@@ -1413,6 +1456,7 @@ mod tests {
         });
         let costed = BayesStrategy {
             cost_metric: Some("gpu_seconds".into()),
+            input_warp: false,
             ..plain.clone()
         };
         let mut ctx = SuggestContext::new(&space, 10, 11);
@@ -1472,6 +1516,7 @@ mod tests {
             initial_trials: 3,
             measured_noise: false,
             cost_metric: None,
+            input_warp: false,
         };
             let p = s.suggest(&ctx).unwrap();
             prop_assert!(space.contains(&p));

@@ -56,6 +56,7 @@ pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>,
             initial_trials: options.initial_trials,
             measured_noise: false,
             cost_metric: options.cost_metric.clone(),
+            input_warp: false,
         })),
         "grid" => {
             if options.grid_points < 2 {

@@ -77,9 +77,8 @@ pub struct BayesStrategy {
     /// ignore cost. `None`: plain expected improvement.
     pub cost_metric: Option<String>,
     /// Input-warp linear-scale floats and integer ranges ([`crate::input_warp`]). Off by
-    /// default: it won on badly scaled synthetic problems but not on Bayesmark (100.05
-    /// against 100.14 without it) nor on `bench/compare` (72.0 against 73.1;
-    /// docs/STRATEGIES.md).
+    /// default: it won on badly scaled synthetic problems and on Bayesmark (100.55 against
+    /// 100.14) but lost on `bench/compare` (72.0 against 73.1; docs/STRATEGIES.md).
     pub input_warp: bool,
 }
 

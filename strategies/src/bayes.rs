@@ -290,38 +290,36 @@ fn cost_model(
     if exponent <= 0.0 {
         return None;
     }
-    let cost_of: std::collections::BTreeMap<u64, f64> = ctx
-        .history
-        .iter()
-        .filter_map(|o| {
-            let c = *o.metrics.get(metric)?;
-            (c.is_finite() && c > 0.0).then_some((o.number, c.ln()))
-        })
-        .collect();
-    let dim = encoding.features();
+    let cost_of = positive_metric(ctx, metric);
     let mut x = Vec::new();
     let mut y = Vec::new();
     for p in points {
         if let Some(c) = cost_of.get(&p.number) {
             encoding.encode_into(&p.unit, &mut x);
-            y.push(*c);
+            y.push(c.ln());
         }
     }
-    if y.len() < 2 {
+    if y.len() < 2 || y.iter().all(|v| (v - y[0]).abs() < 1e-12) {
         return None;
     }
-    let (mean, sd) = mean_sd(&y);
-    if sd <= 0.0 || y.iter().all(|v| (v - mean).abs() < 1e-12) {
-        return None;
-    }
-    let z: Vec<f64> = y.iter().map(|v| (v - mean) / sd).collect();
-    let prior = Prior::default_for(dim);
-    let hyper = fit_hyper(&x, dim, &z, &[], &prior, FIT_ITERS)?;
-    let gp = Gp::new(&x, dim, &z, &hyper)?;
+    // Subset of data as for the objective, the cheapest half kept: no fit on 1000 points.
+    let (gp, _, sd) = standardized_gp(&x, encoding.features(), &y, &y, &[])?;
     Some(CostModel {
         gp,
         scale: exponent * sd,
     })
+}
+
+/// The value of `key` each finished trial reported, by trial number, where it is finite and
+/// positive (a measured spread, a cost).
+fn positive_metric(ctx: &SuggestContext<'_>, key: &str) -> std::collections::BTreeMap<u64, f64> {
+    ctx.history
+        .iter()
+        .filter_map(|o| {
+            let v = *o.metrics.get(key)?;
+            (v.is_finite() && v > 0.0).then_some((o.number, v))
+        })
+        .collect()
 }
 
 /// How much better than the incumbent a point must be to count as an improvement, in the
@@ -448,7 +446,11 @@ fn fit_objective<R: Rng>(
         (InputWarp::identity(dim), hyper)
     };
     Ok(ObjectiveFit {
-        x_cond: input_warp.apply(&feats(&chosen)),
+        x_cond: {
+            let mut x = feats(&chosen);
+            input_warp.apply_in_place(&mut x);
+            x
+        },
         warp: input_warp,
         y_cond: pick(&chosen, &y_all),
         known_cond: pick(&chosen, &known),
@@ -562,13 +564,34 @@ fn constraint_model(
     if v.len() < 2 {
         return None;
     }
-    let (mean, sd) = mean_sd(&v);
-    let y: Vec<f64> = v.iter().map(|a| (a - mean) / sd).collect();
     // Subset of data, as for the objective: the trials nearest the bound matter most.
-    let bound = constraint.max.or(constraint.min).unwrap_or(mean);
+    let bound = constraint
+        .max
+        .or(constraint.min)
+        .unwrap_or_else(|| mean_sd(&v).0);
     let closeness: Vec<f64> = v.iter().map(|a| (a - bound).abs()).collect();
-    let chosen = subset(&closeness, MAX_CONDITION);
-    let fit_set = subset(&closeness, MAX_FIT);
+    let (gp, mean, sd) = standardized_gp(&x, dim, &v, &closeness, x_pend)?;
+    Some(ConstraintModel {
+        gp,
+        min: constraint.min.map(|m| (m - mean) / sd),
+        max: constraint.max.map(|m| (m - mean) / sd),
+    })
+}
+
+/// A GP on the standardized values `v` at features `x` (`dim` per row), with the pending
+/// points `x_pend` as kriging-believer fantasies, and the mean and standard deviation it was
+/// standardized by. Subset of data as for the objective: hyperparameters fitted on the
+/// [`MAX_FIT`] rows and the posterior conditioned on the [`MAX_CONDITION`] rows that
+/// [`subset`] keeps by `key` (smallest first). `None` when no GP can be built.
+fn standardized_gp(
+    x: &[f64],
+    dim: usize,
+    v: &[f64],
+    key: &[f64],
+    x_pend: &[f64],
+) -> Option<(Gp, f64, f64)> {
+    let (mean, sd) = mean_sd(v);
+    let y: Vec<f64> = v.iter().map(|a| (a - mean) / sd).collect();
     let rows = |idx: &[usize]| -> (Vec<f64>, Vec<f64>) {
         let mut xs = Vec::with_capacity(idx.len() * dim);
         for &i in idx {
@@ -576,15 +599,11 @@ fn constraint_model(
         }
         (xs, idx.iter().map(|&i| y[i]).collect())
     };
-    let (xf, yf) = rows(&fit_set);
+    let (xf, yf) = rows(&subset(key, MAX_FIT));
     let hyper = fit_hyper(&xf, dim, &yf, &[], &Prior::default_for(dim), FIT_ITERS)?;
-    let (xc, yc) = rows(&chosen);
+    let (xc, yc) = rows(&subset(key, MAX_CONDITION));
     let gp = believer(&xc, dim, &yc, &[], x_pend, &hyper)?;
-    Some(ConstraintModel {
-        gp,
-        min: constraint.min.map(|m| (m - mean) / sd),
-        max: constraint.max.map(|m| (m - mean) / sd),
-    })
+    Some((gp, mean, sd))
 }
 
 /// One loss per point: the objective loss, or (several objectives) ParEGO's augmented
@@ -691,14 +710,7 @@ fn known_noise(
         return out;
     };
     let key = format!("{}{SPREAD_SUFFIX}", objective.metric);
-    let spread_of: std::collections::BTreeMap<u64, f64> = ctx
-        .history
-        .iter()
-        .filter_map(|o| {
-            let s = *o.metrics.get(&key)?;
-            (s.is_finite() && s > 0.0).then_some((o.number, s))
-        })
-        .collect();
+    let spread_of = positive_metric(ctx, &key);
     if spread_of.is_empty() {
         return out;
     }

@@ -54,9 +54,8 @@ pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>,
         })),
         "bayes" => Ok(Box::new(BayesStrategy {
             initial_trials: options.initial_trials,
-            measured_noise: false,
             cost_metric: options.cost_metric.clone(),
-            input_warp: false,
+            ..BayesStrategy::default()
         })),
         "grid" => {
             if options.grid_points < 2 {

@@ -10,9 +10,12 @@ Printed: the leaderboard per optimizer over the problems every listed optimizer 
 same problems for all), then per model family, per problem, and any suggest() fallbacks to
 random search (bayesmark's `optimizer_suggest_exception`).
 
-    python score.py --db NAME [--db NAME2 ...] [--baseline FILE] [--export RAW.json]
+    python score.py --db NAME [--db NAME2 ...] [--runs RAW.json ...] [--baseline FILE] [--export RAW.json]
 
-Optimizers of a second database are labelled `NAME@DB2`.
+Optimizers of a second database are labelled `NAME@DB2`. `--runs` reads the raw runs an earlier
+`--export` wrote (the committed results files): its databases join those under `--db-root`, and
+a database found in both is the union of their runs (a run counted once, by its uuid), so a run
+continued on another machine scores together with the committed part.
 """
 
 import argparse
@@ -38,10 +41,12 @@ def load_baseline(path):
     return {f: (best[i][k], clip[i][k]) for i, f in enumerate(funcs)}
 
 
-def export_runs(root, dbs, path):
+def export_runs(root, dbs, path, exported=()):
     """Writes {database: {optimizer: {problem: [{uuid, batches, best_visible, visible}]}}}, every
-    batch's `_visible_to_opt` values, for committing the raw runs behind a table."""
+    batch's `_visible_to_opt` values, for committing the raw runs behind a table; the listed
+    databases' runs from the `exported` files (`--runs`) are carried over, each uuid once."""
     out = {}
+    seen = set()
     for db in dbs:
         for p in sorted(glob.glob(os.path.join(root, db, "eval", "*.json"))):
             d = json.load(open(p))
@@ -51,13 +56,23 @@ def export_runs(root, dbs, path):
             out.setdefault(db, {}).setdefault(a["--opt"], {}).setdefault(problem, []).append({
                 "uuid": a["--uuid"], "batches": len(vals),
                 "best_visible": min(min(row) for row in vals), "visible": vals})
+            seen.add(a["--uuid"])
+        for raw in exported:
+            for opt, problems in raw.get(db, {}).items():
+                for problem, rs in problems.items():
+                    for r in rs:
+                        if r["uuid"] not in seen:
+                            seen.add(r["uuid"])
+                            out.setdefault(db, {}).setdefault(opt, {}).setdefault(problem, []).append(r)
     with open(path, "w") as f:
         json.dump(out, f, indent=None, sort_keys=True)
 
 
-def load_runs(root, db, label_suffix):
-    """{(optimizer, problem): [best visible value per repeat]}, and fallbacks per optimizer."""
+def load_runs(root, db, label_suffix, exported=()):
+    """{(optimizer, problem): [(uuid, best visible value, batches) per repeat]}, and fallbacks
+    per optimizer; runs of `db` in the `exported` files (`--runs`) included, each uuid once."""
     runs = defaultdict(list)
+    seen = set()
     for path in sorted(glob.glob(os.path.join(root, db, "eval", "*.json"))):
         d = json.load(open(path))
         a = d["meta"]["args"]
@@ -65,6 +80,15 @@ def load_runs(root, db, label_suffix):
         best = min(min(row) for row in vals)
         problem = f"{a['--classifier']}_{a['--data']}_{a['--metric']}"
         runs[(a["--opt"] + label_suffix, problem)].append((a["--uuid"], best, len(vals)))
+        seen.add(a["--uuid"])
+    for raw in exported:
+        for opt, problems in raw.get(db, {}).items():
+            for problem, rs in problems.items():
+                for r in rs:
+                    if r["uuid"] not in seen:
+                        seen.add(r["uuid"])
+                        runs[(opt + label_suffix, problem)].append(
+                            (r["uuid"], r["best_visible"], r["batches"]))
     fallbacks = defaultdict(int)
     for path in glob.glob(os.path.join(root, db, "logs", "*.log")):
         n = open(path, errors="replace").read().count("optimizer_suggest_exception")
@@ -85,13 +109,21 @@ def main():
                     help="only repeats 0..N-1 of run.py's default run uuid (pairs two databases' "
                          "runs seed by seed); default: every run found")
     ap.add_argument("--export", default="", help="also write every run's raw values to this JSON file")
+    ap.add_argument("--runs", action="append", default=[],
+                    help="raw runs an earlier --export wrote (e.g. results-2026-12-01b.json); its "
+                         "databases are scored as if they were under --db-root")
     args = ap.parse_args()
+    exported = [json.load(open(p)) for p in args.runs]
+    for db in args.db:
+        if not os.path.isdir(os.path.join(args.db_root, db)) and not any(db in r for r in exported):
+            sys.exit(f"score.py: database {db!r} is neither under {args.db_root} nor in any --runs file; "
+                     f"run run.py --db {db} first, or name the results file with --runs")
     if args.export:
-        export_runs(args.db_root, args.db, args.export)
+        export_runs(args.db_root, args.db, args.export, exported)
     base = load_baseline(args.baseline)
     runs, fallbacks = {}, defaultdict(int)
     for i, db in enumerate(args.db):
-        r, f = load_runs(args.db_root, db, "" if i == 0 else "@" + db)
+        r, f = load_runs(args.db_root, db, "" if i == 0 else "@" + db, exported)
         runs.update(r)
         for k, v in f.items():
             fallbacks[k] += v
@@ -154,6 +186,7 @@ def main():
             print(f"{o}: {n}")
     print("\n# rerun: " + " ".join(["python", "bench/bayesmark/score.py"] +
                                     [f"--db {d}" for d in args.db] +
+                                    [f"--runs {r}" for r in args.runs] +
                                     ([f"--optimizers {args.optimizers}"] if args.optimizers else []) +
                                     ([f"--repeats {args.repeats}"] if args.repeats else [])),
           file=sys.stdout)

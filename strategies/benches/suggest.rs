@@ -1,5 +1,7 @@
 //! Suggestion latency of every strategy: 10, 100 and 1000 finished trials plus 4 pending, in a
 //! 3-parameter and a 10-parameter space. Prints a markdown table (median of repeated calls).
+//! The row `bayes (spread)` is `bayes` on trials that also report `loss_spread`, the measured
+//! spread its heteroscedastic model reads.
 //!
 //! `cargo bench -p quantune-strategies --bench suggest` (add `-- --quick` for fewer repeats).
 
@@ -102,16 +104,23 @@ fn loss(space: &SearchSpace, p: &Params) -> f64 {
         .sum()
 }
 
-fn history(space: &SearchSpace, n: u64) -> (Vec<Observation>, Vec<Params>) {
+fn history(space: &SearchSpace, n: u64, spread: bool) -> (Vec<Observation>, Vec<Params>) {
     let random = registry::build("random", &registry::StrategyOptions::default()).unwrap();
     let point = |t: u64| random.suggest(&SuggestContext::new(space, t, 1)).unwrap();
     let history = (0..n)
         .map(|t| {
             let params = point(t);
+            let value = loss(space, &params);
+            let mut metrics: std::collections::BTreeMap<String, f64> =
+                [("loss".to_string(), value)].into();
+            if spread {
+                let u0 = space.to_unit(&params).unwrap()[0];
+                metrics.insert("loss_spread".to_string(), 0.05 + 0.2 * u0);
+            }
             Observation {
                 number: t,
                 outcome: Outcome::Complete,
-                metrics: Arc::new([("loss".to_string(), loss(space, &params))].into()),
+                metrics: Arc::new(metrics),
                 params: Arc::new(params),
             }
         })
@@ -157,7 +166,13 @@ fn main() {
     println!("Median wall time per suggestion (median thread CPU time in parentheses).\n");
     println!("| strategy | params | 10 trials | 100 trials | 1000 trials |");
     println!("| --- | --- | --- | --- | --- |");
-    for kind in ["random", "sobol", "tpe", "bayes"] {
+    for (label, kind, spread) in [
+        ("random", "random", false),
+        ("sobol", "sobol", false),
+        ("tpe", "tpe", false),
+        ("bayes", "bayes", false),
+        ("bayes (spread)", "bayes", true),
+    ] {
         if only.as_deref().is_some_and(|o| o != kind) {
             continue;
         }
@@ -165,7 +180,7 @@ fn main() {
         for (dims, space) in [(3, space3()), (10, space10())] {
             let mut cells = Vec::new();
             for n in [10u64, 100, 1000] {
-                let (history, pending) = history(&space, n);
+                let (history, pending) = history(&space, n, spread);
                 let mut ctx = SuggestContext::new(&space, n + 4, 7);
                 ctx.objectives = &objectives;
                 ctx.history = &history;
@@ -188,7 +203,7 @@ fn main() {
                 ));
             }
             println!(
-                "| {kind} | {dims} | {} | {} | {} |",
+                "| {label} | {dims} | {} | {} | {} |",
                 cells[0], cells[1], cells[2]
             );
         }

@@ -8,8 +8,9 @@
 //!    pruned and metric-less infeasible trials imputed at the worst loss seen (so their region
 //!    is avoided and they are not proposed again), then (one objective) warped by a fitted
 //!    Yeo-Johnson transform ([`crate::warp`]) and standardized, and shifted so that the worst
-//!    is 0, the prior mean (`pessimistic_prior`). With `measured_noise`, each trial's
-//!    `<objective>_spread` is its known noise (heteroscedastic GP).
+//!    is 0, the prior mean (`pessimistic_prior`). With `measured_noise` and trials that
+//!    report `<objective>_spread`, each such trial gets a known noise from the spreads
+//!    (heteroscedastic GP, [`known_noise`]) and the targets are standardized, not warped.
 //! 3. Matérn-5/2 ARD kernel hyperparameters by MAP (argmin L-BFGS); then (one objective)
 //!    each linear-scale float and integer range may be input-warped by a Kumaraswamy CDF chosen by
 //!    marginal likelihood ([`crate::input_warp`]), and the hyperparameters are refitted on
@@ -20,7 +21,8 @@
 //!    the mean is unchanged but the variance collapses around them and the next suggestion
 //!    goes elsewhere.
 //! 5. Log expected improvement (over the incumbent less one noise standard deviation with one
-//!    objective, `improvement_margin`) × probability of feasibility is maximized (see
+//!    objective, the incumbent's known noise included, `improvement_margin`) × probability of
+//!    feasibility is maximized (see
 //!    [`crate::acquisition`]).
 //!
 //! Large histories are handled by subset of data: the hyperparameters are fitted on at most
@@ -65,10 +67,12 @@ const PAREGO_RHO: f64 = 0.05;
 pub struct BayesStrategy {
     /// Sobol points before the model is used.
     pub initial_trials: u64,
-    /// Use each trial's measured spread (`<objective>_spread`) as its known noise
-    /// (heteroscedastic GP). Off by default: on the noisy QAT surrogate
-    /// (`examples/noisy_qat.rs`) it did not rank the true best first more often than the
-    /// fitted constant noise (docs/STRATEGIES.md).
+    /// Use the trials' measured spreads (`<objective>_spread`) as known per-trial noise
+    /// (heteroscedastic GP, see [`known_noise`]); it changes nothing for a study whose trials
+    /// report no spread, or with several objectives. On by default: on the noisy QAT
+    /// surrogate (`examples/noisy_qat.rs`) it ranks the true best of the same trials first
+    /// more often than a fitted constant noise, and its first-ranked trial is truly faster
+    /// (docs/STRATEGIES.md).
     pub measured_noise: bool,
     /// A metric the trials report that measures what a trial cost (`strategy.cost_metric`,
     /// e.g. `train_s`): expected improvement is then divided by the predicted cost raised to
@@ -87,7 +91,7 @@ impl Default for BayesStrategy {
     fn default() -> Self {
         BayesStrategy {
             initial_trials: 8,
-            measured_noise: false,
+            measured_noise: true,
             cost_metric: None,
             input_warp: false,
         }
@@ -176,20 +180,22 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
     // The incumbent: the best feasible (standardized) target; with measured noise, the best
     // posterior mean among the feasible trials (a lucky draw of a noisy trial is not a level
     // to beat).
-    let best = points
+    // Its known noise variance sets the improvement margin.
+    let (best, best_known) = points
         .iter()
-        .zip(&y_all)
+        .zip(y_all.iter().zip(&known))
         .filter(|(p, _)| matches!(p.evidence, Evidence::Measured { feasible: true, .. }))
-        .map(|(p, y)| {
-            if noisy {
+        .map(|(p, (y, k))| {
+            let value = if noisy {
                 objective_gp
                     .predict(&warp.apply(&encoding.encode(&p.unit)), false)
                     .mean
             } else {
                 *y
-            }
+            };
+            (value, *k)
         })
-        .fold(f64::INFINITY, f64::min);
+        .fold((f64::INFINITY, 0.0), |a, b| if b.0 < a.0 { b } else { a });
 
     let mut constraints = Vec::new();
     for (c, constraint) in ctx.constraints.iter().enumerate() {
@@ -221,7 +227,7 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
             }
         }
     }
-    let target = best - improvement_margin(&hyper, ctx.objectives.len());
+    let target = best - improvement_margin(&hyper, ctx.objectives.len(), best_known);
     let objective = best.is_finite().then_some((objective_gp, target));
     if objective.is_none() && constraints.is_empty() {
         return Err("no feasible trial yet and no constraint metrics to model".into());
@@ -303,7 +309,7 @@ fn cost_model(
         return None;
     }
     // Subset of data as for the objective, the cheapest half kept: no fit on 1000 points.
-    let (gp, _, sd) = standardized_gp(&x, encoding.features(), &y, &y, &[])?;
+    let (gp, _, sd) = standardized_gp(&x, encoding.features(), &y, &y, &[], 0.0)?;
     Some(CostModel {
         gp,
         scale: exponent * sd,
@@ -323,8 +329,9 @@ fn positive_metric(ctx: &SuggestContext<'_>, key: &str) -> std::collections::BTr
 }
 
 /// How much better than the incumbent a point must be to count as an improvement, in the
-/// model's units: one standard deviation of the fitted noise with one objective (at the noise
-/// floor, 1% of the standardized losses' spread), none with several (ParEGO).
+/// model's units: one standard deviation of the noise with one objective (the fitted noise
+/// plus `incumbent_known`, the incumbent's known noise variance with measured noise; at the
+/// noise floor, 1% of the standardized losses' spread), none with several (ParEGO).
 ///
 /// Without it, EI never decays at the incumbent: the posterior there keeps a variance of about
 /// the noise, so `σ·h(0) ≈ 0.4σ` of expected improvement stays for re-sampling the best point's
@@ -336,9 +343,17 @@ fn positive_metric(ctx: &SuggestContext<'_>, key: &str) -> std::collections::BTr
 /// instead of 65, Ackley-5 3.1 instead of 3.7, Branin 0.4001 instead of 0.3985 (the one
 /// loss). With several objectives ZDT1 and DTLZ2 lost (hypervolume 0.844 vs 0.847, 0.558 vs
 /// 0.565), so the scalarized target keeps plain EI.
-fn improvement_margin(hyper: &Hyper, objectives: usize) -> f64 {
+///
+/// With measured noise the fitted noise falls to the floor (the known noise explains the
+/// scatter), so the margin would vanish and EI would again re-sample the incumbent for gains
+/// its own noise hides; the incumbent's known noise keeps it. On `examples/noisy_qat.rs` (300
+/// seeds, the fastest format the noisiest) the first-ranked trial was the truly best of the
+/// trials run in 94 runs instead of 27 without the known part (54 with half of it), at a
+/// true latency of 6.145 ms instead of 6.115 ms (6.121): re-sampling near a noisy incumbent
+/// also averages its noise out, and the margin gives a little of that up.
+fn improvement_margin(hyper: &Hyper, objectives: usize, incumbent_known: f64) -> f64 {
     if objectives == 1 {
-        hyper.noise().sqrt()
+        (hyper.noise() + incumbent_known.max(0.0)).sqrt()
     } else {
         0.0
     }
@@ -382,19 +397,28 @@ fn fit_objective<R: Rng>(
         }
         out
     };
-    let (warp, warped) = warp_output(points, &targets, ctx.objectives.len() == 1);
-    // Heteroscedastic: the noise variance each trial measured (`<metric>_spread`), in the
-    // model's units; all zero when the trials report no spread or it is not asked for.
-    let known = if measured_noise {
-        known_noise(ctx, points, &targets, &warp)
+    // Heteroscedastic: the spread each trial measured (`<metric>_spread`), smoothed; `None`
+    // when the trials report none or it is not asked for.
+    let spreads = if measured_noise {
+        measured_spreads(ctx, points, encoding)
     } else {
-        vec![0.0; points.len()]
+        None
     };
-    let y_all = if known.iter().any(|v| *v > 0.0) {
-        warped
-    } else {
-        pessimistic_prior(&warped)
+    // With measured noise the losses are only standardized: the output warp is fitted as if
+    // the noise were the same everywhere, and where it is not its slope at the best (noisiest)
+    // values turned their measured noise into most of the signal (examples/noisy_qat.rs: the
+    // first-ranked trial 6.29 ms warped, 6.13 ms standardized).
+    let (warp, warped) = warp_output(
+        points,
+        &targets,
+        ctx.objectives.len() == 1 && spreads.is_none(),
+    );
+    // The noise variance of each trial in the model's units; all zero without spreads.
+    let known = match &spreads {
+        Some(s) => known_noise(s, &targets, &warp),
+        None => vec![0.0; points.len()],
     };
+    let y_all = pessimistic_prior(&warped);
     let pick = |idx: &[usize], v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let prior = Prior::default_for(dim);
     let (x_fit, y_fit, known_fit) = (
@@ -570,7 +594,7 @@ fn constraint_model(
         .or(constraint.min)
         .unwrap_or_else(|| mean_sd(&v).0);
     let closeness: Vec<f64> = v.iter().map(|a| (a - bound).abs()).collect();
-    let (gp, mean, sd) = standardized_gp(&x, dim, &v, &closeness, x_pend)?;
+    let (gp, mean, sd) = standardized_gp(&x, dim, &v, &closeness, x_pend, 0.0)?;
     Some(ConstraintModel {
         gp,
         min: constraint.min.map(|m| (m - mean) / sd),
@@ -580,7 +604,8 @@ fn constraint_model(
 
 /// A GP on the standardized values `v` at features `x` (`dim` per row), with the pending
 /// points `x_pend` as kriging-believer fantasies, and the mean and standard deviation it was
-/// standardized by. Subset of data as for the objective: hyperparameters fitted on the
+/// standardized by; `known_var` is a noise variance every value is known to have (in the
+/// units of `v`; 0 for none), on top of the fitted one. Subset of data as for the objective: hyperparameters fitted on the
 /// [`MAX_FIT`] rows and the posterior conditioned on the [`MAX_CONDITION`] rows that
 /// [`subset`] keeps by `key` (smallest first). `None` when no GP can be built.
 fn standardized_gp(
@@ -589,9 +614,11 @@ fn standardized_gp(
     v: &[f64],
     key: &[f64],
     x_pend: &[f64],
+    known_var: f64,
 ) -> Option<(Gp, f64, f64)> {
     let (mean, sd) = mean_sd(v);
     let y: Vec<f64> = v.iter().map(|a| (a - mean) / sd).collect();
+    let known = known_var / (sd * sd);
     let rows = |idx: &[usize]| -> (Vec<f64>, Vec<f64>) {
         let mut xs = Vec::with_capacity(idx.len() * dim);
         for &i in idx {
@@ -599,10 +626,14 @@ fn standardized_gp(
         }
         (xs, idx.iter().map(|&i| y[i]).collect())
     };
-    let (xf, yf) = rows(&subset(key, MAX_FIT));
-    let hyper = fit_hyper(&xf, dim, &yf, &[], &Prior::default_for(dim), FIT_ITERS)?;
-    let (xc, yc) = rows(&subset(key, MAX_CONDITION));
-    let gp = believer(&xc, dim, &yc, &[], x_pend, &hyper)?;
+    let fit_rows = subset(key, MAX_FIT);
+    let (xf, yf) = rows(&fit_rows);
+    let kf = vec![known; fit_rows.len()];
+    let hyper = fit_hyper(&xf, dim, &yf, &kf, &Prior::default_for(dim), FIT_ITERS)?;
+    let cond_rows = subset(key, MAX_CONDITION);
+    let (xc, yc) = rows(&cond_rows);
+    let kc = vec![known; cond_rows.len()];
+    let gp = believer(&xc, dim, &yc, &kc, x_pend, &hyper)?;
     Some((gp, mean, sd))
 }
 
@@ -690,42 +721,84 @@ fn warp_output(points: &[Point], targets: &[f64], warp: bool) -> (OutputWarp, Ve
     (warp, warped)
 }
 
-/// The noise variance each point measured, in the model's (warped, standardized) units, from
-/// its `<objective>_spread` metric (the spread over a trial's timed repeats, max − min, as the
-/// QAT workload reports it; see `SPREAD_SUFFIX` in the daemon's leaderboard). The metric is
-/// the median of k ≥ 5 repeats and the spread their range: the range of 5 normal draws is
-/// about 2.3 of their standard deviations σ, the median's standard deviation about
-/// 1.25 σ / √5 = 0.56 σ, so the metric's own noise is taken as a quarter of the spread. It is
-/// mapped through the output warp's slope at the point's value. Zero for
-/// points without a spread, for studies with several objectives (their scalarized target has
-/// no measured noise), and for failed trials.
-fn known_noise(
+/// The standard deviation of the log of the range of k normal draws, whatever their σ: 0.37 for
+/// k = 5, 0.26 for k = 10 (the range's coefficient of variation); the QAT workload times 5.
+const LOG_RANGE_SD: f64 = 0.35;
+
+/// The measured spread of each point's objective (`<objective>_spread`: the range of a
+/// trial's timed repeats, as the QAT workload reports it; see `SPREAD_SUFFIX` in the daemon's
+/// leaderboard), smoothed by a GP on the log spreads of every trial that reported one: the
+/// spread of one trial is itself a noisy estimate (the range of 5 normal draws varies by ±40%
+/// from trial to trial), and a trial with a lucky small range would otherwise be trusted far
+/// beyond the others measured with the same kernel. Each log spread is known to scatter by
+/// [`LOG_RANGE_SD`]. 0 for points without a spread (failed
+/// trials, trials that reported none); `None` with several objectives (their scalarized
+/// target has no measured noise) or when no trial reported a spread. With one spread, or when
+/// the GP cannot be fitted, the raw spreads. The GP predicts the mean log spread, about 7%
+/// below the mean spread for 5 repeats; that is left as it is.
+fn measured_spreads(
     ctx: &SuggestContext<'_>,
     points: &[Point],
-    targets: &[f64],
-    warp: &OutputWarp,
-) -> Vec<f64> {
-    let mut out = vec![0.0; points.len()];
+    encoding: &Encoding,
+) -> Option<Vec<f64>> {
     let [objective] = ctx.objectives else {
-        return out;
+        return None;
     };
-    let key = format!("{}{SPREAD_SUFFIX}", objective.metric);
-    let spread_of = positive_metric(ctx, &key);
-    if spread_of.is_empty() {
-        return out;
+    let spread_of = positive_metric(ctx, &format!("{}{SPREAD_SUFFIX}", objective.metric));
+    let with: Vec<(usize, f64)> = points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p.evidence, Evidence::Measured { .. }))
+        .filter_map(|(i, p)| Some((i, *spread_of.get(&p.number)?)))
+        .collect();
+    if with.is_empty() {
+        return None;
     }
-    for (i, p) in points.iter().enumerate() {
-        if !matches!(p.evidence, Evidence::Measured { .. }) {
-            continue;
-        }
-        if let Some(s) = spread_of.get(&p.number) {
-            let sd = 0.25 * s * warp.slope(targets[i]);
-            if sd.is_finite() {
-                out[i] = sd * sd;
+    let mut out = vec![0.0; points.len()];
+    let dim = encoding.features();
+    let mut x = Vec::with_capacity(with.len() * dim);
+    for (i, _) in &with {
+        encoding.encode_into(&points[*i].unit, &mut x);
+    }
+    let logs: Vec<f64> = with.iter().map(|(_, s)| s.ln()).collect();
+    let model = (with.len() >= 2)
+        .then(|| standardized_gp(&x, dim, &logs, &logs, &[], LOG_RANGE_SD * LOG_RANGE_SD))
+        .flatten();
+    for (k, (i, raw)) in with.iter().enumerate() {
+        out[*i] = match &model {
+            Some((gp, mean, sd)) => {
+                let smooth = (mean + sd * gp.predict(&x[k * dim..(k + 1) * dim], false).mean).exp();
+                if smooth.is_finite() && smooth > 0.0 {
+                    smooth
+                } else {
+                    *raw
+                }
             }
-        }
+            None => *raw,
+        };
     }
-    out
+    Some(out)
+}
+
+/// The noise variance of each point in the model's (standardized) units, from its measured
+/// spread ([`measured_spreads`]). The metric is the median of k ≥ 5 repeats and the spread
+/// their range: the range of 5 normal draws is about 2.3 of their standard deviations σ, the
+/// median's standard deviation about 1.25 σ / √5 = 0.56 σ, so the metric's own noise is taken
+/// as a quarter of the spread, mapped through the output transform's slope at the point's
+/// value. Zero where the spread is.
+fn known_noise(spreads: &[f64], targets: &[f64], warp: &OutputWarp) -> Vec<f64> {
+    spreads
+        .iter()
+        .zip(targets)
+        .map(|(s, t)| {
+            let sd = 0.25 * s * warp.slope(*t);
+            if sd.is_finite() {
+                sd * sd
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// The suffix a trial's metric carries for its measured run-to-run spread (the daemon's
@@ -1299,6 +1372,108 @@ mod tests {
         assert_eq!(a, s.suggest_with_note(&ctx).unwrap());
     }
 
+    /// Trials of `lat = (x − 0.5)²` at 12 grid points of `x`, with the given spreads.
+    fn spread_history(spreads: &[Option<f64>]) -> Vec<Observation> {
+        spreads
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let x = i as f64 / (spreads.len() - 1) as f64;
+                let mut m: std::collections::BTreeMap<String, f64> =
+                    [("lat".to_string(), (x - 0.5).powi(2))].into();
+                if let Some(s) = s {
+                    m.insert("lat_spread".to_string(), *s);
+                }
+                Observation {
+                    number: i as u64,
+                    params: Arc::new([("x".to_string(), ParamValue::Float(x))].into()),
+                    outcome: Outcome::Complete,
+                    metrics: Arc::new(m),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn measured_spreads_pool_the_trials_of_one_noise_level() {
+        // Eleven trials whose spreads scatter by ±30% around 1 (one noise level), and one
+        // whose 5 repeats happened to agree (0.1): smoothed, it is pulled well towards the
+        // others (a log spread is known to scatter by LOG_RANGE_SD; a one-trial dip of 2.3 in
+        // the log is partly believed, partly noise).
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0)]).unwrap();
+        let obj = [minimize("lat")];
+        let raw = [1.2, 0.8, 1.1, 0.9, 1.3, 0.1, 0.7, 1.0, 1.2, 0.9, 0.8, 1.1];
+        let history = spread_history(&raw.map(Some));
+        let mut ctx = SuggestContext::new(&space, 12, 3);
+        ctx.objectives = &obj;
+        ctx.history = &history;
+        let points = history::points(&ctx);
+        let encoding = Encoding::new(&space);
+        let s = measured_spreads(&ctx, &points, &encoding).unwrap();
+        assert_eq!(s.len(), 12);
+        assert!(s[5] > 0.3, "{s:?}");
+        // Each smoothed value lies within the raw ones' range (a geometric mean, not a sum).
+        assert!(s.iter().all(|v| (0.1..=1.3).contains(v)), "{s:?}");
+        // A trial without a spread has none; no spread at all, or two objectives: None.
+        let mut some = raw.map(Some);
+        some[3] = None;
+        let history = spread_history(&some);
+        ctx.history = &history;
+        let points = history::points(&ctx);
+        assert_eq!(measured_spreads(&ctx, &points, &encoding).unwrap()[3], 0.0);
+        let history = spread_history(&[None; 12]);
+        ctx.history = &history;
+        let points = history::points(&ctx);
+        assert_eq!(measured_spreads(&ctx, &points, &encoding), None);
+        let two = [minimize("lat"), minimize("lat_spread")];
+        ctx.objectives = &two;
+        assert_eq!(measured_spreads(&ctx, &points, &encoding), None);
+        // The known noise is a quarter of the spread, squared, in standardized units.
+        let warp = OutputWarp::standardizing(&[0.0, 2.0]);
+        let k = known_noise(&[0.4, 0.0], &[0.0, 2.0], &warp);
+        assert!(
+            (k[0] - (0.1 * warp.slope(0.0)).powi(2)).abs() < 1e-12,
+            "{k:?}"
+        );
+        assert_eq!(k[1], 0.0);
+    }
+
+    #[test]
+    fn measured_noise_changes_nothing_without_spreads() {
+        // On by default: a study whose trials report no spread suggests what it did without it.
+        let space = SearchSpace::new(vec![float("x", 0.0, 1.0), float("y", -1.0, 1.0)]).unwrap();
+        let obj = [minimize("lat")];
+        let history: Vec<Observation> = (0..10u64)
+            .map(|t| {
+                let p = SobolStrategy
+                    .suggest(&SuggestContext::new(&space, t, 9))
+                    .unwrap();
+                let u = space.to_unit(&p).unwrap();
+                let lat = (u[0] - 0.3).powi(2) + (u[1] - 0.6).abs();
+                Observation {
+                    number: t,
+                    params: Arc::new(p),
+                    outcome: Outcome::Complete,
+                    metrics: Arc::new([("lat".to_string(), lat)].into()),
+                }
+            })
+            .collect();
+        let mut ctx = SuggestContext::new(&space, 10, 9);
+        ctx.objectives = &obj;
+        ctx.history = &history;
+        let on = BayesStrategy::default();
+        assert!(on.measured_noise);
+        let off = BayesStrategy {
+            measured_noise: false,
+            ..BayesStrategy::default()
+        };
+        assert_eq!(
+            on.suggest_with_note(&ctx).unwrap(),
+            off.suggest_with_note(&ctx).unwrap()
+        );
+        assert_eq!(ranking(&ctx, &on), ranking(&ctx, &off));
+    }
+
     #[test]
     fn does_not_polish_one_basin_while_choices_go_untried() {
         // Two categoricals (a "solver" and a "penalty") whose best pair matters, two log
@@ -1484,11 +1659,15 @@ mod tests {
         let last = hyper.theta.len() - 1;
         hyper.theta[last] = 0.04f64.ln();
         let sd = (0.04 + crate::gp::NOISE_FLOOR).sqrt();
-        assert!((improvement_margin(&hyper, 1) - sd).abs() < 1e-12);
-        assert_eq!(improvement_margin(&hyper, 2), 0.0);
+        assert!((improvement_margin(&hyper, 1, 0.0) - sd).abs() < 1e-12);
+        assert_eq!(improvement_margin(&hyper, 2, 0.0), 0.0);
+        assert_eq!(improvement_margin(&hyper, 2, 0.3), 0.0);
         // At the floor: 1% of the standardized spread.
         hyper.theta[last] = -40.0;
-        assert!((improvement_margin(&hyper, 1) - 0.01).abs() < 1e-9);
+        assert!((improvement_margin(&hyper, 1, 0.0) - 0.01).abs() < 1e-9);
+        // With measured noise the incumbent's known variance adds to the fitted one.
+        let with_known = improvement_margin(&hyper, 1, 0.0899);
+        assert!((with_known - 0.3).abs() < 1e-9, "{with_known}");
     }
 
     #[test]

@@ -44,10 +44,11 @@ def load_baseline(path):
 def export_runs(root, dbs, path, exported=()):
     """Writes {database: {optimizer: {problem: [{uuid, batches, best_visible, visible}]}}}, every
     batch's `_visible_to_opt` values, for committing the raw runs behind a table; the listed
-    databases' runs from the `exported` files (`--runs`) are carried over, each uuid once."""
+    databases' runs from the `exported` files (`--runs`) are carried over, each uuid once per
+    database."""
     out = {}
-    seen = set()
     for db in dbs:
+        seen = set()  # per database: paired databases share their uuids
         for p in sorted(glob.glob(os.path.join(root, db, "eval", "*.json"))):
             d = json.load(open(p))
             a = d["meta"]["args"]

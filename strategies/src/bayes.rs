@@ -309,7 +309,7 @@ fn cost_model(
         return None;
     }
     // Subset of data as for the objective, the cheapest half kept: no fit on 1000 points.
-    let (gp, _, sd) = standardized_gp(&x, encoding.features(), &y, &y, &[], 0.0)?;
+    let (gp, _, sd) = standardized_gp(&x, encoding.features(), &y, &y, &[], 0.0, FIT_ITERS)?;
     Some(CostModel {
         gp,
         scale: exponent * sd,
@@ -400,7 +400,11 @@ fn fit_objective<R: Rng>(
     // Heteroscedastic: the spread each trial measured (`<metric>_spread`), smoothed; `None`
     // when the trials report none or it is not asked for.
     let spreads = if measured_noise {
-        measured_spreads(ctx, points, encoding)
+        let mut modelled = vec![false; points.len()];
+        for &i in chosen.iter().chain(&fit_set) {
+            modelled[i] = true;
+        }
+        measured_spreads(ctx, points, &targets, &modelled, encoding)
     } else {
         None
     };
@@ -594,7 +598,7 @@ fn constraint_model(
         .or(constraint.min)
         .unwrap_or_else(|| mean_sd(&v).0);
     let closeness: Vec<f64> = v.iter().map(|a| (a - bound).abs()).collect();
-    let (gp, mean, sd) = standardized_gp(&x, dim, &v, &closeness, x_pend, 0.0)?;
+    let (gp, mean, sd) = standardized_gp(&x, dim, &v, &closeness, x_pend, 0.0, FIT_ITERS)?;
     Some(ConstraintModel {
         gp,
         min: constraint.min.map(|m| (m - mean) / sd),
@@ -605,7 +609,7 @@ fn constraint_model(
 /// A GP on the standardized values `v` at features `x` (`dim` per row), with the pending
 /// points `x_pend` as kriging-believer fantasies, and the mean and standard deviation it was
 /// standardized by; `known_var` is a noise variance every value is known to have (in the
-/// units of `v`; 0 for none), on top of the fitted one. Subset of data as for the objective: hyperparameters fitted on the
+/// units of `v`; 0 for none), on top of the fitted one; `iters` L-BFGS iterations fit it. Subset of data as for the objective: hyperparameters fitted on the
 /// [`MAX_FIT`] rows and the posterior conditioned on the [`MAX_CONDITION`] rows that
 /// [`subset`] keeps by `key` (smallest first). `None` when no GP can be built.
 fn standardized_gp(
@@ -615,6 +619,7 @@ fn standardized_gp(
     key: &[f64],
     x_pend: &[f64],
     known_var: f64,
+    iters: u64,
 ) -> Option<(Gp, f64, f64)> {
     let (mean, sd) = mean_sd(v);
     let y: Vec<f64> = v.iter().map(|a| (a - mean) / sd).collect();
@@ -629,7 +634,7 @@ fn standardized_gp(
     let fit_rows = subset(key, MAX_FIT);
     let (xf, yf) = rows(&fit_rows);
     let kf = vec![known; fit_rows.len()];
-    let hyper = fit_hyper(&xf, dim, &yf, &kf, &Prior::default_for(dim), FIT_ITERS)?;
+    let hyper = fit_hyper(&xf, dim, &yf, &kf, &Prior::default_for(dim), iters)?;
     let cond_rows = subset(key, MAX_CONDITION);
     let (xc, yc) = rows(&cond_rows);
     let kc = vec![known; cond_rows.len()];
@@ -724,6 +729,8 @@ fn warp_output(points: &[Point], targets: &[f64], warp: bool) -> (OutputWarp, Ve
 /// The standard deviation of the log of the range of k normal draws, whatever their σ: 0.37 for
 /// k = 5, 0.26 for k = 10 (the range's coefficient of variation); the QAT workload times 5.
 const LOG_RANGE_SD: f64 = 0.35;
+/// L-BFGS iterations of the spread model's fit (a smoother of a nuisance, not the objective).
+const SPREAD_FIT_ITERS: u64 = 12;
 
 /// The measured spread of each point's objective (`<objective>_spread`: the range of a
 /// trial's timed repeats, as the QAT workload reports it; see `SPREAD_SUFFIX` in the daemon's
@@ -735,10 +742,15 @@ const LOG_RANGE_SD: f64 = 0.35;
 /// trials, trials that reported none); `None` with several objectives (their scalarized
 /// target has no measured noise) or when no trial reported a spread. With one spread, or when
 /// the GP cannot be fitted, the raw spreads. The GP predicts the mean log spread, about 7%
-/// below the mean spread for 5 repeats; that is left as it is.
+/// below the mean spread for 5 repeats; that is left as it is. Its subset of data is the
+/// objective's (kept by `targets`, best first), and only the points marked in `modelled`
+/// (those the objective's GP is fitted or conditioned on) get a smoothed spread, the others
+/// their raw one: predicting at all of a 1000-trial study's points cost ~20 ms.
 fn measured_spreads(
     ctx: &SuggestContext<'_>,
     points: &[Point],
+    targets: &[f64],
+    modelled: &[bool],
     encoding: &Encoding,
 ) -> Option<Vec<f64>> {
     let [objective] = ctx.objectives else {
@@ -761,12 +773,16 @@ fn measured_spreads(
         encoding.encode_into(&points[*i].unit, &mut x);
     }
     let logs: Vec<f64> = with.iter().map(|(_, s)| s.ln()).collect();
+    let key: Vec<f64> = with.iter().map(|(i, _)| targets[*i]).collect();
     let model = (with.len() >= 2)
-        .then(|| standardized_gp(&x, dim, &logs, &logs, &[], LOG_RANGE_SD * LOG_RANGE_SD))
+        .then(|| {
+            let var = LOG_RANGE_SD * LOG_RANGE_SD;
+            standardized_gp(&x, dim, &logs, &key, &[], var, SPREAD_FIT_ITERS)
+        })
         .flatten();
     for (k, (i, raw)) in with.iter().enumerate() {
         out[*i] = match &model {
-            Some((gp, mean, sd)) => {
+            Some((gp, mean, sd)) if modelled[*i] => {
                 let smooth = (mean + sd * gp.predict(&x[k * dim..(k + 1) * dim], false).mean).exp();
                 if smooth.is_finite() && smooth > 0.0 {
                     smooth
@@ -774,7 +790,7 @@ fn measured_spreads(
                     *raw
                 }
             }
-            None => *raw,
+            _ => *raw,
         };
     }
     Some(out)
@@ -1409,7 +1425,7 @@ mod tests {
         ctx.history = &history;
         let points = history::points(&ctx);
         let encoding = Encoding::new(&space);
-        let s = measured_spreads(&ctx, &points, &encoding).unwrap();
+        let s = measured_spreads(&ctx, &points, &[0.0; 12], &[true; 12], &encoding).unwrap();
         assert_eq!(s.len(), 12);
         assert!(s[5] > 0.3, "{s:?}");
         // Each smoothed value lies within the raw ones' range (a geometric mean, not a sum).
@@ -1420,14 +1436,23 @@ mod tests {
         let history = spread_history(&some);
         ctx.history = &history;
         let points = history::points(&ctx);
-        assert_eq!(measured_spreads(&ctx, &points, &encoding).unwrap()[3], 0.0);
+        assert_eq!(
+            measured_spreads(&ctx, &points, &[0.0; 12], &[true; 12], &encoding).unwrap()[3],
+            0.0
+        );
         let history = spread_history(&[None; 12]);
         ctx.history = &history;
         let points = history::points(&ctx);
-        assert_eq!(measured_spreads(&ctx, &points, &encoding), None);
+        assert_eq!(
+            measured_spreads(&ctx, &points, &[0.0; 12], &[true; 12], &encoding),
+            None
+        );
         let two = [minimize("lat"), minimize("lat_spread")];
         ctx.objectives = &two;
-        assert_eq!(measured_spreads(&ctx, &points, &encoding), None);
+        assert_eq!(
+            measured_spreads(&ctx, &points, &[0.0; 12], &[true; 12], &encoding),
+            None
+        );
         // The known noise is a quarter of the spread, squared, in standardized units.
         let warp = OutputWarp::standardizing(&[0.0, 2.0]);
         let k = known_noise(&[0.4, 0.0], &[0.0, 2.0], &warp);

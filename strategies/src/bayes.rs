@@ -347,7 +347,8 @@ fn positive_metric(ctx: &SuggestContext<'_>, key: &str) -> std::collections::BTr
 /// With measured noise the fitted noise falls to the floor (the known noise explains the
 /// scatter), so the margin would vanish and EI would again re-sample the incumbent for gains
 /// its own noise hides; the incumbent's known noise keeps it. On `examples/noisy_qat.rs` (300
-/// seeds, the fastest format the noisiest) the first-ranked trial was the truly best of the
+/// seeds, the fastest format the noisiest; measured before the spread model was given its
+/// known scatter, which moved these numbers by a few runs) the first-ranked trial was the truly best of the
 /// trials run in 94 runs instead of 27 without the known part (54 with half of it), at a
 /// true latency of 6.145 ms instead of 6.115 ms (6.121): re-sampling near a noisy incumbent
 /// also averages its noise out, and the margin gives a little of that up.

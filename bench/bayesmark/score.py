@@ -41,6 +41,15 @@ def load_baseline(path):
     return {f: (best[i][k], clip[i][k]) for i, f in enumerate(funcs)}
 
 
+def exported_runs(exported, db):
+    """(optimizer, problem, run) for every run of database `db` in the `--runs` files."""
+    for raw in exported:
+        for opt, problems in raw.get(db, {}).items():
+            for problem, rs in problems.items():
+                for r in rs:
+                    yield opt, problem, r
+
+
 def export_runs(root, dbs, path, exported=()):
     """Writes {database: {optimizer: {problem: [{uuid, batches, best_visible, visible}]}}}, every
     batch's `_visible_to_opt` values, for committing the raw runs behind a table; the listed
@@ -58,13 +67,10 @@ def export_runs(root, dbs, path, exported=()):
                 "uuid": a["--uuid"], "batches": len(vals),
                 "best_visible": min(min(row) for row in vals), "visible": vals})
             seen.add(a["--uuid"])
-        for raw in exported:
-            for opt, problems in raw.get(db, {}).items():
-                for problem, rs in problems.items():
-                    for r in rs:
-                        if r["uuid"] not in seen:
-                            seen.add(r["uuid"])
-                            out.setdefault(db, {}).setdefault(opt, {}).setdefault(problem, []).append(r)
+        for opt, problem, r in exported_runs(exported, db):
+            if r["uuid"] not in seen:
+                seen.add(r["uuid"])
+                out.setdefault(db, {}).setdefault(opt, {}).setdefault(problem, []).append(r)
     with open(path, "w") as f:
         json.dump(out, f, indent=None, sort_keys=True)
 
@@ -82,14 +88,10 @@ def load_runs(root, db, label_suffix, exported=()):
         problem = f"{a['--classifier']}_{a['--data']}_{a['--metric']}"
         runs[(a["--opt"] + label_suffix, problem)].append((a["--uuid"], best, len(vals)))
         seen.add(a["--uuid"])
-    for raw in exported:
-        for opt, problems in raw.get(db, {}).items():
-            for problem, rs in problems.items():
-                for r in rs:
-                    if r["uuid"] not in seen:
-                        seen.add(r["uuid"])
-                        runs[(opt + label_suffix, problem)].append(
-                            (r["uuid"], r["best_visible"], r["batches"]))
+    for opt, problem, r in exported_runs(exported, db):
+        if r["uuid"] not in seen:
+            seen.add(r["uuid"])
+            runs[(opt + label_suffix, problem)].append((r["uuid"], r["best_visible"], r["batches"]))
     fallbacks = defaultdict(int)
     for path in glob.glob(os.path.join(root, db, "logs", "*.log")):
         n = open(path, errors="replace").read().count("optimizer_suggest_exception")

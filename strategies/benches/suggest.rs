@@ -3,7 +3,8 @@
 //! The row `bayes (spread)` is `bayes` on trials that also report `loss_spread`, the measured
 //! spread its heteroscedastic model reads.
 //!
-//! `cargo bench -p quantune-strategies --bench suggest` (add `-- --quick` for fewer repeats).
+//! `cargo bench -p quantune-strategies --bench suggest` (add `-- --quick` for fewer repeats,
+//! `--only bayes` for one strategy, `--trials 100` for one history size).
 
 use quantune_strategies::{
     registry, Direction, Domain, Objective, Observation, Outcome, Param, ParamValue, Params,
@@ -157,6 +158,11 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
+    // `--trials N`: only that history size (the other cells print "-"), for profiling.
+    let trials_only = args
+        .iter()
+        .position(|a| a == "--trials")
+        .and_then(|i| args.get(i + 1)?.parse::<u64>().ok());
     let budget = Duration::from_millis(if quick { 150 } else { 600 });
     let objectives = [Objective {
         metric: "loss".into(),
@@ -180,6 +186,10 @@ fn main() {
         for (dims, space) in [(3, space3()), (10, space10())] {
             let mut cells = Vec::new();
             for n in [10u64, 100, 1000] {
+                if trials_only.is_some_and(|t| t != n) {
+                    cells.push("-".to_string());
+                    continue;
+                }
                 let (history, pending) = history(&space, n, spread);
                 let mut ctx = SuggestContext::new(&space, n + 4, 7);
                 ctx.objectives = &objectives;

@@ -140,6 +140,19 @@ fn matern52(r2: f64) -> (f64, f64) {
     ((a + 5.0 / 3.0 * r2) * e, 5.0 / 3.0 * a * e)
 }
 
+/// [`matern52`] over a slice, in place: each `r²` in `values` becomes `scale · m`, and `grads`
+/// (when given, as long as `values`) gets `scale · g`. (`wide`'s vectorized `exp` was tried
+/// here: at this crate's baseline target features it was slower than libm's.)
+fn matern52_many(values: &mut [f64], scale: f64, mut grads: Option<&mut [f64]>) {
+    for (i, v) in values.iter_mut().enumerate() {
+        let (m, g) = matern52(*v);
+        *v = scale * m;
+        if let Some(grads) = grads.as_deref_mut() {
+            grads[i] = scale * g;
+        }
+    }
+}
+
 /// A Gaussian process conditioned on data, with its factorization cached for predictions.
 #[derive(Clone, Debug)]
 pub struct Gp {
@@ -148,8 +161,12 @@ pub struct Gp {
     x: Vec<f64>,
     inv_ls2: Vec<f64>,
     signal: f64,
-    /// Lower Cholesky factor of `K + noise·I`.
-    l: DMatrix<f64>,
+    /// `L⁻¹`, the inverse of the lower Cholesky factor `L` of `K + noise·I` (lower
+    /// triangular, column-major): a prediction is a product with it, a dense matrix product
+    /// for a batch and contiguous axpys and dot products for one point (about 1.5 times
+    /// faster than nalgebra's column-by-column triangular solves, where the suggestion
+    /// latency benchmark spent a quarter of its time).
+    linv: DMatrix<f64>,
     /// `(K + noise·I)⁻¹ y`.
     alpha: DVector<f64>,
 }
@@ -206,30 +223,38 @@ impl Gp {
         let signal = hyper.signal();
         let noise = hyper.noise();
         let mut k = DMatrix::<f64>::zeros(n, n);
+        let mut row = Vec::with_capacity(n);
         for i in 0..n {
             let xi = &x[i * dim..(i + 1) * dim];
+            row.clear();
+            row.extend((0..i).map(|j| scaled_sq_dist(xi, &x[j * dim..(j + 1) * dim], &inv_ls2)));
+            matern52_many(&mut row, signal, None);
+            for (j, v) in row.iter().enumerate() {
+                k[(i, j)] = *v;
+                k[(j, i)] = *v;
+            }
             k[(i, i)] = signal
                 + if i < exact_from {
                     noise + known.get(i).copied().unwrap_or(0.0)
                 } else {
                     NOISE_FLOOR
                 };
-            for j in 0..i {
-                let xj = &x[j * dim..(j + 1) * dim];
-                let r2 = scaled_sq_dist(xi, xj, &inv_ls2);
-                let v = signal * matern52(r2).0;
-                k[(i, j)] = v;
-                k[(j, i)] = v;
-            }
         }
         let chol = cholesky_with_jitter(k, signal)?;
         let alpha = chol.solve(&DVector::from_column_slice(y));
+        // Column j of L⁻¹ is row j of `lower_inverse_by_columns` of the row-major L (the
+        // column-major storage of Lᵀ).
+        let linv = DMatrix::from_vec(
+            n,
+            n,
+            lower_inverse_by_columns(chol.l().transpose().as_slice(), n),
+        );
         Some(Gp {
             dim,
             x: x.to_vec(),
             inv_ls2,
             signal,
-            l: chol.unpack(),
+            linv,
             alpha,
         })
     }
@@ -248,23 +273,22 @@ impl Gp {
     pub fn predict(&self, x: &[f64], grad: bool) -> Prediction {
         let n = self.len();
         let dim = self.dim;
-        let mut kstar = DVector::<f64>::zeros(n);
+        let mut kstar: Vec<f64> = (0..n)
+            .map(|i| scaled_sq_dist(x, &self.x[i * dim..(i + 1) * dim], &self.inv_ls2))
+            .collect();
         // g_i (Matérn derivative factor) per training point, for the gradients.
         let mut gs = if grad { vec![0.0; n] } else { Vec::new() };
-        for i in 0..n {
-            let xi = &self.x[i * dim..(i + 1) * dim];
-            let (m, g) = matern52(scaled_sq_dist(x, xi, &self.inv_ls2));
-            kstar[i] = self.signal * m;
-            if grad {
-                gs[i] = self.signal * g;
+        matern52_many(&mut kstar, self.signal, grad.then_some(gs.as_mut_slice()));
+        let mean = dot(&kstar, self.alpha.as_slice());
+        // v = L⁻¹ k* = Σ_j k*_j · (column j of L⁻¹, zero before j).
+        let linv = self.linv.as_slice();
+        let mut v = vec![0.0; n];
+        for (j, kj) in kstar.iter().enumerate() {
+            for (vi, lij) in v[j..].iter_mut().zip(&linv[j * n + j..(j + 1) * n]) {
+                *vi += kj * lij;
             }
         }
-        let mean = kstar.dot(&self.alpha);
-        let v = self
-            .l
-            .solve_lower_triangular(&kstar)
-            .unwrap_or_else(|| DVector::zeros(n));
-        let var = (self.signal - v.norm_squared()).max(VAR_FLOOR);
+        let var = (self.signal - dot(&v, &v)).max(VAR_FLOOR);
         if !grad {
             return Prediction {
                 mean,
@@ -273,11 +297,10 @@ impl Gp {
                 d_var: Vec::new(),
             };
         }
-        // K⁻¹ k* = L⁻ᵀ v.
-        let w = self
-            .l
-            .tr_solve_lower_triangular(&v)
-            .unwrap_or_else(|| DVector::zeros(n));
+        // K⁻¹ k* = L⁻ᵀ v: entry j is column j of L⁻¹ dotted with v.
+        let w: Vec<f64> = (0..n)
+            .map(|j| dot(&linv[j * n + j..(j + 1) * n], &v[j..]))
+            .collect();
         let mut d_mean = vec![0.0; dim];
         let mut d_var = vec![0.0; dim];
         for i in 0..n {
@@ -298,8 +321,8 @@ impl Gp {
         }
     }
 
-    /// Posterior means and variances at many points at once (row-major, `dim` columns): one
-    /// blocked triangular solve instead of one per point.
+    /// Posterior means and variances at many points at once (row-major, `dim` columns): the
+    /// kernel columns of every point times `L⁻¹` in one dense matrix product.
     pub fn predict_many(&self, xs: &[f64]) -> Vec<(f64, f64)> {
         let n = self.len();
         let dim = self.dim;
@@ -307,23 +330,21 @@ impl Gp {
         if m == 0 {
             return Vec::new();
         }
+        // Column c of `kstar` is k*(x_c); column c of `L⁻¹ · kstar` is L⁻¹ k*(x_c), whose
+        // squared norm is what the prior variance loses.
         let mut kstar = DMatrix::<f64>::zeros(n, m);
-        for c in 0..m {
+        for (c, column) in kstar.as_mut_slice().chunks_exact_mut(n).enumerate() {
             let xc = &xs[c * dim..(c + 1) * dim];
-            for i in 0..n {
-                let xi = &self.x[i * dim..(i + 1) * dim];
-                kstar[(i, c)] = self.signal * matern52(scaled_sq_dist(xc, xi, &self.inv_ls2)).0;
+            for (i, k) in column.iter_mut().enumerate() {
+                *k = scaled_sq_dist(xc, &self.x[i * dim..(i + 1) * dim], &self.inv_ls2);
             }
+            matern52_many(column, self.signal, None);
         }
         let means = kstar.tr_mul(&self.alpha);
-        if !self.l.solve_lower_triangular_mut(&mut kstar) {
-            return (0..m).map(|c| (means[c], self.signal)).collect();
-        }
-        (0..m)
-            .map(|c| {
-                let var = (self.signal - kstar.column(c).norm_squared()).max(VAR_FLOOR);
-                (means[c], var)
-            })
+        let v = &self.linv * &kstar;
+        v.column_iter()
+            .zip(means.iter())
+            .map(|(column, mean)| (*mean, (self.signal - column.norm_squared()).max(VAR_FLOOR)))
             .collect()
     }
 }
@@ -361,13 +382,12 @@ pub fn log_marginal_from_distances(
     let n = y.len();
     debug_assert_eq!(r2.len(), n * n.saturating_sub(1) / 2);
     let (signal, noise) = (hyper.signal(), hyper.noise());
+    let mut kv = r2.to_vec();
+    matern52_many(&mut kv, signal, None);
     let mut k = vec![0.0; n * n];
-    let mut pair = 0;
     for i in 0..n {
-        for j in 0..i {
-            k[i * n + j] = signal * matern52(r2[pair]).0;
-            pair += 1;
-        }
+        let p0 = i * i.saturating_sub(1) / 2;
+        k[i * n..i * n + i].copy_from_slice(&kv[p0..p0 + i]);
         k[i * n + i] = signal + noise + known.get(i).copied().unwrap_or(0.0);
     }
     if !cholesky_in_place(&mut k, n) {
@@ -424,10 +444,10 @@ fn solve_upper_t_in_place(l: &[f64], n: usize, b: &mut [f64]) {
     }
 }
 
-/// `(L Lᵀ)⁻¹` from the row-major lower factor, row-major, lower triangle filled (the upper is
-/// not). Through `T = L⁻ᵀ` stored by rows, so both steps are contiguous dot products.
-fn inverse_from_cholesky(l: &[f64], n: usize) -> Vec<f64> {
-    // Row j of t is column j of L⁻¹ (zero before index j).
+/// `L⁻¹` of the row-major lower triangular `l`, stored by columns: row `j` of the result is
+/// column `j` of `L⁻¹` (zero before index `j`), so every step is a contiguous dot product.
+/// Read as a column-major matrix, the result is `L⁻¹` itself.
+fn lower_inverse_by_columns(l: &[f64], n: usize) -> Vec<f64> {
     let mut t = vec![0.0; n * n];
     for j in 0..n {
         let row = j * n;
@@ -437,6 +457,13 @@ fn inverse_from_cholesky(l: &[f64], n: usize) -> Vec<f64> {
             t[row + i] = -s / l[i * n + i];
         }
     }
+    t
+}
+
+/// `(L Lᵀ)⁻¹` from the row-major lower factor, row-major, lower triangle filled (the upper is
+/// not). Through `T = L⁻ᵀ` stored by rows, so both steps are contiguous dot products.
+fn inverse_from_cholesky(l: &[f64], n: usize) -> Vec<f64> {
+    let t = lower_inverse_by_columns(l, n);
     // K⁻¹_ij = Σ_k L⁻¹_ki L⁻¹_kj = Σ_{k ≥ i} t[i][k] t[j][k] for j ≤ i.
     let mut inv = vec![0.0; n * n];
     for i in 0..n {
@@ -490,7 +517,10 @@ pub struct Objective<'a> {
     y: Vec<f64>,
     /// Known noise variance per point, added to the diagonal (empty: none).
     known: Vec<f64>,
-    /// Squared input differences of every pair i < j, `dim` per pair.
+    /// Squared input differences of every pair j < i (in the order `(1,0), (2,0), (2,1),
+    /// …`), by input: input `d`'s are at `d·pairs..(d+1)·pairs`. Input-major so that the
+    /// scaled distances and the length-scale gradients are long contiguous sums over the
+    /// pairs, which vectorize (pair-major, the inner loops ran over a dozen inputs).
     pair_sq: Vec<f64>,
     prior: &'a Prior,
     cache: RefCell<Option<Evaluation>>,
@@ -512,10 +542,11 @@ impl<'a> Objective<'a> {
         prior: &'a Prior,
     ) -> Self {
         let n = y.len();
-        let mut pair_sq = Vec::with_capacity(n * n.saturating_sub(1) / 2 * dim);
-        for i in 0..n {
-            for j in 0..i {
-                for d in 0..dim {
+        let pairs = n * n.saturating_sub(1) / 2;
+        let mut pair_sq = Vec::with_capacity(pairs * dim);
+        for d in 0..dim {
+            for i in 0..n {
+                for j in 0..i {
                     let diff = x[i * dim + d] - x[j * dim + d];
                     pair_sq.push(diff * diff);
                 }
@@ -564,22 +595,21 @@ impl<'a> Objective<'a> {
         let signal = hyper.signal();
         let noise = hyper.noise();
         let npairs = n * n.saturating_sub(1) / 2;
-        let mut k = vec![0.0; n * n];
-        let mut kv = Vec::with_capacity(npairs);
-        let mut gv = Vec::with_capacity(npairs);
-        let mut p = 0;
-        for i in 0..n {
-            k[i * n + i] = signal + noise + self.known.get(i).copied().unwrap_or(0.0);
-            for j in 0..i {
-                let sq = &self.pair_sq[p * dim..(p + 1) * dim];
-                let r2: f64 = sq.iter().zip(&inv_ls2).map(|(a, b)| a * b).sum();
-                let (m, g) = matern52(r2);
-                let v = signal * m;
-                k[i * n + j] = v;
-                kv.push(v);
-                gv.push(signal * g);
-                p += 1;
+        let sq = |d: usize| &self.pair_sq[d * npairs..(d + 1) * npairs];
+        let mut r2 = vec![0.0; npairs];
+        for (d, w) in inv_ls2.iter().enumerate() {
+            for (r, s) in r2.iter_mut().zip(sq(d)) {
+                *r += s * w;
             }
+        }
+        let mut kv = r2;
+        let mut gv = vec![0.0; npairs];
+        matern52_many(&mut kv, signal, Some(&mut gv));
+        let mut k = vec![0.0; n * n];
+        for i in 0..n {
+            let p0 = i * i.saturating_sub(1) / 2;
+            k[i * n..i * n + i].copy_from_slice(&kv[p0..p0 + i]);
+            k[i * n + i] = signal + noise + self.known.get(i).copied().unwrap_or(0.0);
         }
         // Row-major lower factor; every inner loop below is a contiguous dot product.
         if !cholesky_in_place(&mut k, n) {
@@ -596,21 +626,22 @@ impl<'a> Objective<'a> {
         let mut grad = vec![0.0; dim + 2];
         let mut d_signal = 0.0;
         let mut d_noise = 0.0;
-        let mut p = 0;
+        // wg[p] = W_ij g_ij for pair p = (i, j): the length-scale gradients are its dot
+        // products with each input's squared differences.
+        let mut wg = Vec::with_capacity(npairs);
         for i in 0..n {
             let wii = alpha[i] * alpha[i] - kinv[i * n + i];
             d_signal += 0.5 * wii * signal;
             d_noise += 0.5 * wii * (noise - NOISE_FLOOR);
+            let p0 = wg.len();
             for j in 0..i {
                 let w = alpha[i] * alpha[j] - kinv[i * n + j];
-                d_signal += w * kv[p];
-                let wg = w * gv[p];
-                let sq = &self.pair_sq[p * dim..(p + 1) * dim];
-                for d in 0..dim {
-                    grad[d] -= wg * sq[d] * inv_ls2[d];
-                }
-                p += 1;
+                d_signal += w * kv[p0 + j];
+                wg.push(w * gv[p0 + j]);
             }
+        }
+        for (d, (g, w)) in grad.iter_mut().zip(&inv_ls2).enumerate() {
+            *g = -dot(&wg, sq(d)) * w;
         }
         grad[dim] = -d_signal;
         grad[dim + 1] = -d_noise;

@@ -64,6 +64,16 @@ pub struct StrategySpec {
     /// `bayes`: the metric that measures what a trial cost (improvement per unit of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_metric: Option<String>,
+    /// `bayes`: use the trials' measured spreads as known noise (`None`: the default, on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_noise: Option<bool>,
+    /// `bayes`: input-warp linear-scale parameters (`None`: the default, off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_warp: Option<bool>,
+    /// `bayes`: a trust region around the incumbent in the later trials (`None`: the
+    /// default, off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_region: Option<bool>,
 }
 
 impl StrategySpec {
@@ -73,6 +83,9 @@ impl StrategySpec {
             initial_trials: self.initial_trials,
             grid_points: self.grid_points,
             cost_metric: self.cost_metric.clone(),
+            measured_noise: self.measured_noise,
+            input_warp: self.input_warp,
+            trust_region: self.trust_region,
         }
     }
 }
@@ -363,6 +376,9 @@ struct RawStrategy {
     initial_trials: Option<i64>,
     grid_points: Option<i64>,
     cost_metric: Option<String>,
+    measured_noise: Option<bool>,
+    input_warp: Option<bool>,
+    trust_region: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -758,6 +774,9 @@ fn validate(
         initial_trials,
         grid_points,
         cost_metric,
+        measured_noise: raw.strategy.measured_noise,
+        input_warp: raw.strategy.input_warp,
+        trust_region: raw.strategy.trust_region,
     };
     if strategy.kind == "grid" && strategy.grid_points < 2 {
         return Err(e(
@@ -768,8 +787,11 @@ fn validate(
     registry::build(&strategy.kind, &strategy.options()).map_err(|m| {
         // The registry words its messages for use on their own ("strategy.kind = …"); the
         // key path is already in front here.
-        if let Some(rest) = m.strip_prefix("strategy.cost_metric ") {
-            return e("strategy.cost_metric", rest.to_string());
+        for key in strategy.options().bayes_only_keys() {
+            let field = format!("strategy.{key}");
+            if let Some(rest) = m.strip_prefix(&format!("{field} ")) {
+                return e(&field, rest.to_string());
+            }
         }
         let m = m
             .replace("unknown strategy.kind = ", "unknown strategy ")
@@ -1856,6 +1878,44 @@ command = ["python", "train.py", "--group-size={group_size}"]
         ] {
             let err = with(extra).unwrap_err();
             assert_eq!(err.path, "strategy.cost_metric", "{extra}: {err}");
+            assert!(err.message.contains(message), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_bayes_switches_reach_the_strategy_and_are_checked() {
+        let with = |extra: &str| parse_str(&format!("{GOOD}\n[strategy]\n{extra}\n"));
+        let d = with("measured_noise = false\ninput_warp = true\ntrust_region = true").unwrap();
+        let o = d.strategy.options();
+        assert_eq!(
+            (o.measured_noise, o.input_warp, o.trust_region),
+            (Some(false), Some(true), Some(true))
+        );
+        // Unset, they stay unset (the strategy's defaults) and are not stored.
+        let json = serde_json::to_value(parse_str(GOOD).unwrap()).unwrap();
+        for key in ["measured_noise", "input_warp", "trust_region"] {
+            assert!(json["strategy"].get(key).is_none(), "{json}");
+        }
+        let back: StudyDefinition = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            back.strategy.options().bayes_only_keys(),
+            Vec::<&str>::new()
+        );
+        for (extra, path, message) in [
+            ("input_warp = 1", "strategy.input_warp", "invalid type"),
+            (
+                "kind = \"tpe\"\ntrust_region = true",
+                "strategy.trust_region",
+                "is used only by strategy.kind = \"bayes\"",
+            ),
+            (
+                "kind = \"random\"\nmeasured_noise = false",
+                "strategy.measured_noise",
+                "remove it or use bayes",
+            ),
+        ] {
+            let err = with(extra).unwrap_err();
+            assert_eq!(err.path, path, "{extra}: {err}");
             assert!(err.message.contains(message), "{extra}: {err}");
         }
     }

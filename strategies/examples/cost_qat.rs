@@ -122,6 +122,7 @@ fn run(seed: u64, cost_metric: Option<&str>, best_log2_batch: f64) -> Run {
         measured_noise: false,
         cost_metric: cost_metric.map(str::to_string),
         input_warp: false,
+        trust_region: false,
     };
     let mut noise = StdRng::seed_from_u64(seed ^ 0x636f7374);
     let mut history: Vec<Observation> = Vec::new();

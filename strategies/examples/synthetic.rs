@@ -441,9 +441,15 @@ fn problems() -> Vec<Problem> {
 /// One run: the best feasible loss (single objective) or the hypervolume.
 fn run(kind: &str, problem: &Problem, seed: u64) -> f64 {
     // `bayes-warp`: `bayes` with its input warping on (off in the registry's `bayes`).
+    // `bayes-tr`: `bayes` with its trust region on (off in the registry's `bayes`).
     let strategy: Box<dyn Strategy> = if kind == "bayes-warp" {
         Box::new(BayesStrategy {
             input_warp: true,
+            ..BayesStrategy::default()
+        })
+    } else if kind == "bayes-tr" {
+        Box::new(BayesStrategy {
+            trust_region: true,
             ..BayesStrategy::default()
         })
     } else {

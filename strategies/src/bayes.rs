@@ -39,6 +39,7 @@ use crate::input_warp::InputWarp;
 use crate::sobol::SobolStrategy;
 use crate::space::Params;
 use crate::strategy::{mix, Strategy, StrategyError, SuggestContext, Suggestion};
+use crate::trust_region::TrustRegion;
 use crate::warp::OutputWarp;
 use rand::Rng;
 use rand_distr::{Distribution, Exp1, StandardNormal};
@@ -84,6 +85,9 @@ pub struct BayesStrategy {
     /// default: it won on badly scaled synthetic problems and on Bayesmark (100.55 against
     /// 100.14) but lost on `bench/compare` (72.0 against 73.1; docs/STRATEGIES.md).
     pub input_warp: bool,
+    /// Draw the acquisition's candidates inside a trust region around the incumbent
+    /// ([`crate::trust_region`]) in the later trials of a single-objective study.
+    pub trust_region: bool,
 }
 
 impl Default for BayesStrategy {
@@ -94,6 +98,7 @@ impl Default for BayesStrategy {
             measured_noise: true,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         }
     }
 }
@@ -250,7 +255,19 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
         .map(|p| encoding.decode(&encoding.encode(&p.unit)))
         .collect();
     taken.extend(pending.iter().map(|u| encoding.decode(&encoding.encode(u))));
-    let candidates = candidates(ctx, &points, &targets, &mut rng);
+    let region = if strategy.trust_region && ctx.objectives.len() == 1 {
+        region_box(
+            ctx,
+            &points,
+            &targets,
+            strategy.initial_trials,
+            &encoding,
+            &hyper,
+        )
+    } else {
+        None
+    };
+    let candidates = candidates(ctx, &points, &targets, region.as_deref(), &mut rng);
     // The best observed point itself (the candidate list ends with it).
     let always = vec![candidates.len() - 1];
     let search = Search {
@@ -879,21 +896,68 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     )
 }
 
-/// Candidate starting points: a fresh Sobol scramble for this trial, and Gaussian
+/// The trust region's half-sides per unit coordinate for this suggestion, when it is in
+/// force: the region replayed from the finished trials ([`TrustRegion::replay`]), weighted by
+/// the fitted length scales. `None` before the later phase: the first half of the model's
+/// trials when the study has `max_trials`, else its first [`REGION_AFTER`] trials.
+fn region_box(
+    ctx: &SuggestContext<'_>,
+    points: &[Point],
+    targets: &[f64],
+    initial: u64,
+    encoding: &Encoding,
+    hyper: &crate::gp::Hyper,
+) -> Option<Vec<Option<f64>>> {
+    let start = match ctx.max_trials {
+        Some(max) => initial + max.saturating_sub(initial) / 2,
+        None => initial + REGION_AFTER,
+    };
+    if ctx.trial_number < start {
+        return None;
+    }
+    let values: Vec<Option<f64>> = points
+        .iter()
+        .zip(targets)
+        .map(|(p, t)| matches!(p.evidence, Evidence::Measured { feasible: true, .. }).then_some(*t))
+        .collect();
+    let fail_after = ctx.space.dim().max(4) as u32;
+    let region = TrustRegion::replay(&values, initial as usize, fail_after);
+    let inv_ls2 = hyper.inv_sq_lengthscales();
+    let scales: Vec<Option<f64>> = encoding
+        .ordered_features()
+        .iter()
+        .map(|f| f.map(|f| 1.0 / inv_ls2[f].sqrt()))
+        .collect();
+    Some(region.half_sides(&scales))
+}
+
+/// Trials of a study without `max_trials` before the trust region is in force.
+const REGION_AFTER: u64 = 40;
+
+/// Candidate starting points: a fresh Sobol scramble for this trial (inside the trust region
+/// around the best observed point, when `region` gives its half-sides), and Gaussian
 /// perturbations of the best observed points (discrete coordinates resampled now and then).
 fn candidates<R: Rng>(
     ctx: &SuggestContext<'_>,
     points: &[Point],
     targets: &[f64],
+    region: Option<&[Option<f64>]>,
     rng: &mut R,
 ) -> Vec<Vec<f64>> {
     let d = ctx.space.dim();
     let key = mix(ctx.seed ^ mix(ctx.trial_number ^ 0x6361_6e64));
-    let mut out: Vec<Vec<f64>> = (0..SWEEP)
-        .map(|i| SobolStrategy::unit_point(key, i, d))
-        .collect();
     let mut order: Vec<usize> = (0..points.len()).collect();
     order.sort_by(|a, b| targets[*a].total_cmp(&targets[*b]).then(a.cmp(b)));
+    let centre = order.first().map(|&i| points[i].unit.as_slice());
+    let mut out: Vec<Vec<f64>> = (0..SWEEP)
+        .map(|i| {
+            let u = SobolStrategy::unit_point(key, i, d);
+            match (region, centre) {
+                (Some(half), Some(c)) => TrustRegion::sample(c, half, &u, rng),
+                _ => u,
+            }
+        })
+        .collect();
     let discrete: Vec<bool> = ctx
         .space
         .params()
@@ -1017,6 +1081,59 @@ mod tests {
     }
 
     #[test]
+    fn the_trust_region_holds_the_sweep_near_the_best_trial_in_the_later_trials() {
+        let space = SearchSpace::new(vec![float("x", -5.0, 5.0), float("y", -5.0, 5.0)]).unwrap();
+        let obj = [minimize("loss")];
+        let quadratic = |p: &Params| -> BTreeMap<String, f64> {
+            let (x, y) = (value(p, "x"), value(p, "y"));
+            [("loss".to_string(), (x - 1.0).powi(2) + (y + 2.0).powi(2))].into()
+        };
+        let plain = BayesStrategy::default();
+        let history = run(&plain, &space, &obj, &[], 20, quadratic);
+        let with_region = BayesStrategy {
+            trust_region: true,
+            ..BayesStrategy::default()
+        };
+        let mut ctx = SuggestContext::new(&space, 20, 7);
+        ctx.objectives = &obj;
+        ctx.history = &history;
+        // 100 trials: the region starts at trial 8 + 92 / 2 = 54, so trial 20 is as before.
+        ctx.max_trials = Some(100);
+        assert_eq!(
+            with_region.suggest(&ctx).unwrap(),
+            plain.suggest(&ctx).unwrap()
+        );
+        let points = history::points(&ctx);
+        let targets = objective_targets(&points, 1, &mut ctx.rng(0));
+        let encoding = Encoding::new(&space);
+        let hyper = Prior::default_for(2).start();
+        assert_eq!(
+            region_box(&ctx, &points, &targets, 8, &encoding, &hyper),
+            None
+        );
+        // 30 trials: it starts at 8 + 11 = 19. Equal length scales: a square box.
+        ctx.max_trials = Some(30);
+        let half = region_box(&ctx, &points, &targets, 8, &encoding, &hyper).unwrap();
+        assert!(half[0].unwrap() > 0.0 && (half[0].unwrap() - half[1].unwrap()).abs() < 1e-12);
+        assert_ne!(
+            with_region.suggest(&ctx).unwrap(),
+            plain.suggest(&ctx).unwrap()
+        );
+        let best = (0..points.len())
+            .min_by(|a, b| targets[*a].total_cmp(&targets[*b]))
+            .unwrap();
+        let cands = candidates(&ctx, &points, &targets, Some(&half), &mut ctx.rng(1));
+        for c in &cands[..SWEEP as usize] {
+            for (k, h) in half.iter().enumerate() {
+                assert!(
+                    (c[k] - points[best].unit[k]).abs() <= h.unwrap() + 1e-12,
+                    "{c:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn finds_the_minimum_of_a_quadratic() {
         let space = SearchSpace::new(vec![float("x", -5.0, 5.0), float("y", -5.0, 5.0)]).unwrap();
         let obj = [minimize("loss")];
@@ -1025,6 +1142,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let h = run(&s, &space, &obj, &[], 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -1053,6 +1171,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let h = run(&s, &space, &obj, &cons, 25, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -1087,6 +1206,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let h = run(&s, &space, &obj, &[], 10, |p| {
             let (x, y) = (value(p, "x"), value(p, "y"));
@@ -1148,6 +1268,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let h = run(&s, &space, &obj, &[], 16, |p| {
             let shift = match &p["kind"] {
@@ -1230,6 +1351,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         // 16 trials: past `InputWarp::MIN_POINTS`, so the input warp's choice is covered too.
         let mut h = run(&s, &space, &obj, &[], 16, |p| {
@@ -1265,6 +1387,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let failed = vec![Observation {
             number: 0,
@@ -1310,6 +1433,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let h = run(&s, &space, &obj, &[], 24, |p| {
             let x = value(p, "x");
@@ -1365,6 +1489,7 @@ mod tests {
             measured_noise,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let plain = ranking(&ctx, &strategy(false)).unwrap();
         let noisy = ranking(&ctx, &strategy(true)).unwrap();
@@ -1382,6 +1507,7 @@ mod tests {
             measured_noise: true,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let a = s.suggest_with_note(&ctx).unwrap();
         assert_eq!(a.note, None);
@@ -1555,6 +1681,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let mut polish = 0;
         let mut pairs_tried = 0;
@@ -1606,6 +1733,7 @@ mod tests {
             measured_noise: false,
             cost_metric: cost_metric.map(str::to_string),
             input_warp: false,
+            trust_region: false,
         };
         let (mut cheap, mut spent, mut best) = ([0usize; 2], [0.0f64; 2], [0.0f64; 2]);
         for (k, s) in [with(None), with(Some("train_s"))].iter().enumerate() {
@@ -1658,6 +1786,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
         let h = run(&plain, &space, &obj, &[], 10, |p| {
             [(
@@ -1669,6 +1798,7 @@ mod tests {
         let costed = BayesStrategy {
             cost_metric: Some("gpu_seconds".into()),
             input_warp: false,
+            trust_region: false,
             ..plain.clone()
         };
         let mut ctx = SuggestContext::new(&space, 10, 11);
@@ -1733,6 +1863,7 @@ mod tests {
             measured_noise: false,
             cost_metric: None,
             input_warp: false,
+            trust_region: false,
         };
             let p = s.suggest(&ctx).unwrap();
             prop_assert!(space.contains(&p));

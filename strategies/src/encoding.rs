@@ -78,6 +78,18 @@ impl Encoding {
             .collect()
     }
 
+    /// Per parameter, its one feature when it is ordered (a float or an integer), `None` for a
+    /// categorical.
+    pub fn ordered_features(&self) -> Vec<Option<usize>> {
+        self.slots
+            .iter()
+            .map(|s| match *s {
+                Slot::Continuous { feature } | Slot::Ordinal { feature } => Some(feature),
+                Slot::OneHot { .. } => None,
+            })
+            .collect()
+    }
+
     /// The features an input warp may bend ([`crate::input_warp`]): floats and integer ranges
     /// on a linear scale. A log scale (`log = true`) or an explicit list of values is the
     /// user's own statement of the parameter's scale, and is left as it is.

@@ -44,6 +44,7 @@ pub mod sobol;
 pub mod space;
 pub mod strategy;
 pub mod tpe;
+pub mod trust_region;
 pub mod warp;
 
 #[cfg(test)]

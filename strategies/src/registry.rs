@@ -17,6 +17,31 @@ pub struct StrategyOptions {
     /// `bayes` only: a metric the trials report that measures their cost (see
     /// [`BayesStrategy::cost_metric`]).
     pub cost_metric: Option<String>,
+    /// `bayes` only: `strategy.measured_noise` ([`BayesStrategy::measured_noise`]); `None`
+    /// keeps the default (on).
+    pub measured_noise: Option<bool>,
+    /// `bayes` only: `strategy.input_warp` ([`BayesStrategy::input_warp`]); `None` keeps the
+    /// default (off).
+    pub input_warp: Option<bool>,
+    /// `bayes` only: `strategy.trust_region` ([`BayesStrategy::trust_region`]); `None` keeps
+    /// the default (off).
+    pub trust_region: Option<bool>,
+}
+
+impl StrategyOptions {
+    /// The `[strategy]` keys these options set that only `bayes` reads, by their names in a
+    /// study file.
+    pub fn bayes_only_keys(&self) -> Vec<&'static str> {
+        [
+            ("cost_metric", self.cost_metric.is_some()),
+            ("measured_noise", self.measured_noise.is_some()),
+            ("input_warp", self.input_warp.is_some()),
+            ("trust_region", self.trust_region.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
 }
 
 impl Default for StrategyOptions {
@@ -25,6 +50,9 @@ impl Default for StrategyOptions {
             initial_trials: 8,
             grid_points: 5,
             cost_metric: None,
+            measured_noise: None,
+            input_warp: None,
+            trust_region: None,
         }
     }
 }
@@ -41,9 +69,13 @@ pub const DEFAULT_KIND: &str = "bayes";
 /// Builds the strategy for `kind`; the error says what is allowed.
 pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>, String> {
     let allowed = AVAILABLE_KINDS.join(", ");
-    if options.cost_metric.is_some() && kind != "bayes" {
+    if let Some(key) = options
+        .bayes_only_keys()
+        .first()
+        .filter(|_| kind != "bayes")
+    {
         return Err(format!(
-            "strategy.cost_metric is used only by strategy.kind = \"bayes\" (this study's is {kind:?}); remove it or use bayes"
+            "strategy.{key} is used only by strategy.kind = \"bayes\" (this study's is {kind:?}); remove it or use bayes"
         ));
     }
     match kind {
@@ -52,11 +84,16 @@ pub fn build(kind: &str, options: &StrategyOptions) -> Result<Box<dyn Strategy>,
         "tpe" => Ok(Box::new(TpeStrategy {
             initial_trials: options.initial_trials,
         })),
-        "bayes" => Ok(Box::new(BayesStrategy {
-            initial_trials: options.initial_trials,
-            cost_metric: options.cost_metric.clone(),
-            ..BayesStrategy::default()
-        })),
+        "bayes" => {
+            let default = BayesStrategy::default();
+            Ok(Box::new(BayesStrategy {
+                initial_trials: options.initial_trials,
+                cost_metric: options.cost_metric.clone(),
+                measured_noise: options.measured_noise.unwrap_or(default.measured_noise),
+                input_warp: options.input_warp.unwrap_or(default.input_warp),
+                trust_region: options.trust_region.unwrap_or(default.trust_region),
+            }))
+        }
         "grid" => {
             if options.grid_points < 2 {
                 return Err(format!(
@@ -113,5 +150,21 @@ mod tests {
             ..options
         };
         assert!(build("grid", &two).is_ok());
+    }
+
+    #[test]
+    fn bayes_only_keys_are_refused_for_other_kinds() {
+        let warp = StrategyOptions {
+            input_warp: Some(true),
+            trust_region: Some(false),
+            ..StrategyOptions::default()
+        };
+        assert_eq!(warp.bayes_only_keys(), ["input_warp", "trust_region"]);
+        assert_eq!(
+            build("tpe", &warp).unwrap_err(),
+            r#"strategy.input_warp is used only by strategy.kind = "bayes" (this study's is "tpe"); remove it or use bayes"#
+        );
+        assert!(build("bayes", &warp).is_ok());
+        assert!(StrategyOptions::default().bayes_only_keys().is_empty());
     }
 }

@@ -459,6 +459,7 @@ fn run(kind: &str, problem: &Problem, seed: u64) -> f64 {
     for t in 0..problem.budget {
         let mut ctx = SuggestContext::new(&problem.space, t, seed);
         ctx.objectives = &problem.objectives;
+        ctx.max_trials = Some(problem.budget);
         ctx.constraints = &problem.constraints;
         ctx.history = &history;
         let params = strategy.suggest(&ctx).unwrap();

@@ -231,11 +231,14 @@ impl Acquisition {
 type Evaluation = (Vec<f64>, f64, Vec<f64>);
 
 /// The negative acquisition over unconstrained `z` for the movable features, the others held:
-/// feature `f = (1 - cos πz)/2` stays in [0, 1] whatever L-BFGS does.
+/// feature `f = lo + (hi - lo)(1 - cos πz)/2` stays in its bounds `[lo, hi]` (the unit
+/// interval, or a trust region's side) whatever L-BFGS does.
 struct Refine<'a> {
     acq: &'a Acquisition,
     base: Vec<f64>,
     movable: &'a [usize],
+    /// `(lo, hi)` of each movable feature, in the order of `movable`.
+    bounds: Vec<(f64, f64)>,
     /// The last `z` evaluated, with the cost and gradient there: argmin asks for both at the
     /// same point in separate calls, and one posterior evaluation gives both.
     cache: RefCell<Option<Evaluation>>,
@@ -244,14 +247,15 @@ struct Refine<'a> {
 impl Refine<'_> {
     fn features(&self, z: &[f64]) -> Vec<f64> {
         let mut x = self.base.clone();
-        for (f, zi) in self.movable.iter().zip(z) {
-            x[*f] = 0.5 * (1.0 - (PI * zi).cos());
+        for ((f, zi), (lo, hi)) in self.movable.iter().zip(z).zip(&self.bounds) {
+            x[*f] = lo + (hi - lo) * 0.5 * (1.0 - (PI * zi).cos());
         }
         x
     }
 
-    fn z_of(f: f64) -> f64 {
-        (1.0 - 2.0 * f.clamp(0.0, 1.0)).acos() / PI
+    fn z_of(f: f64, (lo, hi): (f64, f64)) -> f64 {
+        let t = if hi > lo { (f - lo) / (hi - lo) } else { 0.5 };
+        (1.0 - 2.0 * t.clamp(0.0, 1.0)).acos() / PI
     }
 
     /// Cost (the negative acquisition) and its gradient in `z`.
@@ -266,7 +270,8 @@ impl Refine<'_> {
             .movable
             .iter()
             .zip(z)
-            .map(|(f, zi)| -g[*f] * 0.5 * PI * (PI * zi).sin())
+            .zip(&self.bounds)
+            .map(|((f, zi), (lo, hi))| -g[*f] * (hi - lo) * 0.5 * PI * (PI * zi).sin())
             .collect();
         *self.cache.borrow_mut() = Some((z.to_vec(), -v, gz.clone()));
         (-v, gz)
@@ -308,6 +313,9 @@ pub struct Search {
     pub roulette: Vec<f64>,
     /// L-BFGS iterations per refinement.
     pub max_iters: u64,
+    /// `(lo, hi)` per model feature that refinement keeps a movable feature in (a trust
+    /// region's box); `None`: the unit interval.
+    pub bounds: Option<Vec<(f64, f64)>>,
 }
 
 /// The candidates to refine: the best, then `always`, then roulette draws without replacement.
@@ -377,11 +385,20 @@ pub fn maximize(
         let mut best = (encoding.decode(&flat[i * dim..(i + 1) * dim]), values[i]);
         if !movable.is_empty() && search.max_iters > 0 {
             let base = flat[i * dim..(i + 1) * dim].to_vec();
-            let z0: Vec<f64> = movable.iter().map(|f| Refine::z_of(base[*f])).collect();
+            let bounds: Vec<(f64, f64)> = movable
+                .iter()
+                .map(|f| search.bounds.as_ref().map_or((0.0, 1.0), |b| b[*f]))
+                .collect();
+            let z0: Vec<f64> = movable
+                .iter()
+                .zip(&bounds)
+                .map(|(f, b)| Refine::z_of(base[*f], *b))
+                .collect();
             let problem = Refine {
                 acq,
                 base,
                 movable: &movable,
+                bounds,
                 cache: RefCell::new(None),
             };
             if let Some((z, _)) = minimize(&problem, z0, search.max_iters) {

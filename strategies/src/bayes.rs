@@ -267,7 +267,22 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
     } else {
         None
     };
-    let candidates = candidates(ctx, &points, &targets, region.as_deref(), &mut rng);
+    let candidates = candidates(ctx, &points, &targets, region.as_ref(), &mut rng);
+    // Refinement stays in the box too: the region bounds where the acquisition is maximized.
+    let bounds = region.as_ref().map(|r| {
+        let mut b = vec![(0.0, 1.0); encoding.features()];
+        for ((f, c), h) in encoding
+            .ordered_features()
+            .iter()
+            .zip(&r.centre)
+            .zip(&r.half)
+        {
+            if let (Some(f), Some(h)) = (f, h) {
+                b[*f] = ((c - h).max(0.0), (c + h).min(1.0));
+            }
+        }
+        b
+    });
     // The best observed point itself (the candidate list ends with it).
     let always = vec![candidates.len() - 1];
     let search = Search {
@@ -276,6 +291,7 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
         always,
         roulette: (0..REFINE).map(|_| rng.random::<f64>()).collect(),
         max_iters: 30,
+        bounds,
     };
     let (unit, _) = maximize(&acq, &encoding, &search, &taken).ok_or("no candidate points")?;
     Ok(unit)
@@ -896,10 +912,20 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     )
 }
 
-/// The trust region's half-sides per unit coordinate for this suggestion, when it is in
-/// force: the region replayed from the finished trials ([`TrustRegion::replay`]), weighted by
-/// the fitted length scales. `None` before the later phase: the first half of the model's
-/// trials when the study has `max_trials`, else its first [`REGION_AFTER`] trials.
+/// A trust region's box in the unit cube.
+#[derive(Clone, Debug, PartialEq)]
+struct RegionBox {
+    /// The best observed point (lowest target).
+    centre: Vec<f64>,
+    /// Half-side per coordinate; `None` for a categorical.
+    half: Vec<Option<f64>>,
+}
+
+/// The trust region's box for this suggestion, when it is in force: centred on the best
+/// observed point, its sides those of the region replayed from the finished trials
+/// ([`TrustRegion::replay`]) weighted by the fitted length scales. `None` before the later
+/// phase: the first half of the model's trials when the study has `max_trials`, else its
+/// first [`REGION_AFTER`] trials.
 fn region_box(
     ctx: &SuggestContext<'_>,
     points: &[Point],
@@ -907,7 +933,7 @@ fn region_box(
     initial: u64,
     encoding: &Encoding,
     hyper: &crate::gp::Hyper,
-) -> Option<Vec<Option<f64>>> {
+) -> Option<RegionBox> {
     let start = match ctx.max_trials {
         Some(max) => initial + max.saturating_sub(initial) / 2,
         None => initial + REGION_AFTER,
@@ -928,36 +954,50 @@ fn region_box(
         .iter()
         .map(|f| f.map(|f| 1.0 / inv_ls2[f].sqrt()))
         .collect();
-    Some(region.half_sides(&scales))
+    let best =
+        (0..points.len()).min_by(|a, b| targets[*a].total_cmp(&targets[*b]).then(a.cmp(b)))?;
+    Some(RegionBox {
+        centre: points[best].unit.clone(),
+        half: region.half_sides(&scales),
+    })
 }
 
 /// Trials of a study without `max_trials` before the trust region is in force.
 const REGION_AFTER: u64 = 40;
 
-/// Candidate starting points: a fresh Sobol scramble for this trial (inside the trust region
-/// around the best observed point, when `region` gives its half-sides), and Gaussian
-/// perturbations of the best observed points (discrete coordinates resampled now and then).
+/// Candidate starting points: a fresh Sobol scramble for this trial, and Gaussian
+/// perturbations of the best observed points (discrete coordinates resampled now and then);
+/// with a trust region, the scramble is drawn in its box and the perturbations are clamped
+/// to it.
 fn candidates<R: Rng>(
     ctx: &SuggestContext<'_>,
     points: &[Point],
     targets: &[f64],
-    region: Option<&[Option<f64>]>,
+    region: Option<&RegionBox>,
     rng: &mut R,
 ) -> Vec<Vec<f64>> {
     let d = ctx.space.dim();
     let key = mix(ctx.seed ^ mix(ctx.trial_number ^ 0x6361_6e64));
     let mut order: Vec<usize> = (0..points.len()).collect();
     order.sort_by(|a, b| targets[*a].total_cmp(&targets[*b]).then(a.cmp(b)));
-    let centre = order.first().map(|&i| points[i].unit.as_slice());
     let mut out: Vec<Vec<f64>> = (0..SWEEP)
         .map(|i| {
             let u = SobolStrategy::unit_point(key, i, d);
-            match (region, centre) {
-                (Some(half), Some(c)) => TrustRegion::sample(c, half, &u, rng),
-                _ => u,
+            match region {
+                Some(r) => TrustRegion::sample(&r.centre, &r.half, &u, rng),
+                None => u,
             }
         })
         .collect();
+    let clamp = |v: &mut Vec<f64>| {
+        if let Some(r) = region {
+            for ((x, c), h) in v.iter_mut().zip(&r.centre).zip(&r.half) {
+                if let Some(h) = h {
+                    *x = x.clamp(c - h, c + h);
+                }
+            }
+        }
+    };
     let discrete: Vec<bool> = ctx
         .space
         .params()
@@ -968,7 +1008,7 @@ fn candidates<R: Rng>(
         let centre = &points[i].unit;
         for k in 0..LOCAL {
             let scale = [0.01, 0.05, 0.15][k % 3];
-            let v: Vec<f64> = centre
+            let mut v: Vec<f64> = centre
                 .iter()
                 .zip(&discrete)
                 .map(|(u, disc)| {
@@ -984,6 +1024,7 @@ fn candidates<R: Rng>(
                     }
                 })
                 .collect();
+            clamp(&mut v);
             out.push(v);
         }
     }
@@ -1113,7 +1154,8 @@ mod tests {
         );
         // 30 trials: it starts at 8 + 11 = 19. Equal length scales: a square box.
         ctx.max_trials = Some(30);
-        let half = region_box(&ctx, &points, &targets, 8, &encoding, &hyper).unwrap();
+        let region = region_box(&ctx, &points, &targets, 8, &encoding, &hyper).unwrap();
+        let half = &region.half;
         assert!(half[0].unwrap() > 0.0 && (half[0].unwrap() - half[1].unwrap()).abs() < 1e-12);
         assert_ne!(
             with_region.suggest(&ctx).unwrap(),
@@ -1122,11 +1164,14 @@ mod tests {
         let best = (0..points.len())
             .min_by(|a, b| targets[*a].total_cmp(&targets[*b]))
             .unwrap();
-        let cands = candidates(&ctx, &points, &targets, Some(&half), &mut ctx.rng(1));
-        for c in &cands[..SWEEP as usize] {
+        assert_eq!(region.centre, points[best].unit);
+        // Every candidate, and the suggestion itself, lies in the box.
+        let cands = candidates(&ctx, &points, &targets, Some(&region), &mut ctx.rng(1));
+        let suggested = space.to_unit(&with_region.suggest(&ctx).unwrap()).unwrap();
+        for c in cands.iter().chain([&suggested]) {
             for (k, h) in half.iter().enumerate() {
                 assert!(
-                    (c[k] - points[best].unit[k]).abs() <= h.unwrap() + 1e-12,
+                    (c[k] - region.centre[k]).abs() <= h.unwrap() + 1e-9,
                     "{c:?}"
                 );
             }

@@ -87,7 +87,10 @@ def study_toml(name, seed, kind, variables, parallel):
         else:
             choices = ", ".join(json.dumps(str(v)) for v in spec)
             lines.append(f'type = "categorical"\nchoices = [{choices}]\n')
-    lines.append(f'[strategy]\nkind = "{kind}"\n')
+    # QUANTUNE_STRATEGY: extra [strategy] keys for a variant run, e.g. "trust_region = true"
+    # (run it into its own --db: the same optimizer name keeps the seeds paired).
+    extra = os.environ.get("QUANTUNE_STRATEGY", "").replace(";", "\n")
+    lines.append(f'[strategy]\nkind = "{kind}"\n{extra}\n')
     lines.append(f"[budget]\nmax_trials = {BUDGET}\nparallel = {parallel}\nmax_failed = {BUDGET}\n")
     lines.append('[trial]\nworkload = "external"\ntimeout = "24h"\n')
     return "\n".join(lines)

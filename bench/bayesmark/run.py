@@ -80,7 +80,8 @@ def main():
     problems = load_problems(args.problems, args.slice)
     bin_dir = os.path.dirname(sys.executable)
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               QUANTUNE_BUDGET=str(args.calls * args.suggest))
 
     jobs = []
     for rep in range(args.first_repeat, args.first_repeat + args.repeats):

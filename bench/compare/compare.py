@@ -102,7 +102,10 @@ def study_toml(problem, name, kind, seed, budget):
             lines.append(f'type = "int"\nvalues = [{", ".join(map(str, spec[1]))}]\n')
         else:
             lines.append(f'type = "categorical"\nchoices = [{", ".join(map(toml_value, spec[1]))}]\n')
-    lines.append(f'[strategy]\nkind = "{kind}"\n')
+    # QUANTUNE_STRATEGY: extra [strategy] keys for a variant run, e.g. "trust_region = true"
+    # (several separated by ";"), as in bench/bayesmark.
+    extra = os.environ.get("QUANTUNE_STRATEGY", "").replace(";", "\n")
+    lines.append(f'[strategy]\nkind = "{kind}"\n{extra}\n')
     lines.append(f"[budget]\nmax_trials = {budget}\nparallel = 1\nmax_failed = {budget}\n")
     lines.append('[trial]\nworkload = "external"\ntimeout = "1h"\n')
     return "\n".join(lines)

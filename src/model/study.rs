@@ -71,7 +71,7 @@ pub struct StrategySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_warp: Option<bool>,
     /// `bayes`: a trust region around the incumbent in the later trials (`None`: the
-    /// default, off).
+    /// default, on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_region: Option<bool>,
 }

@@ -14,7 +14,7 @@
 //!
 //! `cargo run --release -p quantune-strategies --example synthetic -- [kind] [seeds] [problems]`
 //! (defaults: `bayes`, 10 seeds, every problem; problems comma-separated; kind `bayes-warp` is
-//! `bayes` with its input warping on). Prints the mean,
+//! `bayes` with its input warping on, `bayes-notr` `bayes` without its trust region). Prints the mean,
 //! median and worst best value (hypervolume for ZDT1 and DTLZ2) per problem.
 
 use quantune_strategies::bayes::BayesStrategy;
@@ -441,15 +441,15 @@ fn problems() -> Vec<Problem> {
 /// One run: the best feasible loss (single objective) or the hypervolume.
 fn run(kind: &str, problem: &Problem, seed: u64) -> f64 {
     // `bayes-warp`: `bayes` with its input warping on (off in the registry's `bayes`).
-    // `bayes-tr`: `bayes` with its trust region on (off in the registry's `bayes`).
+    // `bayes-notr`: `bayes` with its trust region off (on in the registry's `bayes`).
     let strategy: Box<dyn Strategy> = if kind == "bayes-warp" {
         Box::new(BayesStrategy {
             input_warp: true,
             ..BayesStrategy::default()
         })
-    } else if kind == "bayes-tr" {
+    } else if kind == "bayes-notr" {
         Box::new(BayesStrategy {
-            trust_region: true,
+            trust_region: false,
             ..BayesStrategy::default()
         })
     } else {

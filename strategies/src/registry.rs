@@ -24,7 +24,7 @@ pub struct StrategyOptions {
     /// default (off).
     pub input_warp: Option<bool>,
     /// `bayes` only: `strategy.trust_region` ([`BayesStrategy::trust_region`]); `None` keeps
-    /// the default (off).
+    /// the default (on).
     pub trust_region: Option<bool>,
 }
 

@@ -29,7 +29,10 @@ from bayesmark.experiment import experiment_main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_BIN = os.path.normpath(os.path.join(HERE, "..", "..", "..", "..", "target", "release", "quantune"))
-BUDGET = 10000  # max_trials; bayesmark decides when to stop
+# max_trials: the experiment's evaluations (n_calls × n_suggestions), which run.py passes as
+# QUANTUNE_BUDGET, so a strategy that plans over the budget (the trust region's later phase)
+# sees the real one; bayesmark itself decides when to stop.
+BUDGET = int(os.environ.get("QUANTUNE_BUDGET", "10000"))
 
 
 class Daemon:

@@ -918,16 +918,17 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 /// A trust region's box in the unit cube.
 #[derive(Clone, Debug, PartialEq)]
 struct RegionBox {
-    /// The best observed point (lowest target).
+    /// The best feasible observed point (lowest target).
     centre: Vec<f64>,
     /// Half-side per coordinate; `None` for a categorical.
     half: Vec<Option<f64>>,
 }
 
 /// The trust region's box for this suggestion, when it is in force: centred on the best
-/// observed point, its sides those of the region replayed from the finished trials
-/// ([`TrustRegion::replay`]) weighted by the fitted length scales. `None` before the later
-/// phase: the first half of the model's trials when the study has `max_trials`, else its
+/// feasible observed point (`None` while there is none), its sides those of the region
+/// replayed from the finished trials ([`TrustRegion::replay`]) weighted by the fitted length
+/// scales. `None` before the later phase: the first half of the model's trials when the
+/// study has `max_trials`, else its
 /// first [`REGION_AFTER`] trials.
 fn region_box(
     ctx: &SuggestContext<'_>,
@@ -944,6 +945,8 @@ fn region_box(
     if ctx.trial_number < start {
         return None;
     }
+    // A trial's value when it is feasible: an infeasible trial is a failure, and never the
+    // centre, however low its loss.
     let values: Vec<Option<f64>> = points
         .iter()
         .zip(targets)
@@ -957,8 +960,10 @@ fn region_box(
         .iter()
         .map(|f| f.map(|f| 1.0 / inv_ls2[f].sqrt()))
         .collect();
-    let best =
-        (0..points.len()).min_by(|a, b| targets[*a].total_cmp(&targets[*b]).then(a.cmp(b)))?;
+    let best = (0..points.len())
+        .filter_map(|i| Some((i, values[i]?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))?
+        .0;
     Some(RegionBox {
         centre: points[best].unit.clone(),
         half: region.half_sides(&scales),

@@ -214,7 +214,7 @@ impl Acquisition {
             }
         }
         if let Some(c) = &self.cost {
-            for (t, (mean, _)) in total.iter_mut().zip(c.gp.predict_many(xs)) {
+            for (t, mean) in total.iter_mut().zip(c.gp.predict_means(xs)) {
                 *t -= c.scale * mean;
             }
         }

@@ -195,9 +195,7 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
         .filter(|(p, _)| matches!(p.evidence, Evidence::Measured { feasible: true, .. }))
         .map(|(p, (y, k))| {
             let value = if noisy {
-                objective_gp
-                    .predict(&warp.apply(&encoding.encode(&p.unit)), false)
-                    .mean
+                objective_gp.predict_mean(&warp.apply(&encoding.encode(&p.unit)))
             } else {
                 *y
             };
@@ -221,17 +219,17 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
     let mut best = best;
     if best.is_finite() {
         for (k, m) in objective_gp
-            .predict_many(&x_pend_objective)
-            .iter()
+            .predict_means(&x_pend_objective)
+            .into_iter()
             .enumerate()
         {
             let x = &x_pend[k * dim..(k + 1) * dim];
             let feasible = constraints.iter().all(|c: &ConstraintModel| {
-                let mean = c.gp.predict(x, false).mean;
+                let mean = c.gp.predict_mean(x);
                 c.min.is_none_or(|lo| mean >= lo) && c.max.is_none_or(|hi| mean <= hi)
             });
             if feasible {
-                best = best.min(m.0);
+                best = best.min(m);
             }
         }
     }
@@ -561,7 +559,7 @@ pub fn ranking(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Option<Vec
         .filter(|p| matches!(p.evidence, Evidence::Measured { feasible: true, .. }))
         .map(|p| {
             let x = fit.warp.apply(&encoding.encode(&p.unit));
-            (p.number, gp.predict(&x, false).mean)
+            (p.number, gp.predict_mean(&x))
         })
         .collect();
     out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
@@ -598,7 +596,7 @@ fn believer(
     if x_pend.is_empty() {
         return Some(gp);
     }
-    let fantasies: Vec<f64> = gp.predict_many(x_pend).iter().map(|p| p.0).collect();
+    let fantasies: Vec<f64> = gp.predict_means(x_pend);
     let mut xs = x.to_vec();
     xs.extend_from_slice(x_pend);
     let mut ys = y.to_vec();
@@ -820,7 +818,7 @@ fn measured_spreads(
     for (k, (i, raw)) in with.iter().enumerate() {
         out[*i] = match &model {
             Some((gp, mean, sd)) if modelled[*i] => {
-                let smooth = (mean + sd * gp.predict(&x[k * dim..(k + 1) * dim], false).mean).exp();
+                let smooth = (mean + sd * gp.predict_mean(&x[k * dim..(k + 1) * dim])).exp();
                 if smooth.is_finite() && smooth > 0.0 {
                     smooth
                 } else {

@@ -11,6 +11,7 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 const SQRT5: f64 = 2.236_067_977_499_79;
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -161,12 +162,16 @@ pub struct Gp {
     x: Vec<f64>,
     inv_ls2: Vec<f64>,
     signal: f64,
-    /// `L⁻¹`, the inverse of the lower Cholesky factor `L` of `K + noise·I` (lower
-    /// triangular, column-major): a prediction is a product with it, a dense matrix product
-    /// for a batch and contiguous axpys and dot products for one point (about 1.5 times
-    /// faster than nalgebra's column-by-column triangular solves, where the suggestion
-    /// latency benchmark spent a quarter of its time).
-    linv: DMatrix<f64>,
+    /// `Lᵀ` for the lower Cholesky factor `L` of `K + noise·I`: its column-major storage is
+    /// `L` row-major, what [`lower_inverse_by_columns`] reads.
+    l_t: DMatrix<f64>,
+    /// `L⁻¹` (lower triangular, column-major), computed at the first variance asked for (a
+    /// GP asked only for means, [`Gp::predict_mean`], never needs it): a prediction is a
+    /// product with it, a dense matrix product for a batch and contiguous axpys and dot
+    /// products for one point (about 1.5 times faster than nalgebra's column-by-column
+    /// triangular solves, where the suggestion latency benchmark spent a quarter of its
+    /// time).
+    linv: OnceLock<DMatrix<f64>>,
     /// `(K + noise·I)⁻¹ y`.
     alpha: DVector<f64>,
 }
@@ -242,21 +247,40 @@ impl Gp {
         }
         let chol = cholesky_with_jitter(k, signal)?;
         let alpha = chol.solve(&DVector::from_column_slice(y));
-        // Column j of L⁻¹ is row j of `lower_inverse_by_columns` of the row-major L (the
-        // column-major storage of Lᵀ).
-        let linv = DMatrix::from_vec(
-            n,
-            n,
-            lower_inverse_by_columns(chol.l().transpose().as_slice(), n),
-        );
         Some(Gp {
             dim,
             x: x.to_vec(),
             inv_ls2,
             signal,
-            linv,
+            l_t: chol.l().transpose(),
+            linv: OnceLock::new(),
             alpha,
         })
+    }
+
+    /// `L⁻¹`, computed once: column j of it is row j of [`lower_inverse_by_columns`] of the
+    /// row-major `L`.
+    fn linv(&self) -> &DMatrix<f64> {
+        self.linv.get_or_init(|| {
+            let n = self.len();
+            DMatrix::from_vec(n, n, lower_inverse_by_columns(self.l_t.as_slice(), n))
+        })
+    }
+
+    /// The kernel column `k*(x)` (scaled by the signal), and `g` of each entry when `grads`.
+    fn kernel_column(&self, x: &[f64], grads: Option<&mut [f64]>) -> Vec<f64> {
+        let dim = self.dim;
+        let mut kstar: Vec<f64> = (0..self.len())
+            .map(|i| scaled_sq_dist(x, &self.x[i * dim..(i + 1) * dim], &self.inv_ls2))
+            .collect();
+        matern52_many(&mut kstar, self.signal, grads);
+        kstar
+    }
+
+    /// The posterior mean at `x` alone, exactly [`Gp::predict`]'s (`O(n · dim)`: no
+    /// variance, no `L⁻¹`).
+    pub fn predict_mean(&self, x: &[f64]) -> f64 {
+        dot(&self.kernel_column(x, None), self.alpha.as_slice())
     }
 
     /// Number of conditioning points.
@@ -273,15 +297,12 @@ impl Gp {
     pub fn predict(&self, x: &[f64], grad: bool) -> Prediction {
         let n = self.len();
         let dim = self.dim;
-        let mut kstar: Vec<f64> = (0..n)
-            .map(|i| scaled_sq_dist(x, &self.x[i * dim..(i + 1) * dim], &self.inv_ls2))
-            .collect();
         // g_i (Matérn derivative factor) per training point, for the gradients.
         let mut gs = if grad { vec![0.0; n] } else { Vec::new() };
-        matern52_many(&mut kstar, self.signal, grad.then_some(gs.as_mut_slice()));
+        let kstar = self.kernel_column(x, grad.then_some(gs.as_mut_slice()));
         let mean = dot(&kstar, self.alpha.as_slice());
         // v = L⁻¹ k* = Σ_j k*_j · (column j of L⁻¹, zero before j).
-        let linv = self.linv.as_slice();
+        let linv = self.linv().as_slice();
         let mut v = vec![0.0; n];
         for (j, kj) in kstar.iter().enumerate() {
             for (vi, lij) in v[j..].iter_mut().zip(&linv[j * n + j..(j + 1) * n]) {
@@ -324,28 +345,45 @@ impl Gp {
     /// Posterior means and variances at many points at once (row-major, `dim` columns): the
     /// kernel columns of every point times `L⁻¹` in one dense matrix product.
     pub fn predict_many(&self, xs: &[f64]) -> Vec<(f64, f64)> {
+        let kstar = self.kernel_columns(xs);
+        if kstar.ncols() == 0 {
+            return Vec::new();
+        }
+        let means = kstar.tr_mul(&self.alpha);
+        // Column c of `L⁻¹ · kstar` is L⁻¹ k*(x_c), whose squared norm is what the prior
+        // variance loses.
+        let v = self.linv() * &kstar;
+        v.column_iter()
+            .zip(means.iter())
+            .map(|(column, mean)| (*mean, (self.signal - column.norm_squared()).max(VAR_FLOOR)))
+            .collect()
+    }
+
+    /// The posterior means of [`Gp::predict_many`] alone, exactly its (no variances, no
+    /// `L⁻¹`).
+    pub fn predict_means(&self, xs: &[f64]) -> Vec<f64> {
+        let kstar = self.kernel_columns(xs);
+        if kstar.ncols() == 0 {
+            return Vec::new();
+        }
+        kstar.tr_mul(&self.alpha).iter().copied().collect()
+    }
+
+    /// The kernel columns `k*(x_c)` of every point of `xs` (row-major, `dim` columns), one
+    /// column per point.
+    fn kernel_columns(&self, xs: &[f64]) -> DMatrix<f64> {
         let n = self.len();
         let dim = self.dim;
         let m = xs.len() / dim.max(1);
-        if m == 0 {
-            return Vec::new();
-        }
-        // Column c of `kstar` is k*(x_c); column c of `L⁻¹ · kstar` is L⁻¹ k*(x_c), whose
-        // squared norm is what the prior variance loses.
         let mut kstar = DMatrix::<f64>::zeros(n, m);
-        for (c, column) in kstar.as_mut_slice().chunks_exact_mut(n).enumerate() {
+        for (c, column) in kstar.as_mut_slice().chunks_exact_mut(n.max(1)).enumerate() {
             let xc = &xs[c * dim..(c + 1) * dim];
             for (i, k) in column.iter_mut().enumerate() {
                 *k = scaled_sq_dist(xc, &self.x[i * dim..(i + 1) * dim], &self.inv_ls2);
             }
             matern52_many(column, self.signal, None);
         }
-        let means = kstar.tr_mul(&self.alpha);
-        let v = &self.linv * &kstar;
-        v.column_iter()
-            .zip(means.iter())
-            .map(|(column, mean)| (*mean, (self.signal - column.norm_squared()).max(VAR_FLOOR)))
-            .collect()
+        kstar
     }
 }
 
@@ -1110,6 +1148,16 @@ mod tests {
             assert!(close(*mean, one.mean, 1e-9), "{c}: {mean} vs {}", one.mean);
             assert!(close(*var, one.var, 1e-9), "{c}: {var} vs {}", one.var);
         }
+        // The mean-only paths are the same arithmetic, bit for bit, and need no L⁻¹.
+        let fresh = Gp::new(&x, 3, &y, &h).unwrap();
+        let means = fresh.predict_means(&xs);
+        for (c, (mean, _)) in many.iter().enumerate() {
+            assert_eq!(means[c], *mean);
+            let one = fresh.predict_mean(&xs[c * 3..(c + 1) * 3]);
+            assert_eq!(one, gp.predict(&xs[c * 3..(c + 1) * 3], false).mean);
+        }
+        assert!(fresh.linv.get().is_none());
+        assert!(gp.predict_means(&[]).is_empty() && gp.predict_many(&[]).is_empty());
     }
 
     #[test]

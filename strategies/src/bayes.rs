@@ -39,7 +39,7 @@ use crate::input_warp::InputWarp;
 use crate::sobol::SobolStrategy;
 use crate::space::Params;
 use crate::strategy::{mix, Strategy, StrategyError, SuggestContext, Suggestion};
-use crate::trust_region::TrustRegion;
+use crate::trust_region::{RegionBox, TrustRegion};
 use crate::warp::OutputWarp;
 use rand::Rng;
 use rand_distr::{Distribution, Exp1, StandardNormal};
@@ -272,14 +272,9 @@ fn model_point(ctx: &SuggestContext<'_>, strategy: &BayesStrategy) -> Result<Vec
     // Refinement stays in the box too: the region bounds where the acquisition is maximized.
     let bounds = region.as_ref().map(|r| {
         let mut b = vec![(0.0, 1.0); encoding.features()];
-        for ((f, c), h) in encoding
-            .ordered_features()
-            .iter()
-            .zip(&r.centre)
-            .zip(&r.half)
-        {
-            if let (Some(f), Some(h)) = (f, h) {
-                b[*f] = ((c - h).max(0.0), (c + h).min(1.0));
+        for (i, f) in encoding.ordered_features().iter().enumerate() {
+            if let (Some(f), Some(side)) = (f, r.side(i)) {
+                b[*f] = side;
             }
         }
         b
@@ -913,15 +908,6 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     )
 }
 
-/// A trust region's box in the unit cube.
-#[derive(Clone, Debug, PartialEq)]
-struct RegionBox {
-    /// The best feasible observed point (lowest target).
-    centre: Vec<f64>,
-    /// Half-side per coordinate; `None` for a categorical.
-    half: Vec<Option<f64>>,
-}
-
 /// The trust region's box for this suggestion, when it is in force: centred on the best
 /// feasible observed point (`None` while there is none), its sides those of the region
 /// replayed from the finished trials ([`TrustRegion::replay`]) weighted by the fitted length
@@ -962,10 +948,7 @@ fn region_box(
         .filter_map(|i| Some((i, values[i]?)))
         .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))?
         .0;
-    Some(RegionBox {
-        centre: points[best].unit.clone(),
-        half: region.half_sides(&scales),
-    })
+    Some(region.around(points[best].unit.clone(), &scales))
 }
 
 /// Trials of a study without `max_trials` before the trust region is in force.
@@ -990,20 +973,11 @@ fn candidates<R: Rng>(
         .map(|i| {
             let u = SobolStrategy::unit_point(key, i, d);
             match region {
-                Some(r) => TrustRegion::sample(&r.centre, &r.half, &u, rng),
+                Some(r) => r.sample(&u, rng),
                 None => u,
             }
         })
         .collect();
-    let clamp = |v: &mut Vec<f64>| {
-        if let Some(r) = region {
-            for ((x, c), h) in v.iter_mut().zip(&r.centre).zip(&r.half) {
-                if let Some(h) = h {
-                    *x = x.clamp(c - h, c + h);
-                }
-            }
-        }
-    };
     let discrete: Vec<bool> = ctx
         .space
         .params()
@@ -1030,7 +1004,9 @@ fn candidates<R: Rng>(
                     }
                 })
                 .collect();
-            clamp(&mut v);
+            if let Some(r) = region {
+                r.clamp(&mut v);
+            }
             out.push(v);
         }
     }

@@ -69,13 +69,7 @@ impl Encoding {
 
     /// The features a gradient method may move (floats and relaxed integers).
     pub fn movable(&self) -> Vec<usize> {
-        self.slots
-            .iter()
-            .filter_map(|s| match *s {
-                Slot::Continuous { feature } | Slot::Ordinal { feature } => Some(feature),
-                Slot::OneHot { .. } => None,
-            })
-            .collect()
+        self.ordered_features().into_iter().flatten().collect()
     }
 
     /// Per parameter, its one feature when it is ordered (a float or an integer), `None` for a

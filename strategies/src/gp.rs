@@ -422,12 +422,7 @@ pub fn log_marginal_from_distances(
     let (signal, noise) = (hyper.signal(), hyper.noise());
     let mut kv = r2.to_vec();
     matern52_many(&mut kv, signal, None);
-    let mut k = vec![0.0; n * n];
-    for i in 0..n {
-        let p0 = i * i.saturating_sub(1) / 2;
-        k[i * n..i * n + i].copy_from_slice(&kv[p0..p0 + i]);
-        k[i * n + i] = signal + noise + known.get(i).copied().unwrap_or(0.0);
-    }
+    let mut k = lower_kernel_matrix(&kv, n, signal + noise, known);
     if !cholesky_in_place(&mut k, n) {
         return None;
     }
@@ -436,6 +431,19 @@ pub fn log_marginal_from_distances(
     let fit: f64 = b.iter().map(|v| v * v).sum();
     let log_det: f64 = (0..n).map(|i| k[i * n + i].ln()).sum();
     Some(-0.5 * fit - log_det - 0.5 * n as f64 * LN_2PI)
+}
+
+/// The lower triangle of a row-major `n × n` kernel matrix from its pair values `kv` (in the
+/// order `(1,0), (2,0), (2,1), …`), with `diagonal + known[i]` on the diagonal (`known` may
+/// be shorter: 0 past its end); the upper triangle stays 0.
+fn lower_kernel_matrix(kv: &[f64], n: usize, diagonal: f64, known: &[f64]) -> Vec<f64> {
+    let mut k = vec![0.0; n * n];
+    for i in 0..n {
+        let p0 = i * i.saturating_sub(1) / 2;
+        k[i * n..i * n + i].copy_from_slice(&kv[p0..p0 + i]);
+        k[i * n + i] = diagonal + known.get(i).copied().unwrap_or(0.0);
+    }
+    k
 }
 
 /// Cholesky factorization of the row-major symmetric `n × n` matrix whose lower triangle is in
@@ -643,12 +651,7 @@ impl<'a> Objective<'a> {
         let mut kv = r2;
         let mut gv = vec![0.0; npairs];
         matern52_many(&mut kv, signal, Some(&mut gv));
-        let mut k = vec![0.0; n * n];
-        for i in 0..n {
-            let p0 = i * i.saturating_sub(1) / 2;
-            k[i * n..i * n + i].copy_from_slice(&kv[p0..p0 + i]);
-            k[i * n + i] = signal + noise + self.known.get(i).copied().unwrap_or(0.0);
-        }
+        let mut k = lower_kernel_matrix(&kv, n, signal + noise, &self.known);
         // Row-major lower factor; every inner loop below is a contiguous dot product.
         if !cholesky_in_place(&mut k, n) {
             return None;

@@ -106,19 +106,49 @@ impl TrustRegion {
             .collect()
     }
 
-    /// A point of the box around `centre` (unit cube): each ordered coordinate drawn
-    /// uniformly in its side (clamped to [0, 1]) from `u`, one uniform draw per coordinate;
-    /// a categorical keeps the centre's value except with probability `1 / dim`.
-    pub fn sample<R: Rng>(
-        centre: &[f64],
-        half: &[Option<f64>],
-        u: &[f64],
-        rng: &mut R,
-    ) -> Vec<f64> {
-        let dim = centre.len().max(1) as f64;
-        centre
+    /// The region's box around `centre` (a unit-cube point), its half-sides from
+    /// [`TrustRegion::half_sides`] of the length scales `scales`.
+    pub fn around(&self, centre: Vec<f64>, scales: &[Option<f64>]) -> RegionBox {
+        RegionBox {
+            centre,
+            half: self.half_sides(scales),
+        }
+    }
+}
+
+/// A trust region's box in the unit cube.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionBox {
+    /// The best feasible observed point (lowest target).
+    pub centre: Vec<f64>,
+    /// Half-side per coordinate; `None` for a categorical.
+    pub half: Vec<Option<f64>>,
+}
+
+impl RegionBox {
+    /// Coordinate `i`'s side `(lo, hi)`, within [0, 1]; `None` for a categorical.
+    pub fn side(&self, i: usize) -> Option<(f64, f64)> {
+        let (c, h) = (self.centre[i], self.half[i]?);
+        Some(((c - h).max(0.0), (c + h).min(1.0)))
+    }
+
+    /// `v` (a unit-cube point) with each ordered coordinate clamped to its side.
+    pub fn clamp(&self, v: &mut [f64]) {
+        for (i, x) in v.iter_mut().enumerate() {
+            if let Some((lo, hi)) = self.side(i) {
+                *x = x.clamp(lo, hi);
+            }
+        }
+    }
+
+    /// A point of the box: each ordered coordinate drawn uniformly in its side (clamped to
+    /// [0, 1]) from `u`, one uniform draw per coordinate; a categorical keeps the centre's
+    /// value except with probability `1 / dim`.
+    pub fn sample<R: Rng>(&self, u: &[f64], rng: &mut R) -> Vec<f64> {
+        let dim = self.centre.len().max(1) as f64;
+        self.centre
             .iter()
-            .zip(half)
+            .zip(&self.half)
             .zip(u)
             .map(|((c, h), u)| match h {
                 Some(h) => (c + (2.0 * u - 1.0) * h).clamp(0.0, 1.0),
@@ -177,7 +207,8 @@ mod tests {
             successes: 0,
             failures: 0,
         };
-        let half = r.half_sides(&[Some(0.5), Some(2.0), None]);
+        let scales = [Some(0.5), Some(2.0), None];
+        let half = r.half_sides(&scales);
         // Geometric mean 1: half-sides 0.2 × 0.5 and 0.2 × 2.
         assert!((half[0].unwrap() - 0.1).abs() < 1e-12);
         assert!((half[1].unwrap() - 0.4).abs() < 1e-12);
@@ -185,7 +216,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         for k in 0..200 {
             let u = [k as f64 / 199.0, 1.0 - k as f64 / 199.0, 0.9];
-            let p = TrustRegion::sample(&[0.95, 0.5, 0.1], &half, &u, &mut rng);
+            let p = r.around(vec![0.95, 0.5, 0.1], &scales).sample(&u, &mut rng);
             assert!(p[0] >= 0.85 - 1e-12 && p[0] <= 1.0, "{p:?}");
             assert!(p[1] >= 0.1 - 1e-12 && p[1] <= 0.9 + 1e-12, "{p:?}");
             assert!(p[2] == 0.1 || p[2] == 0.9, "{p:?}");
